@@ -1,0 +1,1 @@
+"""The node agent: outbox, link, executor and session backends."""

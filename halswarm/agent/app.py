@@ -1,0 +1,110 @@
+"""``run_agent``: the agent's nursery tree.
+
+::
+
+    run_agent
+    └─ outbox (SQLite, thread gate)        open for the whole run
+       └─ nursery
+          ├─ executor                      commands, each in its own task
+          ├─ backend                       produces events into the sink -> outbox
+          └─ link                          connect loop: hello, sender, reader, heartbeats
+
+On shutdown the link closes cleanly (the supervisor marks the node offline at once);
+unacked events stay in the outbox and are sent after the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from halswarm.agent.backend import EventSink, SessionBackend
+from halswarm.agent.executor import Executor
+from halswarm.agent.link import AgentLink, Connector, LinkStatus
+from halswarm.agent.outbox import Outbox, open_outbox
+from halswarm.agent.resources import ResourceSampler
+from halswarm.obs.logging import ctx
+from halswarm.timeutil import Clock, system_now
+
+if TYPE_CHECKING:
+    from halswarm.config.agent import AgentConfig
+    from halswarm.models import Project
+
+__all__ = ["AgentHandle", "BackendFactory", "run_agent"]
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[Outbox], SessionBackend]
+"""Builds the backend once the outbox (and its stored state) is open."""
+
+
+@attrs.frozen
+class AgentHandle:
+    """What a running agent exposes to its starter."""
+
+    node_id: str
+    outbox: Outbox
+    link: AgentLink
+    backend: SessionBackend
+
+    @property
+    def status(self) -> LinkStatus:
+        """The link's current status."""
+        return self.link.status
+
+
+async def run_agent(
+    config: AgentConfig,
+    backend_factory: BackendFactory,
+    *,
+    shutdown: trio.Event,
+    projects: list[Project] | None = None,
+    connector: Connector | None = None,
+    now: Clock = system_now,
+    rng: random.Random | None = None,
+    task_status: trio.TaskStatus[AgentHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the agent until *shutdown* is set.
+
+    Raises:
+        OutboxError: the data dir cannot be used.
+    """
+    data_dir = config.resolved_data_dir()
+    rng = rng or random.Random()
+    async with open_outbox(data_dir) as outbox:
+        backend = backend_factory(outbox)
+        sink = EventSink(outbox, now=now)
+        executor = Executor(backend, outbox)
+        link = AgentLink(
+            config,
+            outbox=outbox,
+            sink=sink,
+            executor=executor,
+            shutdown=shutdown,
+            now=now,
+            rng=rng,
+            resources=ResourceSampler(data_dir),
+            health=backend.health,
+            projects=projects,
+            connector=connector,
+        )
+        log.info(
+            "agent starting",
+            extra=ctx(node_id=link.node_id, data_dir=str(data_dir), pending=outbox.pending, last_seq=outbox.last_seq),
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(executor.run)
+            await nursery.start(backend.run, sink)
+            await nursery.start(link.run)
+            task_status.started(AgentHandle(link.node_id, outbox, link, backend))
+            await shutdown.wait()
+            # The link sees the same event and closes cleanly; give it a moment.
+            with trio.move_on_after(config.link.close_timeout_sec):
+                await link.stopped.wait()
+            nursery.cancel_scope.cancel()
+    log.info("agent stopped", extra=ctx(node_id=config.resolved_node_id()))

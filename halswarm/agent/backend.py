@@ -1,0 +1,104 @@
+"""What the agent needs from a session backend (simulated now, opencode next) and
+the sink backends emit events into."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, Protocol
+
+import attrs
+import orjson
+import trio
+
+from halswarm.convert import converter
+from halswarm.jsontypes import JSONObject
+from halswarm.models import Session
+from halswarm.proto.messages import CommandMsg, SessionSnapshot
+from halswarm.timeutil import Clock, format_ts
+
+if TYPE_CHECKING:
+    from halswarm.agent.outbox import Outbox
+
+__all__ = ["CommandFailedError", "EventSink", "OutEvent", "SessionBackend"]
+
+#: Event payloads above this are replaced by a truncated preview (frames stay bounded).
+MAX_DATA_BYTES: Final = 64 * 1024
+_PREVIEW_CHARS: Final = 2048
+
+
+class CommandFailedError(Exception):
+    """A command could not be carried out; the message goes back to the operator."""
+
+
+@attrs.frozen
+class OutEvent:
+    """An event a backend emits; the sink stamps time and seq."""
+
+    type: str
+    session_id: str | None = None
+    project: str | None = None
+    data: JSONObject = attrs.field(factory=dict)
+    state: Session | None = None
+
+
+class SessionBackend(Protocol):
+    """A source of sessions: produces events and carries out commands."""
+
+    async def run(self, sink: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Produce events into *sink* until cancelled; ``started()`` once sessions are known."""
+
+    async def execute(self, command: CommandMsg) -> JSONObject:
+        """Carry out a command and return its result. Raises :class:`CommandFailedError`."""
+
+    def health(self) -> dict[str, str]:
+        """Component -> "ok" or what is wrong (reported in heartbeats)."""
+
+
+class EventSink:
+    """Turns backend events into outbox rows and remembers each session's latest state."""
+
+    def __init__(self, outbox: Outbox, *, now: Clock) -> None:
+        self.outbox = outbox
+        self.now = now
+        self._snapshots: dict[str, SessionSnapshot] = {}
+        self.truncated = 0
+
+    async def emit(self, events: list[OutEvent]) -> None:
+        """Commit events to the outbox (one transaction); they are durable on return."""
+        if not events:
+            return
+        ts = format_ts(self.now())
+        bodies = [self._body(ev, ts) for ev in events]
+        seqs = await self.outbox.append(bodies)
+        for seq, ev in zip(seqs, events, strict=True):
+            if ev.state is not None:
+                self._snapshots[ev.state.id] = SessionSnapshot(seq, ev.state)
+
+    def _body(self, ev: OutEvent, ts: str) -> bytes:
+        # Built by hand rather than through cattrs: this runs for every event.
+        data = ev.data
+        encoded = orjson.dumps(data)
+        if len(encoded) > MAX_DATA_BYTES:
+            self.truncated += 1
+            data = {
+                "truncated": True,
+                "bytes": len(encoded),
+                "preview": encoded[:_PREVIEW_CHARS].decode(errors="replace"),
+            }
+        body: dict[str, object] = {
+            "ts": ts,
+            "type": ev.type,
+            "session_id": ev.session_id,
+            "project": ev.project,
+            "data": data,
+            "state": converter.unstructure(ev.state) if ev.state is not None else None,
+        }
+        return orjson.dumps(body)
+
+    def snapshots(self) -> list[SessionSnapshot]:
+        """Latest known state of every session, for the hello frame."""
+        return list(self._snapshots.values())
+
+    def shift(self, delta: int) -> None:
+        """Follow an outbox renumbering."""
+        if delta:
+            self._snapshots = {k: SessionSnapshot(s.seq + delta, s.session) for k, s in self._snapshots.items()}

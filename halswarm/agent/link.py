@@ -1,0 +1,372 @@
+"""The agent's connection to the supervisor: connect loop plus one nursery per connection.
+
+Per connection: the reader (frames -> protocol -> handlers; never does slow work), the
+sender (outbox pages into the send window), heartbeats, and a watchdog that drops a
+silent connection. Between connections: jittered exponential backoff, reset only after a
+connection stayed up ``stable_after_sec`` (a supervisor that accepts and then drops us
+cannot cause a tight loop). A rejected token or a node-id conflict backs off to the
+maximum delay and says why, loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, WebSocketConnection
+
+from halswarm import __version__
+from halswarm.agent.backoff import Backoff
+from halswarm.obs.logging import ctx
+from halswarm.proto import (
+    AckReceived,
+    AgentProtocol,
+    CloseCode,
+    CommandReceived,
+    CommandResult,
+    Heartbeat,
+    HeartbeatReceived,
+    Hello,
+    ProtocolError,
+    WelcomeReceived,
+    encode,
+)
+from halswarm.sync import wait_any
+from halswarm.timeutil import Clock, format_ts
+
+if TYPE_CHECKING:
+    import random
+
+    from halswarm.agent.backend import EventSink
+    from halswarm.agent.executor import Executor
+    from halswarm.agent.outbox import Outbox
+    from halswarm.config.agent import AgentConfig
+    from halswarm.models import Project, Resources
+
+__all__ = ["AgentLink", "Connector", "LinkStatus", "websocket_connector"]
+
+log = logging.getLogger(__name__)
+
+Connector = Callable[[str, list[tuple[bytes, bytes]]], AbstractAsyncContextManager[WebSocketConnection]]
+"""Opens a WebSocket to a URL with extra headers (swappable for in-memory tests)."""
+
+_SILENT_INTERVALS: Final = 3  # heartbeat intervals without any frame before we give up
+_FRAME_OVERHEAD: Final = 1024
+_RESUME_CODES: Final = frozenset({CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.REPLACED})
+
+
+def websocket_connector(config: AgentConfig, max_message_size: int = 16 * 1024 * 1024) -> Connector:
+    """The real connector: trio-websocket over TCP (TLS for ``wss://``)."""
+
+    def connect(url: str, headers: list[tuple[bytes, bytes]]) -> AbstractAsyncContextManager[WebSocketConnection]:
+        return trio_websocket.open_websocket_url(
+            url,
+            extra_headers=headers,
+            connect_timeout=config.link.connect_timeout_sec,
+            disconnect_timeout=config.link.close_timeout_sec,
+            max_message_size=max_message_size,
+            receive_buffer_size=256 * 1024,
+        )
+
+    return connect
+
+
+@attrs.define
+class LinkStatus:
+    """What the link is doing, for logs, heartbeats and tests."""
+
+    connected: bool = False
+    connections: int = 0
+    last_error: str | None = None
+    ack_seq: int = 0
+
+
+class _Connection:
+    """One open WebSocket with a single writer."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+        self.lock = trio.StrictFIFOLock()
+        self.last_rx = trio.current_time()
+
+    async def send(self, frame: str) -> None:
+        async with self.lock:
+            await self.ws.send_message(frame)
+
+
+class AgentLink:
+    """Keeps the agent connected and its outbox flowing. Start with ``nursery.start(link.run)``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        outbox: Outbox,
+        sink: EventSink,
+        executor: Executor,
+        shutdown: trio.Event,
+        now: Clock,
+        rng: random.Random,
+        resources: Callable[[], Resources],
+        health: Callable[[], dict[str, str]],
+        projects: list[Project] | None = None,
+        connector: Connector | None = None,
+        capabilities: list[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.sink = sink
+        self.executor = executor
+        self.shutdown = shutdown
+        self.now = now
+        self.rng = rng
+        self.resources = resources
+        self.health = health
+        self.projects = projects if projects is not None else list(config.projects)
+        self.connector = connector or websocket_connector(config)
+        self.capabilities = capabilities or []
+        self.node_id = config.resolved_node_id()
+        self.status = LinkStatus()
+        self.stopped = trio.Event()
+        self.backoff = Backoff(config.link.backoff_initial_sec, config.link.backoff_max_sec)
+        self._current: _Connection | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, serve, reconnect, until the shutdown event.
+
+        Cancellation: safe at any await; unacked events stay in the outbox.
+        Error handling: connection failures are logged and retried with backoff.
+        """
+        task_status.started()
+        try:
+            await self._connect_loop()
+        finally:
+            self.stopped.set()
+
+    async def _connect_loop(self) -> None:
+        attempt = 0
+        while not self.shutdown.is_set():
+            began = trio.current_time()
+            severe = False
+            try:
+                severe = await self._connect_once()
+            except* (
+                HandshakeError,
+                OSError,
+                ConnectionClosed,
+                trio.BrokenResourceError,
+                trio.TooSlowError,
+                ProtocolError,
+            ) as group:
+                severe = self._report_failure(group)
+            finally:
+                self.status.connected = False
+                self._current = None
+            if self.shutdown.is_set():
+                return
+            if trio.current_time() - began >= self.config.link.stable_after_sec:
+                attempt = 0
+            delay = self.config.link.backoff_max_sec if severe else self.backoff.delay(attempt, self.rng)
+            attempt += 1
+            log.info("reconnecting in %.1fs", delay, extra=ctx(attempt=attempt))
+            with trio.move_on_after(delay):
+                await self.shutdown.wait()
+
+    def _report_failure(self, group: BaseExceptionGroup[BaseException]) -> bool:
+        leaves = _leaves(group)
+        first = leaves[0] if leaves else group
+        if isinstance(first, ConnectionRejected) and first.status_code in (401, 403):
+            self.status.last_error = f"supervisor rejected our token (HTTP {first.status_code}): check auth_token"
+            log.error(self.status.last_error)
+            return True
+        if isinstance(first, ConnectionRejected):
+            self.status.last_error = f"supervisor refused the connection (HTTP {first.status_code})"
+        elif isinstance(first, trio.TooSlowError):
+            self.status.last_error = "supervisor did not answer in time"
+        elif isinstance(first, ProtocolError):
+            self.status.last_error = f"supervisor broke the protocol: {first.reason}"
+        elif isinstance(first, ConnectionClosed):
+            code = first.reason.code if first.reason else None
+            reason = first.reason.reason if first.reason else ""
+            self.status.last_error = f"supervisor closed the connection (code {code}: {reason})"
+            if code == CloseCode.NODE_ID_CONFLICT:
+                log.error(self.status.last_error)
+                return True
+        else:
+            self.status.last_error = f"cannot reach supervisor at {self.config.supervisor_url}: {first}"
+        log.warning(self.status.last_error)
+        return False
+
+    async def _connect_once(self) -> bool:
+        """One connection, from dial to close. Returns True if the close was severe."""
+        headers = [(b"Authorization", f"Bearer {self.config.auth_token}".encode())]
+        hello = Hello(
+            node_id=self.node_id,
+            instance_key=self.outbox.instance_key,
+            hostname=socket.gethostname(),
+            version=__version__,
+            projects=list(self.projects),
+            capabilities=list(self.capabilities),
+            last_seq=self.outbox.last_seq,
+            sessions=self.sink.snapshots(),
+        )
+        proto = AgentProtocol(hello)
+        # The connector applies connect_timeout_sec to the dial and handshake.
+        async with self.connector(self.config.ws_url(), headers) as ws:
+            return await self._serve(_Connection(ws), proto)
+
+    async def _serve(self, conn: _Connection, proto: AgentProtocol) -> bool:
+        await conn.send(proto.hello_frame())
+        with trio.fail_after(self.config.link.connect_timeout_sec):
+            first = await conn.ws.get_message()
+        events = proto.receive(first)
+        assert len(events) == 1
+        assert isinstance(events[0], WelcomeReceived)
+        welcome = events[0].welcome
+        if events[0].lost_state:
+            delta = await self.outbox.renumber_after(welcome.ack_seq)
+            self.sink.shift(delta)
+            log.warning(
+                "supervisor holds events we no longer know (data dir reset?); continuing after its position",
+                extra=ctx(ack_seq=welcome.ack_seq, moved_by=delta),
+            )
+        self.outbox.note_acked(welcome.ack_seq)
+        self._current = conn
+        self.status.connected = True
+        self.status.connections += 1
+        self.status.last_error = None
+        self.status.ack_seq = welcome.ack_seq
+        log.info(
+            "connected to supervisor",
+            extra=ctx(url=self.config.supervisor_url, ack_seq=welcome.ack_seq, pending=self.outbox.pending),
+        )
+        close_code: int | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sender, conn, proto)
+            nursery.start_soon(self._heartbeats, conn, proto, welcome.heartbeat_interval, nursery.cancel_scope)
+            nursery.start_soon(self._close_on_shutdown, conn)
+            close_code = await self._reader(conn, proto)
+            nursery.cancel_scope.cancel()
+        if close_code in (CloseCode.NODE_ID_CONFLICT,):
+            log.error("supervisor refused this node id: another agent instance uses %r", self.node_id)
+            self.status.last_error = f"node_id {self.node_id!r} is in use by another agent instance"
+            return True
+        if close_code is not None and close_code not in _RESUME_CODES:
+            self.status.last_error = f"supervisor closed the connection (code {close_code})"
+            log.warning(self.status.last_error)
+        return False
+
+    async def _reader(self, conn: _Connection, proto: AgentProtocol) -> int | None:
+        """Read frames until the connection ends; returns the peer's close code."""
+        while True:
+            try:
+                frame = await conn.ws.get_message()
+            except ConnectionClosed as exc:
+                return exc.reason.code if exc.reason else None
+            conn.last_rx = trio.current_time()
+            try:
+                events = proto.receive(frame)
+            except ProtocolError as exc:
+                log.error("supervisor broke the protocol: %s", exc.reason)
+                with trio.move_on_after(self.config.link.close_timeout_sec):
+                    await conn.ws.aclose(int(exc.code), exc.reason)
+                return int(exc.code)
+            for event in events:
+                match event:
+                    case AckReceived(seq=seq):
+                        self.outbox.note_acked(seq)
+                        self.status.ack_seq = seq
+                    case CommandReceived(command=command):
+                        self.executor.submit(command, self.send_result)
+                    case HeartbeatReceived():
+                        pass
+                    case WelcomeReceived():  # pragma: no cover - the protocol rejects a second welcome
+                        pass
+
+    async def _sender(self, conn: _Connection, proto: AgentProtocol) -> None:
+        """Fill the send window from the outbox; wake on new events or acks."""
+        try:
+            await self._send_loop(conn, proto)
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the reader sees the close and ends the connection
+
+    async def _send_loop(self, conn: _Connection, proto: AgentProtocol) -> None:
+        assert proto.welcome is not None
+        limit = min(self.config.link.batch_max_events, proto.welcome.max_batch_events)
+        max_bytes = min(self.config.link.batch_max_bytes, proto.welcome.max_frame_bytes - _FRAME_OVERHEAD)
+        pruned = 0
+        while True:
+            appended = self.outbox.appended.waiter()
+            acked = self.outbox.acked.waiter()
+            if self.outbox.acked_seq > pruned:
+                pruned = self.outbox.acked_seq
+                await self.outbox.prune()
+            while proto.can_send():
+                rows = await self.outbox.read_after(proto.sent_seq, limit=limit, max_bytes=max_bytes)
+                if not rows:
+                    break
+                await conn.send(proto.events_frame(rows))
+            await wait_any(appended, acked)
+
+    async def _heartbeats(
+        self, conn: _Connection, proto: AgentProtocol, interval: float, scope: trio.CancelScope
+    ) -> None:
+        """Send heartbeats on a fixed schedule; drop the connection if the supervisor goes silent."""
+        try:
+            await self._heartbeat_loop(conn, proto, interval, scope)
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+    async def _heartbeat_loop(
+        self, conn: _Connection, proto: AgentProtocol, interval: float, scope: trio.CancelScope
+    ) -> None:
+        start = trio.current_time()
+        k = 0
+        while True:
+            if trio.current_time() - conn.last_rx > interval * _SILENT_INTERVALS:
+                self.status.last_error = f"no frame from the supervisor for {interval * _SILENT_INTERVALS:g}s"
+                log.warning(self.status.last_error)
+                scope.cancel()
+                return
+            heartbeat = Heartbeat(ts=format_ts(self.now()), resources=self.resources(), health=self.health())
+            await conn.send(proto.heartbeat_frame(heartbeat))
+            k += 1
+            await trio.sleep_until(start + k * interval)
+
+    async def _close_on_shutdown(self, conn: _Connection) -> None:
+        await self.shutdown.wait()
+        # A clean close tells the supervisor to mark us offline now, not after a timeout.
+        with trio.move_on_after(self.config.link.close_timeout_sec):
+            await conn.ws.aclose(int(CloseCode.NORMAL), "agent shutting down")
+
+    async def send_result(self, result: CommandResult) -> None:
+        """Send a command result on the current connection, if any.
+
+        If there is none (or it breaks), the result stays remembered and is sent again
+        when the supervisor resends the command after reconnecting.
+        """
+        conn = self._current
+        if conn is None:
+            return
+        try:
+            await conn.send(encode(result))
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            log.info(
+                "result not delivered (connection closed); it will be resent", extra=ctx(command_id=result.command_id)
+            )
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        else:
+            out.append(exc)
+    return out

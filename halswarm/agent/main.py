@@ -1,0 +1,134 @@
+"""``hal-agent``: runs on every node, forwards session events, executes commands.
+
+Exit codes: 0 stopped cleanly (or ``--validate`` passed), 1 runtime failure, 2 invalid
+configuration or arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from pathlib import Path
+from typing import Final
+
+import asyncclick as click
+import trio
+
+from halswarm import __version__
+from halswarm.agent.app import run_agent
+from halswarm.agent.outbox import Outbox, OutboxError
+from halswarm.agent.simulate import SimulatedBackend, default_projects
+from halswarm.config import AgentConfig, ConfigError, load_agent_config
+from halswarm.obs.logging import LogFormat, configure_logging
+from halswarm.runtime import watch_signals
+from halswarm.timeutil import system_now
+
+__all__ = ["cli", "main"]
+
+log = logging.getLogger("halswarm.agent")
+
+DEFAULT_CONFIG: Final = "/etc/hal-o-swarm/agent.config.json"
+EXIT_RUNTIME: Final = 1
+EXIT_CONFIG: Final = 2
+
+
+async def _serve(config: AgentConfig, sessions: int, rate: float, max_events: int | None) -> None:
+    node_id = config.resolved_node_id()
+
+    def simulated(outbox: Outbox) -> SimulatedBackend:
+        return SimulatedBackend(
+            node_id=node_id,
+            projects=projects,
+            sessions=sessions,
+            rate=rate,
+            outbox=outbox,
+            now=system_now,
+            rng=random.Random(),
+            max_events=max_events,
+        )
+
+    # The agent announces the simulator's projects: the configured ones, or made-up ones.
+    projects = list(config.projects) or default_projects(node_id, sessions)
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope)
+        await run_agent(config, simulated, shutdown=shutdown, projects=projects)
+        nursery.cancel_scope.cancel()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="Agent config file (JSON).",
+)
+@click.option("--validate", is_flag=True, help="Check the config, print every problem, and exit (0 ok, 2 invalid).")
+@click.option(
+    "--simulate",
+    "sessions",
+    type=click.IntRange(min=1, max=100_000),
+    default=None,
+    help="Run N simulated sessions instead of driving opencode (demo, tests, load).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="With --simulate: events per second in total (0 = as fast as the link allows).",
+)
+@click.option(
+    "--max-events",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --simulate: stop producing once this node has emitted this many events.",
+)
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
+@click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
+@click.version_option(__version__, prog_name="hal-agent")
+async def cli(
+    config_path: Path,
+    validate: bool,
+    sessions: int | None,
+    rate: float,
+    max_events: int | None,
+    log_level: str,
+    log_format: LogFormat,
+) -> None:
+    """Run a halswarm node agent."""
+    configure_logging(log_level, log_format)
+    try:
+        config = load_agent_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"{exc.source}: invalid configuration:", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if validate:
+        click.echo(f"{config_path}: configuration is valid")
+        return
+    if sessions is None:
+        click.echo(
+            "hal-agent: no session backend: this version drives simulated sessions only; "
+            "pass --simulate N (the opencode backend is the next milestone)",
+            err=True,
+        )
+        sys.exit(EXIT_CONFIG)
+    configure_logging(log_level, log_format, secrets=config.secrets())
+    try:
+        await _serve(config, sessions, rate, max_events)
+    except* OutboxError as group:
+        for error in group.exceptions:
+            log.error("%s", error)
+        sys.exit(EXIT_RUNTIME)
+
+
+def main() -> None:
+    """Console-script entry point (runs asyncclick on trio)."""
+    cli(_anyio_backend="trio")

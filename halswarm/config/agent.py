@@ -1,0 +1,151 @@
+"""Agent configuration: the seed's keys plus ``node_id``, ``data_dir`` and link tuning."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
+
+import attrs
+
+from halswarm.config._load import EnvBinding, load_config_file, parse_config
+from halswarm.models import Project
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from halswarm.jsontypes import JSONObject
+
+__all__ = [
+    "AGENT_ENV",
+    "AgentConfig",
+    "LinkConfig",
+    "default_data_dir",
+    "load_agent_config",
+    "parse_agent_config",
+]
+
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@attrs.frozen
+class LinkConfig:
+    """How the agent talks to the supervisor. Every network wait has a deadline."""
+
+    connect_timeout_sec: float = 10.0
+    backoff_initial_sec: float = 0.5
+    backoff_max_sec: float = 30.0
+    # The backoff resets only after a connection stayed up this long, so a supervisor
+    # that accepts and then drops us cannot cause a tight reconnect loop.
+    stable_after_sec: float = 30.0
+    batch_max_events: int = 1000
+    batch_max_bytes: int = 1024 * 1024
+    close_timeout_sec: float = 5.0
+
+
+@attrs.frozen
+class AgentConfig:
+    """The whole agent config file."""
+
+    supervisor_url: str = ""
+    auth_token: str = ""
+    opencode_port: int = 4096
+    projects: list[Project] = attrs.field(factory=list)
+    node_id: str | None = None
+    data_dir: str | None = None
+    link: LinkConfig = LinkConfig()
+
+    def resolved_node_id(self) -> str:
+        """The configured node id, or this machine's hostname."""
+        return self.node_id or socket.gethostname()
+
+    def resolved_data_dir(self, env: Mapping[str, str] | None = None) -> Path:
+        """Where the outbox and identity live (see :func:`default_data_dir`)."""
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        return default_data_dir(self.resolved_node_id(), env)
+
+    def ws_url(self) -> str:
+        """The supervisor URL with the ``/ws`` path the hub serves."""
+        parts = urlsplit(self.supervisor_url)
+        path = parts.path if parts.path not in ("", "/") else "/ws"
+        return parts._replace(path=path).geturl()
+
+    def secrets(self) -> list[str]:
+        """Secret values, for log redaction."""
+        return [self.auth_token] if self.auth_token else []
+
+
+def default_data_dir(node_id: str, env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_STATE_HOME/halswarm/agent/<node_id>`` (``~/.local/state`` by default).
+
+    One directory per node id, so several agents can share a machine.
+    """
+    environ = os.environ if env is None else env
+    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "halswarm" / "agent" / node_id
+
+
+AGENT_ENV: Final[tuple[EnvBinding, ...]] = (("HALSWARM_AUTH_TOKEN", ("auth_token",)),)
+
+
+def check_agent_config(config: AgentConfig) -> list[str]:
+    """Semantic checks: every problem, each naming its key path."""
+    problems: list[str] = []
+    url = urlsplit(config.supervisor_url)
+    if not config.supervisor_url:
+        problems.append("supervisor_url: required (e.g. ws://supervisor-host:8420)")
+    elif url.scheme not in ("ws", "wss") or not url.hostname:
+        problems.append(f"supervisor_url: must be a ws:// or wss:// URL with a host, got {config.supervisor_url!r}")
+    if not config.auth_token:
+        problems.append("auth_token: required (or set HALSWARM_AUTH_TOKEN)")
+    if not 1 <= config.opencode_port <= 65535:
+        problems.append(f"opencode_port: must be between 1 and 65535, got {config.opencode_port}")
+    if config.node_id is not None and not _NAME_RE.match(config.node_id):
+        problems.append("node_id: use letters, digits, '.', '_' or '-' (at most 128 characters)")
+    seen: set[str] = set()
+    for i, project in enumerate(config.projects):
+        if not _NAME_RE.match(project.name):
+            problems.append(f"projects[{i}].name: use letters, digits, '.', '_' or '-', got {project.name!r}")
+        if project.name in seen:
+            problems.append(f"projects[{i}].name: duplicate project name {project.name!r}")
+        seen.add(project.name)
+        if not project.directory:
+            problems.append(f"projects[{i}].directory: required")
+        elif not Path(project.directory).expanduser().is_absolute():
+            problems.append(f"projects[{i}].directory: must be an absolute path, got {project.directory!r}")
+    link = config.link
+    positive = ("connect_timeout_sec", "backoff_initial_sec", "backoff_max_sec", "close_timeout_sec")
+    problems.extend(f"link.{key}: must be greater than 0" for key in positive if getattr(link, key) <= 0)
+    if link.backoff_max_sec < link.backoff_initial_sec:
+        problems.append("link.backoff_max_sec: must be at least link.backoff_initial_sec")
+    if link.stable_after_sec < 0:
+        problems.append("link.stable_after_sec: must not be negative")
+    if link.batch_max_events < 1:
+        problems.append("link.batch_max_events: must be at least 1")
+    if link.batch_max_bytes < 4096:
+        problems.append("link.batch_max_bytes: must be at least 4096")
+    return problems
+
+
+def parse_agent_config(
+    raw: JSONObject, *, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> AgentConfig:
+    """Validate an already-parsed agent config.
+
+    Raises:
+        ConfigError: listing every problem with its key path.
+    """
+    return parse_config(raw, AgentConfig, source=source, env_bindings=AGENT_ENV, env=env, check=check_agent_config)
+
+
+def load_agent_config(path: Path, *, env: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read and validate an agent config file.
+
+    Raises:
+        ConfigError: listing every problem with its key path.
+    """
+    return load_config_file(path, AgentConfig, env_bindings=AGENT_ENV, env=env, check=check_agent_config)

@@ -1,0 +1,162 @@
+"""The one place JSON meets attrs: cattrs converters and readable validation errors.
+
+Two converters share their hooks: ``converter`` (lenient on unknown keys, for our own
+rows and outbound data) and ``strict`` (``forbid_extra_keys``, for everything that comes
+from outside: frames, HTTP bodies, config files).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, TypeVar, get_args
+
+import cattrs
+import cattrs.v
+import orjson
+from cattrs.preconf.orjson import make_converter
+
+from halswarm.jsontypes import JSONObject, JSONValue, is_json_object
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = [
+    "ConversionError",
+    "converter",
+    "describe_errors",
+    "dumps",
+    "loads_object",
+    "strict",
+    "structure_strict",
+    "unstructure",
+]
+
+T = TypeVar("T")
+
+
+class ConversionError(ValueError):
+    """Input could not be turned into the expected shape; ``problems`` names each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _structure_json_object(value: object, _type: object) -> JSONObject:
+    # Values came out of orjson, so they are JSON by construction: check the top only.
+    if not is_json_object(value):
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _configure(conv: cattrs.Converter) -> cattrs.Converter:
+    json_object_type = dict[str, object]  # the run-time form of JSONObject
+    conv.register_structure_hook_func(lambda t: t == json_object_type, _structure_json_object)
+
+    def _strict_str(value: object, _type: object) -> str:
+        # cattrs' default would turn 123 into "123"; inbound data must be a real string.
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {type(value).__name__}")
+        return value
+
+    def _strict_int(value: object, _type: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {type(value).__name__}")
+        return value
+
+    def _strict_float(value: object, _type: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a number, got {type(value).__name__}")
+        return float(value)
+
+    def _strict_bool(value: object, _type: object) -> bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {type(value).__name__}")
+        return value
+
+    conv.register_structure_hook(str, _strict_str)
+    conv.register_structure_hook(int, _strict_int)
+    conv.register_structure_hook(float, _strict_float)
+    conv.register_structure_hook(bool, _strict_bool)
+    return conv
+
+
+converter: cattrs.Converter = _configure(make_converter(omit_if_default=False))
+strict: cattrs.Converter = _configure(make_converter(forbid_extra_keys=True, omit_if_default=False))
+
+
+def _format_exception(exc: BaseException, type_: object) -> str:
+    """One problem in words an operator understands (cattrs' defaults name Python types)."""
+    if isinstance(exc, KeyError):
+        return "required key is missing"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unknown key(s): {', '.join(sorted(exc.extra_fields))}"
+    origin = getattr(type_, "__origin__", None)
+    if origin is Literal or (isinstance(exc, ValueError) and "not in literal" in str(exc)):
+        allowed = ", ".join(str(a) for a in get_args(type_))
+        return f"must be one of: {allowed}"
+    if type_ == dict[str, object] or type_ == (dict[str, object] | None):
+        return "expected a JSON object"
+    if isinstance(exc, TypeError | ValueError) and str(exc):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)  # type: ignore[arg-type]
+
+
+def _key_path_first(line: str) -> str:
+    """cattrs writes 'message @ $.a.b'; people read 'a.b: message' more easily."""
+    message, sep, where = line.rpartition(" @ ")
+    if not sep:
+        return line
+    key = where.removeprefix("$").lstrip(".") or "(top level)"
+    return f"{key}: {message}"
+
+
+def describe_errors(exc: BaseException, path: str = "$") -> list[str]:
+    """Turn a cattrs error into one readable line per problem: ``key.path: problem``."""
+    if isinstance(exc, cattrs.ClassValidationError | cattrs.IterableValidationError):
+        lines = cattrs.transform_error(exc, path=path, format_exception=_format_exception)
+    else:
+        lines = [f"{exc} @ {path}"]
+    return [_key_path_first(line) for line in lines]
+
+
+def structure_strict(value: object, cls: type[T], path: str = "$") -> T:
+    """Structure untrusted *value* into *cls*, rejecting unknown keys.
+
+    Raises:
+        ConversionError: with one line per problem, each naming its key path.
+    """
+    try:
+        return strict.structure(value, cls)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        raise ConversionError(describe_errors(exc, path)) from None
+
+
+def unstructure(value: object) -> JSONValue:
+    """Attrs value (or list of them) to plain JSON-ready data."""
+    result: JSONValue = converter.unstructure(value)
+    return result
+
+
+def dumps(value: object) -> bytes:
+    """Serialise attrs values or plain data to JSON bytes (orjson)."""
+    return orjson.dumps(converter.unstructure(value))
+
+
+def loads_object(data: bytes | str, what: str = "body") -> JSONObject:
+    """Parse JSON text that must be an object.
+
+    Raises:
+        ConversionError: the text is not JSON, or not an object.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ConversionError([f"{what} is not valid JSON: {exc}"]) from None
+    if not is_json_object(value):
+        raise ConversionError([f"{what} must be a JSON object, got {type(value).__name__}"])
+    return value
+
+
+def join_problems(problems: Iterable[str]) -> str:
+    """One line listing problems, for error messages."""
+    return "; ".join(problems)

@@ -1,0 +1,1 @@
+"""The supervisor's HTTP API (quart-trio on hypercorn)."""

@@ -1,0 +1,68 @@
+"""``/api/v1/commands``: submit commands and read their outcome.
+
+Status codes tell the outcome, so scripts need not parse bodies to know it: 200
+succeeded, 202 still running when ``wait`` ran out, 502 the agent reported a failure,
+504 no answer before the deadline, 409 target offline or idempotency conflict.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from quart import Quart, Response, request
+
+from halswarm.commands import CommandRequest
+from halswarm.convert import ConversionError, loads_object, structure_strict
+from halswarm.http.responses import ApiError, error_response, json_response, query_float
+from halswarm.supervisor.dispatcher import CommandError
+
+if TYPE_CHECKING:
+    from halswarm.http.context import ApiContext
+    from halswarm.models import Command
+
+__all__ = ["register_commands"]
+
+_DEFAULT_WAIT: Final = 30.0
+_MAX_WAIT: Final = 300.0
+
+
+def command_response(command: Command) -> Response:
+    """The command with the status code its outcome deserves."""
+    if command.status == "succeeded":
+        return json_response({"command": command})
+    if command.status == "failed":
+        return error_response(502, "command_failed", command.error or "command failed", {"command": command})
+    if command.status == "timed_out":
+        return error_response(504, "command_timed_out", command.error or "no answer", {"command": command})
+    return json_response({"command": command}, status=202)
+
+
+def register_commands(app: Quart, api: ApiContext) -> None:
+    """Add the command routes to *app*."""
+
+    @app.post("/api/v1/commands")
+    async def submit_command() -> Response:
+        wait = query_float(request.args, "wait", default=_DEFAULT_WAIT, low=0, high=_MAX_WAIT)
+        try:
+            body = loads_object(await request.get_data(), what="request body")
+            command_request = structure_strict(body, CommandRequest)
+        except ConversionError as exc:
+            raise ApiError(400, "invalid_body", "; ".join(exc.problems)) from None
+        correlation_id = request.headers.get("X-Correlation-ID")
+        try:
+            command = await api.dispatcher.submit(
+                command_request, actor="api", source="http", correlation_id=correlation_id
+            )
+        except CommandError as exc:
+            extra = {"command": exc.command} if exc.command is not None else None
+            return error_response(exc.status, exc.code, exc.message, extra)
+        final = await api.dispatcher.wait(command.id, wait)
+        return command_response(final or command)
+
+    @app.get("/api/v1/commands/<command_id>")
+    async def get_command(command_id: str) -> Response:
+        wait = query_float(request.args, "wait", default=0, low=0, high=_MAX_WAIT)
+        command = await api.dispatcher.wait(command_id, wait)
+        if command is None:
+            raise ApiError(404, "not_found", f"no command {command_id!r}")
+        return command_response(command)

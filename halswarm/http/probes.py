@@ -1,0 +1,34 @@
+"""Health probes and metrics: ``/healthz``, ``/readyz``, ``/metrics`` (no token needed)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from quart import Quart, Response
+
+from halswarm.http.responses import json_response
+
+if TYPE_CHECKING:
+    from halswarm.http.context import ApiContext
+
+__all__ = ["register_probes"]
+
+
+def register_probes(app: Quart, api: ApiContext) -> None:
+    """Add the probe routes to *app*."""
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        components = await api.readiness()
+        healthy = all(v == "ok" for v in components.values())
+        return json_response(
+            {"status": "healthy" if healthy else "unhealthy", "components": components}, 200 if healthy else 503
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(api.metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")

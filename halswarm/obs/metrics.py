@@ -1,0 +1,106 @@
+"""Prometheus metrics with the product's public names (``hal_o_swarm_*``).
+
+Each supervisor owns its own registry (tests run several in one process). Gauges that
+describe current state (nodes online, sessions by status, connections) are computed
+at scrape time from the live registry and tracker, so they can never drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Final
+
+import attrs
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from halswarm.models import SESSION_STATUSES
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["LiveState", "Metrics"]
+
+_MAX_EVENT_TYPES: Final = 200  # bound label cardinality: agents choose event type names
+
+
+@attrs.frozen
+class LiveState:
+    """Callables the scrape-time collector reads."""
+
+    nodes_online: Callable[[], int]
+    connections: Callable[[], int]
+    sessions_by_status: Callable[[], Mapping[str, int]]
+
+
+class _LiveCollector(Collector):
+    def __init__(self, live: LiveState) -> None:
+        self.live = live
+
+    def collect(self) -> Iterator[Metric]:
+        nodes = GaugeMetricFamily("hal_o_swarm_nodes_online", "Nodes currently online.")
+        nodes.add_metric([], self.live.nodes_online())
+        yield nodes
+        conns = GaugeMetricFamily("hal_o_swarm_connections_active", "Agent WebSocket connections open now.")
+        conns.add_metric([], self.live.connections())
+        yield conns
+        sessions = GaugeMetricFamily("hal_o_swarm_sessions_active", "Tracked sessions by status.", labels=["status"])
+        counts = self.live.sessions_by_status()
+        for status in SESSION_STATUSES:
+            sessions.add_metric([status], counts.get(status, 0))
+        yield sessions
+
+
+class Metrics:
+    """All supervisor metrics, registered in a private registry."""
+
+    def __init__(self) -> None:
+        # *_created series double the scrape size and nobody alerts on them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events_total = Counter("hal_o_swarm_events", "Events stored, by type.", ["type"], registry=r)
+        self.commands_total = Counter(
+            "hal_o_swarm_commands", "Commands finished, by type and status.", ["type", "status"], registry=r
+        )
+        self.command_duration = Histogram(
+            "hal_o_swarm_command_duration_seconds",
+            "Time from submission to outcome, by type.",
+            ["type"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.ingest_batches = Counter(
+            "hal_o_swarm_ingest_transactions", "Store transactions of event batches.", registry=r
+        )
+        self.ingest_errors = Counter("hal_o_swarm_ingest_errors", "Failed store transactions (retried).", registry=r)
+        self.frames_rejected = Counter(
+            "hal_o_swarm_frames_rejected", "Agent frames rejected, by close code.", ["code"], registry=r
+        )
+        self.auth_failures = Counter(
+            "hal_o_swarm_auth_failures", "Rejected credentials, by listener.", ["listener"], registry=r
+        )
+        self.nodes_offline_total = Counter(
+            "hal_o_swarm_node_offline_transitions", "Nodes marked offline.", ["reason"], registry=r
+        )
+        self._event_types: set[str] = set()
+
+    def attach_live_state(self, live: LiveState) -> None:
+        """Register the scrape-time gauges (once the registry and tracker exist)."""
+        self.registry.register(_LiveCollector(live))
+
+    def count_events(self, counts: Mapping[str, int]) -> None:
+        """Add per-type event counts of one committed transaction."""
+        for event_type, n in counts.items():
+            label = event_type
+            if label not in self._event_types:
+                if len(self._event_types) >= _MAX_EVENT_TYPES:
+                    label = "other"
+                else:
+                    self._event_types.add(label)
+            self.events_total.labels(label).inc(n)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

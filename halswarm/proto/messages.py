@@ -1,0 +1,146 @@
+"""Wire protocol v1 messages (agent <-> supervisor), as attrs value objects.
+
+Every frame is one JSON text frame ``{"v": 1, "type": <tag>, ...fields}``. The tag of
+each class is in :data:`TAGS`. This module imports no I/O library (sans-IO).
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeAlias
+
+import attrs
+
+from halswarm.jsontypes import JSONObject
+from halswarm.models import CommandType, Project, Resources, Session
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "TAGS",
+    "Ack",
+    "CommandMsg",
+    "CommandResult",
+    "Events",
+    "Heartbeat",
+    "Hello",
+    "Message",
+    "SessionSnapshot",
+    "Welcome",
+    "WireEvent",
+]
+
+PROTOCOL_VERSION: Final = 1
+
+
+@attrs.frozen
+class SessionSnapshot:
+    """A session's state as of event ``seq`` (the last event that changed it)."""
+
+    seq: int
+    session: Session
+
+
+@attrs.frozen
+class Hello:
+    """Agent -> supervisor, first frame: who the node is and what it holds.
+
+    ``instance_key`` is persisted in the agent's data dir: the same instance may replace
+    its own stale connection, a different one may not take a live ``node_id``.
+    ``last_seq`` is the last event seq the agent assigned (0 if none).
+    """
+
+    node_id: str
+    instance_key: str
+    hostname: str
+    version: str
+    projects: list[Project] = attrs.field(factory=list)
+    capabilities: list[str] = attrs.field(factory=list)
+    last_seq: int = 0
+    sessions: list[SessionSnapshot] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class Welcome:
+    """Supervisor -> agent: accepted. Send everything after ``ack_seq``."""
+
+    ack_seq: int
+    heartbeat_interval: float
+    window: int
+    max_batch_events: int
+    max_frame_bytes: int
+    server_version: str
+
+
+@attrs.frozen
+class WireEvent:
+    """One event. ``state`` is the session's full state after the event, when it changed."""
+
+    seq: int
+    ts: str
+    type: str
+    session_id: str | None = None
+    project: str | None = None
+    data: JSONObject = attrs.field(factory=dict)
+    state: Session | None = None
+
+
+@attrs.frozen
+class Events:
+    """Agent -> supervisor: a batch of events with strictly increasing seqs."""
+
+    events: list[WireEvent]
+
+
+@attrs.frozen
+class Ack:
+    """Supervisor -> agent: every event with seq <= ``seq`` is durably stored."""
+
+    seq: int
+
+
+@attrs.frozen
+class Heartbeat:
+    """Both directions. Agents add their resource usage and component health."""
+
+    ts: str
+    resources: Resources | None = None
+    health: dict[str, str] | None = None
+
+
+@attrs.frozen
+class CommandMsg:
+    """Supervisor -> agent: run a command. ``deadline`` is the seconds allowed to finish.
+
+    A relative budget rather than an absolute time, because node clocks drift. The
+    command's type travels as ``command_type``: ``type`` is the envelope's tag.
+    """
+
+    command_id: str
+    idempotency_key: str
+    command_type: CommandType
+    target: str
+    args: JSONObject = attrs.field(factory=dict)
+    deadline: float = 60.0
+    correlation_id: str = ""
+
+
+@attrs.frozen
+class CommandResult:
+    """Agent -> supervisor: the outcome of a command, sent exactly once per delivery."""
+
+    command_id: str
+    ok: bool
+    result: JSONObject | None = None
+    error: str | None = None
+
+
+Message: TypeAlias = Hello | Welcome | Events | Ack | Heartbeat | CommandMsg | CommandResult
+
+TAGS: Final[dict[type[Message], str]] = {
+    Hello: "hello",
+    Welcome: "welcome",
+    Events: "events",
+    Ack: "ack",
+    Heartbeat: "heartbeat",
+    CommandMsg: "command",
+    CommandResult: "command_result",
+}

@@ -1,0 +1,109 @@
+"""Database schema, as ordered migrations (sqlite-utils ``Migrations``).
+
+Migrations are append-only: never edit one that has shipped; add the next.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from sqlite_utils.migrations import Migrations
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+__all__ = ["MIGRATIONS", "SCHEMA_SET"]
+
+SCHEMA_SET: Final = "halswarm"
+
+
+class _SchemaMigrations(Migrations):
+    # DESIGN.md names the table schema_migrations.
+    migrations_table = "schema_migrations"
+
+
+MIGRATIONS: Final = _SchemaMigrations(SCHEMA_SET)
+
+
+def _run_statements(db: Database, script: str) -> None:
+    # Not executescript(): it commits first, which would break the migration's transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@MIGRATIONS(name="0001_initial")
+def _initial(db: Database) -> None:
+    _run_statements(
+        db,
+        """
+        CREATE TABLE nodes (
+            id TEXT PRIMARY KEY,
+            instance_key TEXT NOT NULL DEFAULT '',
+            hostname TEXT NOT NULL DEFAULT '',
+            version TEXT NOT NULL DEFAULT '',
+            projects TEXT NOT NULL DEFAULT '[]',
+            resources TEXT,
+            health TEXT,
+            last_seq INTEGER NOT NULL DEFAULT 0,
+            first_seen TEXT,
+            connected_at TEXT,
+            last_heartbeat TEXT
+        );
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            node_id TEXT NOT NULL,
+            project TEXT NOT NULL,
+            status TEXT NOT NULL,
+            state_seq INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            last_activity TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX sessions_node ON sessions(node_id);
+        CREATE INDEX sessions_project ON sessions(project);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            node_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            ts TEXT NOT NULL,
+            session_id TEXT,
+            project TEXT,
+            type TEXT NOT NULL,
+            data TEXT NOT NULL,
+            UNIQUE (node_id, seq)
+        );
+        CREATE INDEX events_session ON events(session_id, id);
+        CREATE INDEX events_type_ts ON events(type, ts);
+        CREATE INDEX events_ts ON events(ts);
+        CREATE TABLE commands (
+            id TEXT PRIMARY KEY,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            target TEXT NOT NULL,
+            node_id TEXT,
+            args TEXT NOT NULL,
+            status TEXT NOT NULL,
+            result TEXT,
+            error TEXT,
+            actor TEXT NOT NULL,
+            source TEXT NOT NULL,
+            correlation_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        );
+        CREATE INDEX commands_created ON commands(created_at);
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            source TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            correlation_id TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX audit_ts ON audit_log(ts);
+        """,
+    )

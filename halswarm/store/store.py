@@ -1,0 +1,195 @@
+"""The supervisor's store: SQLite in WAL mode behind one thread gate.
+
+One writer connection serialised by ``CapacityLimiter(1)``; a few reader connections
+for queries, so a slow API read never delays ingestion. Nothing touches SQLite on the
+trio thread. The interface is what a PostgreSQL backend would implement later.
+"""
+
+from __future__ import annotations
+
+import functools
+import queue
+import sqlite3
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, TypeVar
+
+import trio
+from sqlite_utils import Database
+
+from halswarm.store import sql
+from halswarm.store.schema import MIGRATIONS
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Callable, Iterable
+    from pathlib import Path
+
+    from halswarm.models import Command, Event, Session
+    from halswarm.store.sql import AuditRecord, EventQuery, IngestBatch, NodeRecord, StoredState
+
+__all__ = ["Store", "StoreError", "open_store"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_READERS: Final = 4
+_BUSY_TIMEOUT_MS: Final = 5000
+
+
+class StoreError(Exception):
+    """The database failed (disk full, corrupt, locked too long); the message says how."""
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open a connection with halswarm's pragmas.
+
+    ``check_same_thread=False`` is safe only because every use is serialised by a
+    limiter (house-style rule 16).
+    """
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        # NORMAL is durable against process crashes in WAL mode; only power loss can
+        # drop the last transactions (documented in docs/ARCHITECTURE.md).
+        conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Enable WAL and apply pending migrations (idempotent)."""
+    db = Database(conn)
+    db.enable_wal()
+    MIGRATIONS.apply(db)
+
+
+class Store:
+    """Async access to the supervisor database. Use :func:`open_store`."""
+
+    def __init__(self, path: Path, writer: sqlite3.Connection, readers: list[sqlite3.Connection]) -> None:
+        self.path = path
+        self._writer = writer
+        self._write_gate = trio.CapacityLimiter(1)
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        for conn in readers:
+            self._readers.put(conn)
+        self._read_gate = trio.CapacityLimiter(len(readers))
+        self.healthy = True
+        self.last_error: str | None = None
+
+    async def _write(self, fn: Callable[Concatenate[sqlite3.Connection, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            result: R = await trio.to_thread.run_sync(
+                functools.partial(fn, self._writer, *args, **kwargs), limiter=self._write_gate
+            )
+        except sqlite3.Error as exc:
+            self.healthy = False
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            raise StoreError(f"database write failed: {exc}") from exc
+        self.healthy = True
+        self.last_error = None
+        return result
+
+    async def _read(self, fn: Callable[Concatenate[sqlite3.Connection, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        def run() -> R:
+            conn = self._readers.get_nowait()
+            try:
+                result: R = fn(conn, *args, **kwargs)
+            finally:
+                self._readers.put(conn)
+            return result
+
+        try:
+            return await trio.to_thread.run_sync(run, limiter=self._read_gate)
+        except sqlite3.Error as exc:
+            raise StoreError(f"database read failed: {exc}") from exc
+
+    # ---- writes ----------------------------------------------------------------------
+
+    async def ingest(self, batches: list[IngestBatch], now: str) -> None:
+        """Persist event batches in one transaction (duplicates ignored)."""
+        await self._write(sql.ingest, batches, now)
+
+    async def upsert_sessions(self, snapshots: Iterable[tuple[int, Session]], now: str) -> None:
+        """Write session states, keeping newer stored ones."""
+        await self._write(sql.upsert_sessions, list(snapshots), now)
+
+    async def upsert_node(self, node: NodeRecord) -> None:
+        """Insert or update a node's identity."""
+        await self._write(sql.upsert_node, node)
+
+    async def insert_command(self, command: Command, audit: AuditRecord) -> Command | None:
+        """Persist a new command; returns the existing one if its idempotency key is taken."""
+        return await self._write(sql.insert_command, command, audit)
+
+    async def update_command(self, command: Command, audit: AuditRecord | None = None) -> None:
+        """Store a command's progress or outcome."""
+        await self._write(sql.update_command, command, audit)
+
+    async def insert_audit(self, audit: AuditRecord) -> None:
+        """Append an audit row."""
+        await self._write(sql.insert_audit, audit)
+
+    # ---- reads -----------------------------------------------------------------------
+
+    async def load_state(self) -> StoredState:
+        """Nodes and sessions, to rebuild memory at start."""
+        return await self._read(sql.load_state)
+
+    async def query_events(self, query: EventQuery) -> list[Event]:
+        """Events matching a query (see :func:`halswarm.store.sql.query_events`)."""
+        return await self._read(sql.query_events, query)
+
+    async def get_command(self, command_id: str) -> Command | None:
+        """One command by id."""
+        return await self._read(sql.get_command, command_id)
+
+    async def get_command_by_key(self, key: str) -> Command | None:
+        """One command by idempotency key."""
+        return await self._read(sql.get_command_by_key, key)
+
+    async def ping(self) -> None:
+        """A trivial read, for readiness probes."""
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    def close(self) -> None:
+        """Close every connection (synchronous and quick: safe in cleanup)."""
+        self._writer.close()
+        while True:
+            try:
+                self._readers.get_nowait().close()
+            except queue.Empty:
+                break
+
+
+@asynccontextmanager
+async def open_store(path: Path) -> AsyncGenerator[Store, None]:
+    """Open (creating and migrating if needed) the database at *path*.
+
+    Raises:
+        StoreError: the file cannot be created, opened or migrated.
+
+    Resource handling: every connection is closed on exit, also when cancelled.
+    """
+
+    def opener() -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = connect(path)
+        try:
+            migrate(writer)
+            readers = [connect(path, readonly=True) for _ in range(_READERS)]
+        except BaseException:
+            writer.close()
+            raise
+        return Store(path, writer, readers)
+
+    try:
+        store = await trio.to_thread.run_sync(opener)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from exc
+    try:
+        yield store
+    finally:
+        store.close()

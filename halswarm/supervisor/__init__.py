@@ -1,0 +1,1 @@
+"""The central supervisor: hub, pipeline, tracker, registry, dispatcher."""

@@ -1,0 +1,182 @@
+"""``run_supervisor``: the supervisor's nursery tree.
+
+::
+
+    run_supervisor
+    └─ store (thread gate)                 open for the whole run, closed last
+       └─ core nursery                     pipeline, dispatcher, heartbeat monitor
+          └─ edge nursery                  hub (:8420), HTTP API (:8421)
+
+Shutdown (the ``shutdown`` event): the hub and HTTP server stop accepting; in-flight
+batches are committed and acknowledged; connections close with 1001; then the core is
+cancelled and the store closed. All within ``server.shutdown_grace_sec`` per stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from halswarm.http.context import ApiContext
+from halswarm.http.server import HttpServer
+from halswarm.obs.logging import ctx
+from halswarm.obs.metrics import LiveState, Metrics
+from halswarm.store import Store, open_store
+from halswarm.supervisor.dispatcher import Dispatcher
+from halswarm.supervisor.heartbeat import HeartbeatMonitor
+from halswarm.supervisor.hub import Hub
+from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, Pipeline
+from halswarm.supervisor.registry import NodeRegistry
+from halswarm.supervisor.tracker import SessionTracker
+from halswarm.timeutil import Clock, system_now
+
+if TYPE_CHECKING:
+    from halswarm.config.supervisor import SupervisorConfig
+
+__all__ = ["SupervisorHandle", "run_supervisor"]
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class SupervisorHandle:
+    """What a running supervisor exposes to its starter (tests, the demo)."""
+
+    ws_port: int
+    http_port: int
+    store: Store
+    tracker: SessionTracker
+    registry: NodeRegistry
+    dispatcher: Dispatcher
+    pipeline: Pipeline
+    metrics: Metrics
+    shutdown: trio.Event
+
+
+async def run_supervisor(
+    config: SupervisorConfig,
+    *,
+    shutdown: trio.Event,
+    now: Clock = system_now,
+    task_status: trio.TaskStatus[SupervisorHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the supervisor until *shutdown* is set.
+
+    Raises:
+        StoreError: the database cannot be opened.
+        OSError: a port cannot be bound.
+
+    Cancellation: cancelling skips the graceful drain; the store is still closed.
+    """
+    if notes := config.not_yet_active():
+        log.warning(
+            "configured but not active in this version: %s (accepted so configs keep working)", ", ".join(notes)
+        )
+    async with open_store(Path(config.database.path)) as store:
+        state = await store.load_state()
+        tracker = SessionTracker()
+        registry = NodeRegistry(on_reachability=tracker.set_node_reachable)
+        registry.load(state.nodes)
+        tracker.load(state.sessions)
+        metrics = Metrics()
+        last_seqs = {n.id: n.last_seq for n in state.nodes}
+        last_seqs[SUPERVISOR_NODE_ID] = state.supervisor_seq
+        pipeline = Pipeline(store, tracker, metrics, now=now, last_seqs=last_seqs)
+        dispatcher = Dispatcher(
+            store, registry, tracker, metrics, now=now, default_timeout=config.server.command_timeout_sec
+        )
+
+        async def node_offline(node_id: str, reason: str) -> None:
+            metrics.nodes_offline_total.labels("heartbeat" if "heartbeat" in reason else "disconnect").inc()
+            await pipeline.emit("node.offline", {"node_id": node_id, "reason": reason})
+
+        monitor = HeartbeatMonitor(
+            registry,
+            interval=config.server.heartbeat_interval_sec,
+            count=config.server.heartbeat_timeout_count,
+            on_offline=node_offline,
+        )
+        hub = Hub(
+            config.server,
+            registry=registry,
+            tracker=tracker,
+            pipeline=pipeline,
+            store=store,
+            metrics=metrics,
+            now=now,
+            on_result=dispatcher.on_result,
+            on_node_offline=node_offline,
+            shutdown=shutdown,
+        )
+        metrics.attach_live_state(
+            LiveState(
+                nodes_online=registry.online_count,
+                connections=lambda: hub.connections,
+                sessions_by_status=tracker.counts_by_status,
+            )
+        )
+
+        async def readiness() -> dict[str, str]:
+            components = {"database": "ok", "hub": "ok", "pipeline": "ok", "http": "ok"}
+            try:
+                with trio.fail_after(2):
+                    await store.ping()
+                if not store.healthy:
+                    components["database"] = f"last write failed: {store.last_error}"
+            except Exception as exc:
+                components["database"] = f"unavailable: {exc}"
+            if hub.port is None or shutdown.is_set():
+                components["hub"] = "not accepting connections"
+            if pipeline.stalled_since is not None:
+                components["pipeline"] = f"stalled for {trio.current_time() - pipeline.stalled_since:.0f}s"
+            return components
+
+        api = ApiContext(
+            token=config.server.auth_token,
+            store=store,
+            tracker=tracker,
+            registry=registry,
+            dispatcher=dispatcher,
+            metrics=metrics,
+            readiness=readiness,
+        )
+        http = HttpServer(
+            api,
+            host=config.server.host,
+            port=config.server.http_port,
+            grace=config.server.shutdown_grace_sec,
+            shutdown=shutdown,
+        )
+        async with trio.open_nursery() as core:
+            await core.start(pipeline.run)
+            await core.start(dispatcher.run)
+            await core.start(monitor.run)
+            async with trio.open_nursery() as edge:
+                ws_port = await edge.start(hub.run)
+                http_port = await edge.start(http.run)
+                log.info(
+                    "supervisor ready",
+                    extra=ctx(ws_port=ws_port, http_port=http_port, db=config.database.path, nodes=len(state.nodes)),
+                )
+                task_status.started(
+                    SupervisorHandle(
+                        ws_port=ws_port,
+                        http_port=http_port,
+                        store=store,
+                        tracker=tracker,
+                        registry=registry,
+                        dispatcher=dispatcher,
+                        pipeline=pipeline,
+                        metrics=metrics,
+                        shutdown=shutdown,
+                    )
+                )
+            # The hub and HTTP server have drained; flush what is still queued.
+            with trio.move_on_after(config.server.shutdown_grace_sec):
+                await pipeline.wait_idle()
+            core.cancel_scope.cancel()
+    log.info("supervisor stopped")

@@ -1,0 +1,303 @@
+"""Command dispatcher: validate, resolve, persist, deliver, and record the outcome.
+
+Every command is stored (with an audit row) before it is sent. Delivery survives a
+dropped connection: if the agent reconnects before the deadline the command is sent
+again with the same id and idempotency key, and the agent runs it at most once. An
+offline target fails at once; a missing answer becomes ``timed_out`` at the deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import trio
+
+from halswarm.commands import SESSION_TARGETED, CommandRequest, parse_args
+from halswarm.convert import ConversionError, converter
+from halswarm.models import Command, CommandStatus
+from halswarm.obs.logging import ctx
+from halswarm.proto.messages import CommandMsg, CommandResult
+from halswarm.store import AuditRecord, Store
+from halswarm.supervisor.registry import LinkGoneError, NodeRegistry
+from halswarm.timeutil import Clock, format_ts
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from halswarm.jsontypes import JSONObject
+    from halswarm.obs.metrics import Metrics
+    from halswarm.supervisor.tracker import SessionTracker
+from halswarm.sync import wait_any
+
+__all__ = ["CommandError", "Dispatcher"]
+
+log = logging.getLogger(__name__)
+
+# A handover restart waits up to 60 s for the old session to go idle, then starts anew.
+_MIN_TIMEOUT: Final[dict[str, float]] = {"restart_session": 150.0}
+
+
+class CommandError(Exception):
+    """A command request that cannot be accepted; maps to an HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str, command: Command | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.command = command
+
+
+@attrs.frozen
+class _Resolved:
+    node_id: str
+    wire_target: str
+
+
+@attrs.define
+class _Inflight:
+    command: Command
+    started: float
+    done: trio.Event = attrs.field(factory=trio.Event)
+    answered: trio.Event = attrs.field(factory=trio.Event)
+    result: CommandResult | None = None
+
+
+class Dispatcher:
+    """Runs command deliveries in its own nursery. Start with ``nursery.start(dispatcher.run)``."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: NodeRegistry,
+        tracker: SessionTracker,
+        metrics: Metrics,
+        *,
+        now: Clock,
+        default_timeout: float,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.tracker = tracker
+        self.metrics = metrics
+        self.now = now
+        self.default_timeout = default_timeout
+        self.new_id = new_id
+        self._inflight: dict[str, _Inflight] = {}
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def inflight(self) -> int:
+        """Commands sent or pending, awaiting an outcome."""
+        return len(self._inflight)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the nursery that deliveries run in, until cancelled.
+
+        Cancellation: pending deliveries are cancelled; their commands stay ``pending`` or
+        ``sent`` in the store (visible after restart) rather than being guessed at.
+        """
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    # ---- submission ------------------------------------------------------------------
+
+    async def submit(
+        self, request: CommandRequest, *, actor: str, source: str, correlation_id: str | None = None
+    ) -> Command:
+        """Validate and accept a command; delivery continues in the background.
+
+        Returns:
+            The stored command (``pending``), or the earlier command with the same
+            idempotency key, or a command that already ``failed`` (offline target).
+
+        Raises:
+            CommandError: 400 bad arguments, 404 unknown target, 409 idempotency key
+                reused for a different command or target offline (with the command).
+        """
+        try:
+            parsed = parse_args(request.type, request.args)
+        except ConversionError as exc:
+            raise CommandError(400, "invalid_args", "; ".join(exc.problems)) from None
+        args: JSONObject = converter.unstructure(parsed)
+        key = request.idempotency_key or self.new_id()
+        if request.idempotency_key:
+            existing = await self._existing(key, request, args)
+            if existing is not None:
+                return existing
+        resolved = self._resolve(request)
+        wall = format_ts(self.now())
+        correlation = correlation_id or self.new_id()[:16]
+        command = Command(
+            id=self.new_id(),
+            type=request.type,
+            target=request.target,
+            args=args,
+            status="pending",
+            actor=actor,
+            source=source,
+            correlation_id=correlation,
+            idempotency_key=key,
+            node_id=resolved.node_id,
+            created_at=wall,
+        )
+        audit = AuditRecord(
+            ts=wall,
+            actor=actor,
+            source=source,
+            action=f"command.{request.type}",
+            target=request.target,
+            outcome="accepted",
+            correlation_id=correlation,
+            detail={"command_id": command.id, "node_id": resolved.node_id},
+        )
+        raced = await self.store.insert_command(command, audit)
+        if raced is not None:
+            return self._same_or_conflict(raced, request, args)
+        log.info(
+            "command accepted",
+            extra=ctx(command_id=command.id, type=command.type, target=command.target, correlation_id=correlation),
+        )
+        inflight = _Inflight(command, started=trio.current_time())
+        self._inflight[command.id] = inflight
+        entry = self.registry.get(resolved.node_id)
+        if entry is None or not entry.online:
+            await self._finish(inflight, "failed", error=f"node {resolved.node_id!r} is offline")
+            raise CommandError(409, "target_offline", inflight.command.error or "", inflight.command)
+        assert self._nursery is not None, "Dispatcher.run() is not running"
+        self._nursery.start_soon(self._deliver, inflight, resolved)
+        return command
+
+    async def _existing(self, key: str, request: CommandRequest, args: JSONObject) -> Command | None:
+        for inflight in self._inflight.values():
+            if inflight.command.idempotency_key == key:
+                return self._same_or_conflict(inflight.command, request, args)
+        stored = await self.store.get_command_by_key(key)
+        return self._same_or_conflict(stored, request, args) if stored is not None else None
+
+    @staticmethod
+    def _same_or_conflict(existing: Command, request: CommandRequest, args: JSONObject) -> Command:
+        if (existing.type, existing.target, existing.args) != (request.type, request.target, args):
+            raise CommandError(
+                409,
+                "idempotency_conflict",
+                f"idempotency key already used by command {existing.id} ({existing.type} on {existing.target})",
+            )
+        return existing
+
+    def _resolve(self, request: CommandRequest) -> _Resolved:
+        target = request.target
+        if request.type in SESSION_TARGETED:
+            session = self.tracker.get(target) or self.tracker.active_for_project(target)
+            if session is None:
+                if self.registry.nodes_hosting(target):
+                    raise CommandError(404, "no_active_session", f"project {target!r} has no active session")
+                raise CommandError(404, "unknown_target", f"no session or project named {target!r}")
+            return _Resolved(session.node_id, session.id)
+        if request.type in ("env_check", "env_provision") and self.registry.get(target) is not None:
+            return _Resolved(target, "")
+        hosts = self.registry.nodes_hosting(target)
+        if not hosts:
+            raise CommandError(404, "unknown_target", f"no node hosts a project named {target!r}")
+        return _Resolved(hosts[0].record.id, target)
+
+    # ---- delivery --------------------------------------------------------------------
+
+    def _timeout(self, command_type: str) -> float:
+        return max(self.default_timeout, _MIN_TIMEOUT.get(command_type, 0.0))
+
+    async def _deliver(self, inflight: _Inflight, resolved: _Resolved) -> None:
+        command = inflight.command
+        timeout = self._timeout(command.type)
+        message = CommandMsg(
+            command_id=command.id,
+            idempotency_key=command.idempotency_key,
+            command_type=command.type,
+            target=resolved.wire_target,
+            args=command.args,
+            deadline=timeout,
+            correlation_id=command.correlation_id,
+        )
+        with trio.move_on_after(timeout):
+            while inflight.result is None:
+                entry = self.registry.get(resolved.node_id)
+                if entry is None or not entry.online:
+                    await self._finish(inflight, "failed", error=f"node {resolved.node_id!r} went offline")
+                    return
+                changed = entry.changed
+                if entry.link is None:
+                    await changed.wait()  # the agent may reconnect before the deadline
+                    continue
+                try:
+                    await entry.link.send_command(message)
+                except LinkGoneError:
+                    await changed.wait()
+                    continue
+                if inflight.command.status == "pending":
+                    inflight.command = attrs.evolve(inflight.command, status="sent")
+                    await self.store.update_command(inflight.command)
+                await wait_any(inflight.answered, changed)
+        result = inflight.result
+        if result is None:
+            await self._finish(inflight, "timed_out", error=f"no answer from {resolved.node_id} within {timeout:g}s")
+        elif result.ok:
+            await self._finish(inflight, "succeeded", result=result.result)
+        else:
+            await self._finish(inflight, "failed", error=result.error or "command failed", result=result.result)
+
+    def on_result(self, node_id: str, result: CommandResult) -> None:
+        """A command_result frame arrived (from the hub's reader: must not block)."""
+        inflight = self._inflight.get(result.command_id)
+        if inflight is None or inflight.command.node_id != node_id:
+            log.info("late or unknown command result ignored", extra=ctx(command_id=result.command_id))
+            return
+        if inflight.result is None:
+            inflight.result = result
+            inflight.answered.set()
+
+    async def _finish(
+        self, inflight: _Inflight, status: CommandStatus, *, error: str | None = None, result: JSONObject | None = None
+    ) -> None:
+        command = attrs.evolve(
+            inflight.command, status=status, error=error, result=result, finished_at=format_ts(self.now())
+        )
+        inflight.command = command
+        audit = AuditRecord(
+            ts=command.finished_at or "",
+            actor=command.actor,
+            source=command.source,
+            action=f"command.{command.type}",
+            target=command.target,
+            outcome=status,
+            correlation_id=command.correlation_id,
+            detail={"command_id": command.id, "error": error} if error else {"command_id": command.id},
+        )
+        try:
+            with trio.move_on_after(5.0, shield=True):
+                await self.store.update_command(command, audit)
+        finally:
+            self.metrics.commands_total.labels(command.type, status).inc()
+            self.metrics.command_duration.labels(command.type).observe(trio.current_time() - inflight.started)
+            log.log(
+                logging.INFO if status == "succeeded" else logging.WARNING,
+                "command %s",
+                status,
+                extra=ctx(command_id=command.id, type=command.type, error=error, correlation_id=command.correlation_id),
+            )
+            self._inflight.pop(command.id, None)
+            inflight.done.set()
+
+    async def wait(self, command_id: str, max_wait: float) -> Command | None:
+        """The command after it finishes or *max_wait* seconds pass, whichever is first."""
+        inflight = self._inflight.get(command_id)
+        if inflight is not None:
+            with trio.move_on_after(max(0.0, max_wait)):
+                await inflight.done.wait()
+            return inflight.command
+        return await self.store.get_command(command_id)

@@ -1,0 +1,352 @@
+"""WebSocket hub: authenticates agents before the upgrade and runs one handler per connection.
+
+Each connection has a reader (frames -> protocol -> handlers), an ack sender and a
+heartbeat sender, in a nursery owned by the connection's handler. A bad frame or a
+broken peer closes that connection only; the hub keeps serving everyone else.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Final
+
+import orjson
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+
+from halswarm import __version__
+from halswarm.obs.logging import ctx
+from halswarm.proto import (
+    BatchReceived,
+    CloseCode,
+    CommandMsg,
+    CommandResult,
+    Heartbeat,
+    HeartbeatReceived,
+    Hello,
+    HelloReceived,
+    HubProtocol,
+    ProtocolError,
+    ResultReceived,
+    Welcome,
+)
+from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, IngestJob, Pipeline
+from halswarm.supervisor.registry import LinkGoneError, NodeConflictError, NodeRegistry
+from halswarm.sync import Signal
+from halswarm.timeutil import Clock, format_ts
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from halswarm.config.supervisor import ServerConfig
+    from halswarm.obs.metrics import Metrics
+    from halswarm.store import Store
+    from halswarm.supervisor.tracker import SessionTracker
+
+__all__ = ["Hub", "HubConnection"]
+
+log = logging.getLogger(__name__)
+
+_HANDSHAKE_TIMEOUT: Final = 10.0
+_CLOSE_TIMEOUT: Final = 3.0
+_RECEIVE_BUFFER: Final = 256 * 1024
+_WS_PATHS: Final = frozenset({"/ws", "/"})
+
+
+class HubConnection:
+    """One agent connection: serialised sends, cumulative acks, close requests."""
+
+    def __init__(self, ws: WebSocketConnection, proto: HubProtocol, node_id: str, on_acked: Callable[[], None]) -> None:
+        self.ws = ws
+        self.on_acked = on_acked
+        self.proto = proto
+        self.node_id = node_id
+        self._send_lock = trio.StrictFIFOLock()
+        self._scope: trio.CancelScope | None = None
+        self._ack_target = 0
+        self._ack_wakeup = trio.Event()
+        self.close_code = CloseCode.NORMAL
+        self.close_reason = ""
+        self.peer_close_code: int | None = None
+        self.protocol_error: ProtocolError | None = None
+        # Commands may only follow the welcome; the registry knows the link a bit earlier.
+        self.welcomed = trio.Event()
+
+    async def send(self, frame: str) -> None:
+        """Send one frame; one writer at a time (house-style rule 13).
+
+        Raises:
+            LinkGoneError: the connection is closed.
+        """
+        try:
+            async with self._send_lock:
+                await self.ws.send_message(frame)
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise LinkGoneError(f"connection to {self.node_id} is closed") from exc
+
+    async def send_command(self, command: CommandMsg) -> None:
+        """Send a command frame once the handshake is done (raises :class:`LinkGoneError` if closed)."""
+        await self.welcomed.wait()
+        await self.send(self.proto.command_frame(command))
+
+    def close_soon(self, code: CloseCode, reason: str) -> None:
+        """Stop this connection's tasks; its handler then closes with *code*."""
+        self.close_code, self.close_reason = code, reason
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def stored(self, seq: int) -> None:
+        """Called by the pipeline after a commit: acknowledge up to *seq*."""
+        if seq > self._ack_target:
+            self._ack_target = seq
+            self._ack_wakeup.set()
+
+    async def ack_loop(self) -> None:
+        """Send coalesced cumulative acks as commits complete."""
+        while True:
+            await self._ack_wakeup.wait()
+            self._ack_wakeup = trio.Event()
+            await self.send(self.proto.ack(self._ack_target))
+            self.on_acked()
+
+    async def guarded(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run a connection task; a closed link just ends the connection's tasks."""
+        try:
+            await fn()
+        except LinkGoneError:
+            if self._scope is not None:
+                self._scope.cancel()
+
+
+class Hub:
+    """The agents' WebSocket endpoint. Start with ``port = await nursery.start(hub.run)``."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        registry: NodeRegistry,
+        tracker: SessionTracker,
+        pipeline: Pipeline,
+        store: Store,
+        metrics: Metrics,
+        now: Clock,
+        on_result: Callable[[str, CommandResult], None],
+        on_node_offline: Callable[[str, str], Awaitable[None]],
+        shutdown: trio.Event,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.tracker = tracker
+        self.pipeline = pipeline
+        self.store = store
+        self.metrics = metrics
+        self.now = now
+        self.on_result = on_result
+        self.on_node_offline = on_node_offline
+        self.shutdown = shutdown
+        self.port: int | None = None
+        self._token = config.auth_token.encode()
+        self._connections: set[HubConnection] = set()
+        self._acked = Signal()  # fired after every ack frame, for the shutdown drain
+        self._draining = False
+
+    @property
+    def connections(self) -> int:
+        """Open, authenticated agent connections."""
+        return len(self._connections)
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until the shutdown event, then drain and close every connection.
+
+        Cancellation: cancels every connection handler.
+        Resource handling: listeners close when the listener scope ends; connections are
+        closed with 1001 (going away) after their in-flight batches are acknowledged.
+        """
+        async with trio.open_nursery() as handlers:
+            async with trio.open_nursery() as listener:
+                server = await listener.start(
+                    partial(
+                        trio_websocket.serve_websocket,
+                        self.handle_request,
+                        self.config.host,
+                        self.config.port,
+                        None,
+                        handler_nursery=handlers,
+                        max_message_size=self.config.max_frame_bytes,
+                        receive_buffer_size=_RECEIVE_BUFFER,
+                        connect_timeout=_HANDSHAKE_TIMEOUT,
+                        disconnect_timeout=_CLOSE_TIMEOUT,
+                    )
+                )
+                self.port = server.port
+                log.info("hub listening", extra=ctx(host=self.config.host, port=server.port))
+                task_status.started(server.port)
+                await self.shutdown.wait()
+                listener.cancel_scope.cancel()
+            await self._drain()
+            handlers.cancel_scope.cancel()
+
+    async def _drain(self) -> None:
+        """Let in-flight batches commit and be acked, then close connections (bounded)."""
+        self._draining = True
+        with trio.move_on_after(self.config.shutdown_grace_sec):
+            while True:
+                acked = self._acked.waiter()
+                if all(c.proto.acked_seq >= c.proto.received_seq for c in self._connections):
+                    break
+                await acked.wait()
+        for conn in list(self._connections):
+            conn.close_soon(CloseCode.GOING_AWAY, "supervisor shutting down")
+
+    async def handle_request(self, request: WebSocketRequest) -> None:
+        """Authenticate and serve one agent (also used directly by in-memory tests)."""
+        path = request.path.split("?", 1)[0]
+        if path not in _WS_PATHS:
+            await _reject(request, 404, "not_found", f"no WebSocket endpoint at {path}; agents connect to /ws")
+            return
+        if not self._authorized(request.headers):
+            self.metrics.auth_failures.labels("ws").inc()
+            log.warning("agent rejected: missing or invalid bearer token", extra=ctx(remote=str(request.remote)))
+            await _reject(request, 401, "unauthorized", "missing or invalid bearer token")
+            return
+        if self._draining:
+            await _reject(request, 503, "unavailable", "supervisor is shutting down")
+            return
+        ws = await request.accept()
+        await self._serve(ws)
+
+    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        for name, value in headers:
+            if name.lower() == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._token)
+        return False
+
+    async def _serve(self, ws: WebSocketConnection) -> None:
+        proto = HubProtocol(window=self.config.window, max_batch_events=self.config.max_batch_events)
+        code, reason = CloseCode.NORMAL, ""
+        node_id = "?"
+        try:
+            with trio.fail_after(_HANDSHAKE_TIMEOUT):
+                first = await ws.get_message()
+            events = proto.receive(first)
+            assert len(events) == 1
+            assert isinstance(events[0], HelloReceived)
+            hello = events[0].hello
+            node_id = hello.node_id
+            if node_id == SUPERVISOR_NODE_ID:
+                raise ProtocolError(CloseCode.MALFORMED, f"node_id {SUPERVISOR_NODE_ID!r} is reserved")
+            code, reason = await self._run_connection(ws, proto, hello)
+        except ProtocolError as exc:
+            code, reason = exc.code, exc.reason
+            self.metrics.frames_rejected.labels(str(int(exc.code))).inc()
+            log.warning("closing agent connection: %s", exc.reason, extra=ctx(node_id=node_id, code=int(code)))
+        except trio.TooSlowError:
+            code, reason = CloseCode.POLICY_VIOLATION, f"no hello within {_HANDSHAKE_TIMEOUT:g}s"
+            log.warning("closing agent connection: %s", reason, extra=ctx(remote=str(ws.remote)))
+        except ConnectionClosed:
+            return
+        finally:
+            with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await ws.aclose(int(code), reason)
+
+    async def _run_connection(self, ws: WebSocketConnection, proto: HubProtocol, hello: Hello) -> tuple[CloseCode, str]:
+        conn = HubConnection(ws, proto, hello.node_id, self._acked.fire)
+        try:
+            entry, came_online = self.registry.attach(hello, conn, now=trio.current_time(), wall=format_ts(self.now()))
+        except NodeConflictError as exc:
+            raise ProtocolError(CloseCode.NODE_ID_CONFLICT, str(exc)) from None
+        self._connections.add(conn)
+        log.info(
+            "agent connected",
+            extra=ctx(node_id=hello.node_id, hostname=hello.hostname, version=hello.version, last_seq=hello.last_seq),
+        )
+        try:
+            snapshots = [(s.seq, s.session) for s in hello.sessions if s.session.node_id == hello.node_id]
+            if snapshots:
+                await self.store.upsert_sessions(snapshots, format_ts(self.now()))
+                for seq, session in snapshots:
+                    self.tracker.apply(seq, session)
+            await self.store.upsert_node(self.registry.snapshot_record(entry))
+            welcome = Welcome(
+                ack_seq=self.pipeline.last_seq(hello.node_id),
+                heartbeat_interval=self.config.heartbeat_interval_sec,
+                window=self.config.window,
+                max_batch_events=self.config.max_batch_events,
+                max_frame_bytes=self.config.max_frame_bytes,
+                server_version=__version__,
+            )
+            await conn.send(proto.welcome(welcome))
+            conn.welcomed.set()
+            if came_online:
+                await self.pipeline.emit("node.online", {"node_id": hello.node_id, "hostname": hello.hostname})
+            async with trio.open_nursery() as nursery:
+                conn._scope = nursery.cancel_scope
+                nursery.start_soon(conn.guarded, conn.ack_loop)
+                nursery.start_soon(conn.guarded, partial(self._heartbeat_loop, conn))
+                await self._reader(conn)
+                nursery.cancel_scope.cancel()
+        except LinkGoneError:
+            pass
+        finally:
+            self._connections.discard(conn)
+            conn.welcomed.set()  # a waiting send_command now fails fast with LinkGoneError
+            clean = conn.peer_close_code in (CloseCode.NORMAL, CloseCode.GOING_AWAY)
+            went_offline = self.registry.detach(hello.node_id, conn, clean=clean)
+            log.info("agent disconnected", extra=ctx(node_id=hello.node_id, peer_code=conn.peer_close_code))
+            with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                await self.store.upsert_node(self.registry.snapshot_record(entry))
+                if went_offline:
+                    await self.on_node_offline(hello.node_id, "agent disconnected")
+        if conn.protocol_error is not None:
+            raise conn.protocol_error
+        return conn.close_code, conn.close_reason
+
+    async def _reader(self, conn: HubConnection) -> None:
+        """Read frames until the peer closes or breaks the protocol. Never blocks on work."""
+        node_id = conn.node_id
+        while True:
+            try:
+                frame = await conn.ws.get_message()
+            except ConnectionClosed as exc:
+                conn.peer_close_code = exc.reason.code if exc.reason else None
+                return
+            self.registry.touch(node_id, trio.current_time())
+            try:
+                events = conn.proto.receive(frame)
+            except ProtocolError as exc:
+                conn.protocol_error = exc
+                return
+            for event in events:
+                match event:
+                    case BatchReceived(events=batch):
+                        # Waits only when the pipeline queue is full: backpressure, by design.
+                        await self.pipeline.submit(IngestJob(node_id, batch, conn.stored))
+                    case ResultReceived(result=result):
+                        self.on_result(node_id, result)
+                    case HeartbeatReceived(heartbeat=heartbeat):
+                        self.registry.heartbeat(node_id, heartbeat, format_ts(self.now()))
+                    case HelloReceived():  # pragma: no cover - the protocol rejects a second hello
+                        pass
+
+    async def _heartbeat_loop(self, conn: HubConnection) -> None:
+        interval = self.config.heartbeat_interval_sec
+        start = trio.current_time()
+        k = 1
+        while True:
+            await trio.sleep_until(start + k * interval)
+            k += 1
+            await conn.send(conn.proto.heartbeat_frame(Heartbeat(ts=format_ts(self.now()))))
+
+
+async def _reject(request: WebSocketRequest, status: int, code: str, message: str) -> None:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    headers = [(b"content-type", b"application/json")]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="halswarm"'))
+    with trio.move_on_after(_CLOSE_TIMEOUT):
+        await request.reject(status, extra_headers=headers, body=body)

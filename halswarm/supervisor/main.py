@@ -1,0 +1,90 @@
+"""``hal-supervisor``: the central hub.
+
+Exit codes: 0 stopped cleanly (or ``--validate`` passed), 1 runtime failure (port in
+use, database unusable), 2 invalid configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import asyncclick as click
+import trio
+
+from halswarm import __version__
+from halswarm.config import ConfigError, load_supervisor_config
+from halswarm.obs.logging import LogFormat, configure_logging
+from halswarm.runtime import watch_signals
+from halswarm.store import StoreError
+from halswarm.supervisor.app import run_supervisor
+
+if TYPE_CHECKING:
+    from halswarm.config.supervisor import SupervisorConfig
+
+__all__ = ["cli", "main"]
+
+log = logging.getLogger("halswarm.supervisor")
+
+DEFAULT_CONFIG: Final = "/etc/hal-o-swarm/supervisor.config.json"
+EXIT_RUNTIME: Final = 1
+EXIT_CONFIG: Final = 2
+
+
+async def _serve(config: SupervisorConfig) -> None:
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope)
+        await run_supervisor(config, shutdown=shutdown)
+        nursery.cancel_scope.cancel()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="Supervisor config file (JSON).",
+)
+@click.option("--validate", is_flag=True, help="Check the config, print every problem, and exit (0 ok, 2 invalid).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
+@click.version_option(__version__, prog_name="hal-supervisor")
+async def cli(config_path: Path, validate: bool, log_level: str, log_format: LogFormat) -> None:
+    """Run the halswarm supervisor: agent hub, HTTP API and storage."""
+    configure_logging(log_level, log_format)
+    try:
+        config = load_supervisor_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"{exc.source}: invalid configuration:", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if validate:
+        click.echo(f"{config_path}: configuration is valid")
+        return
+    configure_logging(log_level, log_format, secrets=config.secrets())
+    try:
+        await _serve(config)
+    except* StoreError as group:
+        for store_error in group.exceptions:
+            log.error("%s", store_error)
+        sys.exit(EXIT_RUNTIME)
+    except* OSError as os_group:
+        for os_error in os_group.exceptions:
+            log.error("cannot start: %s", os_error)
+        sys.exit(EXIT_RUNTIME)
+
+
+def main() -> None:
+    """Console-script entry point (runs asyncclick on trio)."""
+    cli(_anyio_backend="trio")

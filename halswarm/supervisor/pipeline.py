@@ -1,0 +1,175 @@
+"""Event pipeline: persist agent batches, update the tracker, then acknowledge.
+
+Batches from all connections queue on one bounded channel; the pipeline commits
+whatever is waiting (up to ``max_events_per_txn``) in one transaction, so the cost of a
+commit is shared by every node that sent something meanwhile. Acks go out only after
+the commit: an acked event is on disk. A failed commit is retried (nothing is acked,
+so agents keep their copies) until the store recovers.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import trio
+
+from halswarm.models import SUPERVISOR_NODE_ID
+from halswarm.obs.logging import ctx
+from halswarm.proto.messages import WireEvent
+from halswarm.store import IngestBatch, Store, StoreError
+from halswarm.timeutil import Clock, format_ts
+
+if TYPE_CHECKING:
+    from halswarm.jsontypes import JSONObject
+    from halswarm.obs.metrics import Metrics
+    from halswarm.supervisor.tracker import SessionTracker
+
+__all__ = ["SUPERVISOR_NODE_ID", "IngestJob", "Pipeline"]
+
+log = logging.getLogger(__name__)
+
+_RETRY_DELAY: Final = 1.0
+_RETRY_DELAY_MAX: Final = 15.0
+
+
+@attrs.frozen
+class IngestJob:
+    """A batch to persist; ``on_stored(last_seq)`` runs after the commit."""
+
+    node_id: str
+    events: list[WireEvent]
+    on_stored: Callable[[int], None] | None = None
+
+
+class Pipeline:
+    """The single writer of events. Start with ``nursery.start(pipeline.run)``."""
+
+    def __init__(
+        self,
+        store: Store,
+        tracker: SessionTracker,
+        metrics: Metrics,
+        *,
+        now: Clock,
+        last_seqs: dict[str, int],
+        queue_size: int = 256,
+        max_events_per_txn: int = 20_000,
+    ) -> None:
+        self.store = store
+        self.tracker = tracker
+        self.metrics = metrics
+        self.now = now
+        self.max_events_per_txn = max_events_per_txn
+        self._last_seq = dict(last_seqs)  # committed position per node
+        self._send, self._receive = trio.open_memory_channel[IngestJob](queue_size)
+        self._supervisor_seq = self._last_seq.get(SUPERVISOR_NODE_ID, 0)
+        self._idle = trio.Event()
+        self._idle.set()
+        self.stalled_since: float | None = None
+
+    def last_seq(self, node_id: str) -> int:
+        """The last committed seq of a node: every event up to it is stored."""
+        return self._last_seq.get(node_id, 0)
+
+    async def submit(self, job: IngestJob) -> None:
+        """Queue a batch (waits while the queue is full: backpressure to the agent)."""
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        await self._send.send(job)
+
+    async def emit(
+        self, event_type: str, data: JSONObject, *, session_id: str | None = None, project: str | None = None
+    ) -> None:
+        """Record an event raised by the supervisor itself (e.g. ``node.offline``)."""
+        self._supervisor_seq += 1
+        event = WireEvent(self._supervisor_seq, format_ts(self.now()), event_type, session_id, project, data)
+        await self.submit(IngestJob(SUPERVISOR_NODE_ID, [event]))
+
+    def queue_stats(self) -> JSONObject:
+        """Channel statistics for readiness output."""
+        stats = self._receive.statistics()
+        return {"queued": stats.current_buffer_used, "capacity": stats.max_buffer_size}
+
+    async def wait_idle(self) -> None:
+        """Return once every submitted job is committed."""
+        await self._idle.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Commit queued batches until cancelled.
+
+        Cancellation: a transaction either commits or not (SQLite atomicity); jobs that
+        were not committed are not acknowledged, so agents resend them.
+        Error handling: store failures are logged, counted and retried with backoff.
+        """
+        task_status.started()
+        while True:
+            jobs = [await self._receive.receive()]
+            total = len(jobs[0].events)
+            while total < self.max_events_per_txn:
+                try:
+                    job = self._receive.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                jobs.append(job)
+                total += len(job.events)
+            await self._commit_with_retry(jobs)
+            if self._receive.statistics().current_buffer_used == 0:
+                self._idle.set()
+
+    async def _commit_with_retry(self, jobs: list[IngestJob]) -> None:
+        delay = _RETRY_DELAY
+        while True:
+            try:
+                await self._commit(jobs)
+            except StoreError as exc:
+                self.metrics.ingest_errors.inc()
+                if self.stalled_since is None:
+                    self.stalled_since = trio.current_time()
+                log.error(
+                    "cannot store events, retrying in %.0fs (agents keep them until acked): %s",
+                    delay,
+                    exc,
+                    extra=ctx(batches=len(jobs)),
+                )
+                await trio.sleep(delay)
+                delay = min(delay * 2, _RETRY_DELAY_MAX)
+                continue
+            if self.stalled_since is not None:
+                log.info("event storage recovered")
+                self.stalled_since = None
+            return
+
+    async def _commit(self, jobs: list[IngestJob]) -> None:
+        # Drop events already stored (a resend after reconnect) before touching SQL.
+        positions = dict(self._last_seq)
+        batches: list[IngestBatch] = []
+        for job in jobs:
+            start = positions.get(job.node_id, 0)
+            fresh = job.events if job.events[0].seq > start else [e for e in job.events if e.seq > start]
+            if fresh:
+                if fresh[0].seq > start + 1 and start > 0:
+                    log.warning(
+                        "gap in event seqs: events were lost before reaching us",
+                        extra=ctx(node_id=job.node_id, after=start, next=fresh[0].seq),
+                    )
+                batches.append(IngestBatch(job.node_id, fresh))
+                positions[job.node_id] = fresh[-1].seq
+        if batches:
+            await self.store.ingest(batches, format_ts(self.now()))
+            self.metrics.ingest_batches.inc()
+        self._last_seq = positions
+        counts: collections.Counter[str] = collections.Counter()
+        for batch in batches:
+            for ev in batch.events:
+                counts[ev.type] += 1
+                if ev.state is not None:
+                    self.tracker.apply(ev.seq, ev.state)
+                if ev.session_id is not None:
+                    self.tracker.touch(ev.session_id, ev.ts)
+        self.metrics.count_events(counts)
+        for job in jobs:
+            if job.on_stored is not None:
+                job.on_stored(job.events[-1].seq)

@@ -1,0 +1,155 @@
+"""Session tracker: the live view of every session, rebuilt from the store at start.
+
+States arrive with the event seq that produced them; an older state never overwrites a
+newer one, so a backlog resent after a reconnect cannot roll a session back. Sessions
+of nodes that are not online show as ``unreachable`` without losing their real status,
+which comes back the moment the node does.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING
+
+import attrs
+import orjson
+
+from halswarm.convert import converter
+from halswarm.models import ACTIVE_STATUSES, Session
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["SessionTracker"]
+
+
+@attrs.define
+class _Entry:
+    seq: int
+    session: Session
+    last_activity: str | None
+    cached_json: bytes | None = None
+
+
+class SessionTracker:
+    """In-memory sessions keyed by id, with a per-node index and reachability overlay."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._by_node: dict[str, set[str]] = collections.defaultdict(set)
+        self._reachable_nodes: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def load(self, states: Iterable[tuple[int, Session]]) -> None:
+        """Fill from stored states (at start every node is unreachable until it connects)."""
+        for seq, session in states:
+            self.apply(seq, session)
+
+    def apply(self, seq: int, session: Session) -> bool:
+        """Take a session state produced by event *seq*; returns False if it is stale."""
+        entry = self._entries.get(session.id)
+        if entry is not None and seq < entry.seq:
+            return False
+        last = _later(entry.last_activity if entry else None, session.last_activity)
+        if entry is None:
+            self._entries[session.id] = _Entry(seq, session, last)
+        else:
+            if entry.session.node_id != session.node_id:
+                self._by_node[entry.session.node_id].discard(session.id)
+            entry.seq, entry.session, entry.last_activity, entry.cached_json = seq, session, last, None
+        self._by_node[session.node_id].add(session.id)
+        return True
+
+    def touch(self, session_id: str, ts: str) -> None:
+        """Record activity seen in an event."""
+        entry = self._entries.get(session_id)
+        if entry is not None and (entry.last_activity is None or ts > entry.last_activity):
+            entry.last_activity = ts
+            entry.cached_json = None
+
+    def set_node_reachable(self, node_id: str, reachable: bool) -> None:
+        """Show the node's sessions with their real status (True) or as unreachable."""
+        if reachable == (node_id in self._reachable_nodes):
+            return
+        if reachable:
+            self._reachable_nodes.add(node_id)
+        else:
+            self._reachable_nodes.discard(node_id)
+        for session_id in self._by_node.get(node_id, ()):
+            self._entries[session_id].cached_json = None
+
+    def _view(self, entry: _Entry) -> Session:
+        session = entry.session
+        status = session.status
+        if session.node_id not in self._reachable_nodes and status in ACTIVE_STATUSES:
+            status = "unreachable"
+        if status == session.status and entry.last_activity == session.last_activity:
+            return session
+        return attrs.evolve(session, status=status, last_activity=entry.last_activity)
+
+    def get(self, session_id: str) -> Session | None:
+        """One session as the API shows it, or None."""
+        entry = self._entries.get(session_id)
+        return self._view(entry) if entry is not None else None
+
+    def real_status(self, session_id: str) -> str | None:
+        """The status the node last reported, ignoring reachability."""
+        entry = self._entries.get(session_id)
+        return entry.session.status if entry is not None else None
+
+    def sessions(
+        self, *, status: str | None = None, project: str | None = None, node_id: str | None = None
+    ) -> list[Session]:
+        """Sessions matching the filters, ordered by start time (then id)."""
+        ids: Iterable[str] = self._by_node.get(node_id, set()) if node_id is not None else self._entries
+        out = []
+        for session_id in ids:
+            view = self._view(self._entries[session_id])
+            if (status is None or view.status == status) and (project is None or view.project == project):
+                out.append(view)
+        out.sort(key=lambda s: (s.started_at or "", s.id))
+        return out
+
+    def sessions_json(
+        self, *, status: str | None = None, project: str | None = None, node_id: str | None = None
+    ) -> bytes:
+        """``{"sessions": [...]}`` as JSON bytes, reusing each session's cached encoding."""
+        parts = []
+        for view in self.sessions(status=status, project=project, node_id=node_id):
+            entry = self._entries[view.id]
+            if entry.cached_json is None:
+                entry.cached_json = orjson.dumps(converter.unstructure(view))
+            parts.append(entry.cached_json)
+        return b'{"sessions":[' + b",".join(parts) + b"]}"
+
+    def active_for_project(self, project: str) -> Session | None:
+        """The project's live session with the latest activity (for project-targeted commands)."""
+        best: _Entry | None = None
+        for entry in self._entries.values():
+            s = entry.session
+            if s.project != project or s.status not in ACTIVE_STATUSES:
+                continue
+            if best is None or (entry.last_activity or "") > (best.last_activity or ""):
+                best = entry
+        return self._view(best) if best is not None else None
+
+    def count_for_node(self, node_id: str) -> int:
+        """Sessions tracked on a node."""
+        return len(self._by_node.get(node_id, ()))
+
+    def counts_by_status(self) -> dict[str, int]:
+        """How many sessions are in each (displayed) status."""
+        counts: dict[str, int] = collections.Counter()
+        for entry in self._entries.values():
+            counts[self._view(entry).status] += 1
+        return counts
+
+
+def _later(a: str | None, b: str | None) -> str | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)

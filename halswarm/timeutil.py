@@ -1,0 +1,49 @@
+"""Wall-clock helpers. Persisted times are RFC 3339 UTC strings in one fixed format.
+
+One format (microseconds, ``Z`` suffix, always 27 characters) means timestamps sort
+correctly as text in SQLite and compare equal across components.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+__all__ = ["Clock", "format_ts", "is_ts", "parse_ts", "system_now", "utc_now_str"]
+
+Clock = Callable[[], datetime]
+"""An injected wall clock: returns an aware UTC datetime."""
+
+_TS_LEN = len("2026-01-01T00:00:00.000000Z")
+
+
+def system_now() -> datetime:
+    """The real wall clock (UTC). Injected where persisted timestamps are made."""
+    return datetime.now(UTC)
+
+
+def format_ts(dt: datetime) -> str:
+    """Format an aware datetime as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utc_now_str(now: Clock = system_now) -> str:
+    """The current time from *now*, formatted with :func:`format_ts`."""
+    return format_ts(now())
+
+
+def parse_ts(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp (any offset, or ``Z``) into an aware UTC datetime.
+
+    Raises:
+        ValueError: the text is not an RFC 3339 timestamp with a zone.
+    """
+    value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone (expected e.g. 2026-01-01T00:00:00Z)")
+    return value.astimezone(UTC)
+
+
+def is_ts(text: object) -> bool:
+    """Cheap check that *text* is in the canonical stored format (used on the hot path)."""
+    return isinstance(text, str) and len(text) == _TS_LEN and text[-1] == "Z" and text[10] == "T"
