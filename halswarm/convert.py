@@ -7,17 +7,19 @@ from outside: frames, HTTP bodies, config files).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Literal, TypeVar, get_args, get_origin
 
+import attrs
 import cattrs
 import cattrs.v
 import orjson
+from cattrs.cols import list_structure_factory
 from cattrs.preconf.orjson import make_converter
 
 from halswarm.jsontypes import JSONObject, JSONValue, is_json_object
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 __all__ = [
     "ConversionError",
@@ -80,8 +82,46 @@ def _configure(conv: cattrs.Converter) -> cattrs.Converter:
     return conv
 
 
+def _is_list(type_: object) -> bool:
+    return get_origin(type_) is list
+
+
+def _require_shapes(conv: cattrs.Converter) -> cattrs.Converter:
+    """Make lists and objects reject values of another JSON type.
+
+    cattrs structures a list from any iterable, so ``"origin_allowlist": "https://a.b"``
+    would become a list of characters; and a number where an object belongs fails with
+    an internal ``'int' object has no attribute 'keys'``. Untrusted input gets a check
+    first and a message naming what was expected.
+    """
+
+    def list_factory(type_: type) -> Callable[[object, object], object]:
+        inner = list_structure_factory(type_, conv)
+
+        def structure_list(value: object, cls: object) -> object:
+            if not isinstance(value, list):
+                raise TypeError(f"expected a list, got {type(value).__name__}")
+            return inner(value, cls)
+
+        return structure_list
+
+    def attrs_factory(type_: type) -> Callable[[object, object], object]:
+        inner: Callable[[dict[str, object], object], object] = conv.gen_structure_attrs_fromdict(type_)
+
+        def structure_object(value: object, cls: object) -> object:
+            if not isinstance(value, dict):
+                raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+            return inner(value, cls)
+
+        return structure_object
+
+    conv.register_structure_hook_factory(_is_list, list_factory)
+    conv.register_structure_hook_factory(attrs.has, attrs_factory)
+    return conv
+
+
 converter: cattrs.Converter = _configure(make_converter(omit_if_default=False))
-strict: cattrs.Converter = _configure(make_converter(forbid_extra_keys=True, omit_if_default=False))
+strict: cattrs.Converter = _require_shapes(_configure(make_converter(forbid_extra_keys=True, omit_if_default=False)))
 
 
 def _format_exception(exc: BaseException, type_: object) -> str:

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
-import trio_websocket
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, WebSocketConnection
 
 from halswarm import __version__
 from halswarm.agent.backoff import Backoff
+from halswarm.agent.connector import Connector, open_ws
 from halswarm.obs.logging import ctx
 from halswarm.proto import (
     AckReceived,
@@ -42,6 +40,8 @@ from halswarm.timeutil import Clock, format_ts
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
 
     from halswarm.agent.backend import EventSink
     from halswarm.agent.executor import Executor
@@ -53,25 +53,22 @@ __all__ = ["AgentLink", "Connector", "LinkStatus", "websocket_connector"]
 
 log = logging.getLogger(__name__)
 
-Connector = Callable[[str, list[tuple[bytes, bytes]]], AbstractAsyncContextManager[WebSocketConnection]]
-"""Opens a WebSocket to a URL with extra headers (swappable for in-memory tests)."""
-
 _SILENT_INTERVALS: Final = 3  # heartbeat intervals without any frame before we give up
 _FRAME_OVERHEAD: Final = 1024
 _RESUME_CODES: Final = frozenset({CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.REPLACED})
+_MAX_INBOUND_FRAME: Final = 16 * 1024 * 1024
 
 
-def websocket_connector(config: AgentConfig, max_message_size: int = 16 * 1024 * 1024) -> Connector:
-    """The real connector: trio-websocket over TCP (TLS for ``wss://``)."""
+def websocket_connector(config: AgentConfig) -> Connector:
+    """The real connector: TCP (TLS for ``wss://``) with the config's timeouts."""
 
     def connect(url: str, headers: list[tuple[bytes, bytes]]) -> AbstractAsyncContextManager[WebSocketConnection]:
-        return trio_websocket.open_websocket_url(
+        return open_ws(
             url,
-            extra_headers=headers,
+            headers,
             connect_timeout=config.link.connect_timeout_sec,
-            disconnect_timeout=config.link.close_timeout_sec,
-            max_message_size=max_message_size,
-            receive_buffer_size=256 * 1024,
+            close_timeout=config.link.close_timeout_sec,
+            max_message_size=_MAX_INBOUND_FRAME,
         )
 
     return connect

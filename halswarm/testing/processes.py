@@ -1,0 +1,90 @@
+"""Real processes for end-to-end and chaos tests: the installed entry points, on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Final
+
+import orjson
+import trio
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["Daemon", "free_port", "start_daemon", "write_json"]
+
+_STOP_GRACE: Final = 10.0
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_json(path: Path, value: object) -> Path:
+    """Write *value* as JSON to *path* (creating parent directories)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2))
+    return path
+
+
+class Daemon:
+    """A running ``hal-supervisor`` or ``hal-agent`` subprocess with its log file."""
+
+    def __init__(self, process: trio.Process, log_path: Path, name: str) -> None:
+        self.process = process
+        self.log_path = log_path
+        self.name = name
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    def log_text(self) -> str:
+        """Everything the process logged so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no goodbye (a crash)."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+
+    async def stop(self, grace: float = _STOP_GRACE) -> int:
+        """SIGTERM, wait (bounded), then SIGKILL. Returns the exit code."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            with trio.move_on_after(grace, shield=True):
+                await self.process.wait()
+            if self.process.returncode is None:
+                self.process.kill()
+                with trio.move_on_after(5, shield=True):
+                    await self.process.wait()
+        code = self.process.returncode
+        return code if code is not None else -9
+
+
+async def start_daemon(program: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Daemon:
+    """Start ``python -m halswarm.<program>`` style entry points as subprocesses.
+
+    *program* is ``supervisor`` or ``agent``; output goes to *log_path*.
+    """
+    module = {"supervisor": "halswarm.supervisor.main", "agent": "halswarm.agent.main"}[program]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **(env or {})}
+    with log_path.open("ab") as log_file:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-c", f"import {module} as m; m.main()", *args],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+        )
+    return Daemon(process, log_path, f"{program}:{process.pid}")

@@ -1,0 +1,226 @@
+"""The hub over real loopback sockets: auth before upgrade, clear close codes for bad
+frames, node identity rules, and no collateral damage to other agents."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import orjson
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
+
+from halswarm.agent.connector import open_ws
+from halswarm.models import Session
+from halswarm.proto import CloseCode, Hello, SessionSnapshot, Welcome, decode, encode
+from halswarm.testing import TEST_TOKEN, open_supervisor, supervisor_config, wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, AsyncIterator
+    from pathlib import Path
+
+    from halswarm.supervisor.app import SupervisorHandle
+
+TS = "2026-01-01T00:00:00.000000Z"
+
+
+@pytest.fixture
+async def supervisor(tmp_path: Path) -> AsyncIterator[SupervisorHandle]:
+    config = supervisor_config(tmp_path / "s.db", max_frame_bytes=65536, window=1, heartbeat_interval_sec=0.2)
+    with trio.fail_after(30):
+        async with open_supervisor(config) as handle:
+            yield handle
+
+
+@asynccontextmanager
+async def raw_ws(
+    handle: SupervisorHandle, token: str | None = TEST_TOKEN, path: str = "/ws"
+) -> AsyncGenerator[WebSocketConnection, None]:
+    headers = [(b"Authorization", f"Bearer {token}".encode())] if token is not None else []
+    async with open_ws(
+        f"ws://127.0.0.1:{handle.ws_port}{path}", headers, connect_timeout=5, close_timeout=2, max_message_size=1 << 20
+    ) as ws:
+        yield ws
+
+
+def hello(node_id: str = "node-x", key: str = "key-x", sessions: list[SessionSnapshot] | None = None) -> str:
+    return encode(Hello(node_id=node_id, instance_key=key, hostname="h", version="t", sessions=sessions or []))
+
+
+async def handshake(ws: WebSocketConnection, node_id: str = "node-x", key: str = "key-x") -> Welcome:
+    await ws.send_message(hello(node_id, key))
+    welcome = decode(await ws.get_message())
+    assert isinstance(welcome, Welcome)
+    return welcome
+
+
+async def close_code(ws: WebSocketConnection) -> tuple[int, str]:
+    """Read until the hub closes the connection; return its close code and reason."""
+    with trio.fail_after(5):
+        while True:
+            try:
+                await ws.get_message()
+            except ConnectionClosed as exc:
+                reason = exc.reason
+                break
+    assert reason is not None
+    return reason.code, reason.reason or ""
+
+
+def events_frame(seqs: range) -> str:
+    events = [{"seq": s, "ts": TS, "type": "x.test", "data": {}} for s in seqs]
+    return orjson.dumps({"v": 1, "type": "events", "events": events}).decode()
+
+
+@pytest.mark.parametrize("token", ["wrong-token-0000000000", None])
+async def test_bad_token_is_401_before_upgrade(supervisor: SupervisorHandle, token: str | None) -> None:
+    with pytest.RaisesGroup(ConnectionRejected, allow_unwrapped=True, flatten_subgroups=True) as caught:
+        async with raw_ws(supervisor, token=token):
+            pass
+    rejected = caught.value if isinstance(caught.value, ConnectionRejected) else caught.value.exceptions[0]
+    assert isinstance(rejected, ConnectionRejected)
+    assert rejected.status_code == 401
+    assert orjson.loads(rejected.body or b"{}")["error"]["code"] == "unauthorized"
+    assert supervisor.registry.get("node-x") is None
+    assert 'hal_o_swarm_auth_failures_total{listener="ws"} 1.0' in supervisor.metrics.render().decode()
+
+
+async def test_unknown_path_is_404(supervisor: SupervisorHandle) -> None:
+    with pytest.RaisesGroup(ConnectionRejected, allow_unwrapped=True, flatten_subgroups=True):
+        async with raw_ws(supervisor, path="/nope"):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("first_frame", "code", "words"),
+    [
+        ("not json", CloseCode.MALFORMED, "not valid JSON"),
+        ('{"v": 1, "type": "heartbeat", "ts": "' + TS + '"}', CloseCode.MALFORMED, "first frame must be hello"),
+        ('{"v": 2, "type": "hello"}', CloseCode.UNSUPPORTED_VERSION, "unsupported protocol version"),
+        ('{"v": 1, "type": "hello", "node_id": 7}', CloseCode.MALFORMED, "node_id"),
+        ('{"v": 1, "type": "warp"}', CloseCode.MALFORMED, "unknown frame type"),
+    ],
+)
+async def test_bad_first_frame_closes_with_clear_code(
+    supervisor: SupervisorHandle, first_frame: str, code: CloseCode, words: str
+) -> None:
+    async with raw_ws(supervisor) as ws:
+        await ws.send_message(first_frame)
+        got_code, reason = await close_code(ws)
+    assert got_code == code
+    assert words in reason
+
+
+async def test_malformed_frame_after_handshake_only_closes_that_agent(supervisor: SupervisorHandle) -> None:
+    async with raw_ws(supervisor) as good, raw_ws(supervisor) as bad:
+        await handshake(good, "node-good", "k1")
+        await handshake(bad, "node-bad", "k2")
+        await bad.send_message('{"v":1,"type":"events","events":[{"seq":1,"ts":"yesterday","type":"x"}]}')
+        got_code, reason = await close_code(bad)
+        assert got_code == CloseCode.MALFORMED
+        assert "ts must be an RFC 3339" in reason
+        # The good agent keeps working: its events are stored and acknowledged.
+        await good.send_message(events_frame(range(1, 4)))
+        ack = decode(await good.get_message())
+        while not hasattr(ack, "seq"):  # skip heartbeats
+            ack = decode(await good.get_message())
+        assert getattr(ack, "seq", None) == 3
+    assert supervisor.pipeline.last_seq("node-good") == 3
+    assert supervisor.pipeline.last_seq("node-bad") == 0
+
+
+async def test_oversized_frame_closes_with_1009(supervisor: SupervisorHandle) -> None:
+    async with raw_ws(supervisor) as ws:
+        await handshake(ws)
+        await ws.send_message("x" * 100_000)  # max_frame_bytes is 65536 here
+        got_code, _ = await close_code(ws)
+    assert got_code == CloseCode.MESSAGE_TOO_BIG
+
+
+async def test_exceeding_the_window_is_refused(supervisor: SupervisorHandle) -> None:
+    # window=1: a second batch before the first ack breaks flow control.
+    async with raw_ws(supervisor) as ws:
+        await handshake(ws)
+        await ws.send_message(events_frame(range(1, 2)) + "")
+        await ws.send_message(events_frame(range(2, 3)))
+        with trio.fail_after(5):
+            while True:
+                try:
+                    await ws.get_message()
+                except ConnectionClosed as exc:
+                    code = exc.reason.code if exc.reason else None
+                    break
+    # The hub reads the second batch before the first one's commit (a thread hop) is acked.
+    assert code == CloseCode.WINDOW_EXCEEDED
+
+
+async def test_non_increasing_seqs_are_refused(supervisor: SupervisorHandle) -> None:
+    async with raw_ws(supervisor) as ws:
+        await handshake(ws)
+        await ws.send_message(events_frame(range(5, 3, -1)))
+        got_code, reason = await close_code(ws)
+    assert got_code == CloseCode.MALFORMED
+    assert "does not follow" in reason
+
+
+async def test_another_instance_cannot_take_a_live_node_id(supervisor: SupervisorHandle) -> None:
+    async with raw_ws(supervisor) as first, raw_ws(supervisor) as intruder:
+        await handshake(first, "node-same", "instance-1")
+        await intruder.send_message(hello("node-same", "instance-2"))
+        got_code, reason = await close_code(intruder)
+        assert got_code == CloseCode.NODE_ID_CONFLICT
+        assert "in use by another agent instance" in reason
+        entry = supervisor.registry.get("node-same")
+        assert entry is not None
+        assert entry.online
+        assert entry.record.instance_key == "instance-1"
+        # The first connection still works.
+        await first.send_message(events_frame(range(1, 2)))
+        await wait_until(lambda: supervisor.pipeline.last_seq("node-same") == 1, what="event stored")
+
+
+async def test_same_instance_reconnecting_replaces_its_stale_connection(supervisor: SupervisorHandle) -> None:
+    async with raw_ws(supervisor) as stale, raw_ws(supervisor) as fresh:
+        await handshake(stale, "node-r", "instance-r")
+        await handshake(fresh, "node-r", "instance-r")
+        got_code, _ = await close_code(stale)
+        assert got_code == CloseCode.REPLACED
+        entry = supervisor.registry.get("node-r")
+        assert entry is not None
+        assert entry.online
+        assert entry.link is not None
+
+
+async def test_reserved_node_id_is_refused(supervisor: SupervisorHandle) -> None:
+    async with raw_ws(supervisor) as ws:
+        await ws.send_message(hello("supervisor", "k"))
+        got_code, reason = await close_code(ws)
+    assert got_code == CloseCode.MALFORMED
+    assert "reserved" in reason
+
+
+async def test_silent_agent_goes_offline_and_its_sessions_unreachable_until_it_returns(
+    supervisor: SupervisorHandle,
+) -> None:
+    session = Session(id="ses-live", node_id="node-s", project="p", status="busy")
+    async with raw_ws(supervisor) as ws:
+        await ws.send_message(hello("node-s", "ks", [SessionSnapshot(1, session)]))
+        decode(await ws.get_message())
+        await wait_until(lambda: supervisor.tracker.get("ses-live") is not None, what="session tracked")
+        # Say nothing more: after 0.2 s x 3 the node is offline and the hub closes us.
+        got_code, _ = await close_code(ws)
+        assert got_code == CloseCode.HEARTBEAT_TIMEOUT
+    entry = supervisor.registry.get("node-s")
+    assert entry is not None
+    assert entry.status() == "offline"
+    view = supervisor.tracker.get("ses-live")
+    assert view is not None
+    assert view.status == "unreachable"
+
+    async with raw_ws(supervisor) as ws:
+        await handshake(ws, "node-s", "ks")
+        assert entry.status() == "online"
+        view = supervisor.tracker.get("ses-live")
+        assert view is not None
+        assert view.status == "busy"
