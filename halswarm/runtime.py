@@ -7,7 +7,7 @@ import signal
 
 import trio
 
-__all__ = ["watch_signals"]
+__all__ = ["exception_leaves", "listen_error", "watch_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -26,3 +26,17 @@ async def watch_signals(shutdown: trio.Event, cancel_scope: trio.CancelScope) ->
             else:
                 log.warning("%s received again: stopping now", name)
                 cancel_scope.cancel()
+
+
+def exception_leaves(error: BaseException) -> list[BaseException]:
+    """The individual exceptions inside (possibly nested) exception groups."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in exception_leaves(inner)]
+    return [error]
+
+
+def listen_error(group: BaseExceptionGroup[OSError], where: str) -> OSError:
+    """A bind failure that names the address and the listener, not just an errno."""
+    first = exception_leaves(group)[0]
+    errno = first.errno if isinstance(first, OSError) else None
+    return OSError(errno, f"cannot listen on {where}: {first}")

@@ -6,15 +6,18 @@ correctly as text in SQLite and compare equal across components.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeGuard
 
 __all__ = ["Clock", "format_ts", "is_ts", "parse_ts", "system_now", "utc_now_str"]
 
 Clock = Callable[[], datetime]
 """An injected wall clock: returns an aware UTC datetime."""
 
-_TS_LEN = len("2026-01-01T00:00:00.000000Z")
+# The canonical stored format of format_ts: fixed width, so stored times sort as text.
+_TS_RE = re.compile(r"[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]\.[0-9]{6}Z")
 
 
 def system_now() -> datetime:
@@ -44,6 +47,6 @@ def parse_ts(text: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def is_ts(text: object) -> bool:
-    """Cheap check that *text* is in the canonical stored format (used on the hot path)."""
-    return isinstance(text, str) and len(text) == _TS_LEN and text[-1] == "Z" and text[10] == "T"
+def is_ts(text: object) -> TypeGuard[str]:
+    """True when *text* is in the canonical stored format (checked for every ingested event)."""
+    return type(text) is str and _TS_RE.fullmatch(text) is not None

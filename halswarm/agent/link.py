@@ -35,6 +35,7 @@ from halswarm.proto import (
     WelcomeReceived,
     encode,
 )
+from halswarm.runtime import exception_leaves
 from halswarm.sync import wait_any
 from halswarm.timeutil import Clock, format_ts
 
@@ -176,7 +177,7 @@ class AgentLink:
                 await self.shutdown.wait()
 
     def _report_failure(self, group: BaseExceptionGroup[BaseException]) -> bool:
-        leaves = _leaves(group)
+        leaves = exception_leaves(group)
         first = leaves[0] if leaves else group
         if isinstance(first, ConnectionRejected) and first.status_code in (401, 403):
             self.status.last_error = f"supervisor rejected our token (HTTP {first.status_code}): check auth_token"
@@ -357,13 +358,3 @@ class AgentLink:
             log.info(
                 "result not delivered (connection closed); it will be resent", extra=ctx(command_id=result.command_id)
             )
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            out.extend(_leaves(exc))
-        else:
-            out.append(exc)
-    return out

@@ -21,7 +21,7 @@ from halswarm.agent.outbox import Outbox, OutboxError
 from halswarm.agent.simulate import SimulatedBackend, default_projects
 from halswarm.config import AgentConfig, ConfigError, load_agent_config
 from halswarm.obs.logging import LogFormat, configure_logging
-from halswarm.runtime import watch_signals
+from halswarm.runtime import exception_leaves, watch_signals
 from halswarm.timeutil import system_now
 
 __all__ = ["cli", "main"]
@@ -124,7 +124,7 @@ async def cli(
     try:
         await _serve(config, sessions, rate, max_events)
     except* OutboxError as group:
-        for error in group.exceptions:
+        for error in exception_leaves(group):
             log.error("%s", error)
         sys.exit(EXIT_RUNTIME)
 

@@ -29,6 +29,31 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def _parent_of(raw: JSONObject, path: tuple[str, ...]) -> JSONObject | None:
+    """The object that holds ``path[-1]``, creating a missing top-level section only.
+
+    Deeper sections (``channels.discord``, ``cost.providers.openai``) must already be in
+    the file: a secret in the environment must not switch a feature on by itself.
+    None when a value of another type is in the way: it is left in place so that
+    validation reports it (``"server": 5`` must not silently become all defaults just
+    because HALSWARM_AUTH_TOKEN is set).
+    """
+    node = raw
+    for depth, key in enumerate(path[:-1]):
+        child: JSONValue = node.get(key)
+        if child is None and depth > 0:
+            return None
+        if child is None:
+            created: JSONObject = {}
+            node[key] = created
+            node = created
+        elif is_json_object(child):
+            node = child
+        else:
+            return None
+    return node
+
+
 def _apply_env(raw: JSONObject, bindings: tuple[EnvBinding, ...], env: Mapping[str, str]) -> list[str]:
     """Fill secrets from the environment; a set variable wins over the file."""
     used: list[str] = []
@@ -36,14 +61,10 @@ def _apply_env(raw: JSONObject, bindings: tuple[EnvBinding, ...], env: Mapping[s
         value = env.get(var)
         if not value:
             continue
-        node: JSONObject = raw
-        for key in path[:-1]:
-            child: JSONValue = node.get(key)
-            if not is_json_object(child):
-                child = {}
-                node[key] = child
-            node = child
-        node[path[-1]] = value
+        parent = _parent_of(raw, path)
+        if parent is None:
+            continue
+        parent[path[-1]] = value
         used.append(var)
     return used
 

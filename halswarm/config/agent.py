@@ -104,6 +104,8 @@ def check_agent_config(config: AgentConfig) -> list[str]:
         problems.append("auth_token: required (or set HALSWARM_AUTH_TOKEN)")
     if not 1 <= config.opencode_port <= 65535:
         problems.append(f"opencode_port: must be between 1 and 65535, got {config.opencode_port}")
+    if config.data_dir is not None and not Path(config.data_dir).expanduser().is_absolute():
+        problems.append(f"data_dir: must be an absolute path, got {config.data_dir!r}")
     if config.node_id is not None and not _NAME_RE.match(config.node_id):
         problems.append("node_id: use letters, digits, '.', '_' or '-' (at most 128 characters)")
     seen: set[str] = set()

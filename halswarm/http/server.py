@@ -15,6 +15,7 @@ from halswarm.http.app import create_app
 
 if TYPE_CHECKING:
     from halswarm.http.context import ApiContext
+from halswarm.runtime import listen_error
 
 __all__ = ["HttpServer"]
 
@@ -48,7 +49,10 @@ class HttpServer:
         config.errorlog = logging.getLogger("halswarm.http.server")
         app = create_app(self.api)
         async with trio.open_nursery() as nursery:
-            binds: list[str] = await nursery.start(partial(serve, app, config, shutdown_trigger=self.shutdown.wait))
+            try:
+                binds: list[str] = await nursery.start(partial(serve, app, config, shutdown_trigger=self.shutdown.wait))
+            except* OSError as group:
+                raise listen_error(group, f"{self.host}:{self.port} (HTTP API)") from None
             port = urlsplit(binds[0]).port or self.port
             self.bound_port = port
             log.info("http api listening", extra={"ctx": {"host": self.host, "port": port}})

@@ -66,7 +66,8 @@ def decode(frame: str | bytes) -> Message:
     if not is_json_object(obj):
         raise ProtocolError(CloseCode.MALFORMED, "frame must be a JSON object")
     version = obj.pop("v", None)
-    if version != PROTOCOL_VERSION:
+    # type() check: true and 1.0 compare equal to 1 but are not version 1.
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(
             CloseCode.UNSUPPORTED_VERSION,
             f"unsupported protocol version {version!r}; this peer speaks v{PROTOCOL_VERSION}",
@@ -111,7 +112,6 @@ def _decode_event(item: object, i: int) -> WireEvent:
         raise _bad(i, "type must be a non-empty string")
     if not is_ts(ts):
         raise _bad(i, "ts must be an RFC 3339 UTC time like 2026-01-01T00:00:00.000000Z")
-    assert type(ts) is str  # narrowed by is_ts
     if session_id is not None and type(session_id) is not str:
         raise _bad(i, "session_id must be a string or null")
     if project is not None and type(project) is not str:

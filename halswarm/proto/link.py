@@ -160,8 +160,8 @@ class AgentProtocol:
         if self.state is LinkState.HANDSHAKE:
             if not isinstance(msg, Welcome):
                 raise ProtocolError(CloseCode.MALFORMED, f"expected welcome first, got {type(msg).__name__}")
-            if msg.window < 1 or msg.max_batch_events < 1:
-                raise ProtocolError(CloseCode.MALFORMED, "welcome has a window or batch size below 1")
+            if msg.window < 1 or msg.max_batch_events < 1 or msg.ack_seq < 0:
+                raise ProtocolError(CloseCode.MALFORMED, "welcome has a window or batch size below 1, or ack_seq < 0")
             self.state = LinkState.OPEN
             self.welcome = msg
             self.acked_seq = self.sent_seq = msg.ack_seq
@@ -207,6 +207,11 @@ class AgentProtocol:
             raise RuntimeError("send window is full or the link is not open")
         if not rows:
             raise RuntimeError("empty batch")
+        assert self.welcome is not None
+        if len(rows) > self.welcome.max_batch_events:
+            raise RuntimeError(
+                f"batch of {len(rows)} exceeds the supervisor's limit of {self.welcome.max_batch_events}"
+            )
         previous = self.sent_seq
         for seq, _ in rows:
             if seq <= previous:
@@ -260,6 +265,8 @@ class HubProtocol:
                 raise ProtocolError(CloseCode.MALFORMED, "hello sent twice")
             if not msg.node_id or not msg.instance_key:
                 raise ProtocolError(CloseCode.MALFORMED, "hello needs a non-empty node_id and instance_key")
+            if msg.last_seq < 0:
+                raise ProtocolError(CloseCode.MALFORMED, "hello.last_seq must not be negative")
             self.hello = msg
             return [HelloReceived(msg)]
         if self.hello is None:

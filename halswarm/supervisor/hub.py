@@ -33,6 +33,7 @@ from halswarm.proto import (
     ResultReceived,
     Welcome,
 )
+from halswarm.runtime import listen_error
 from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, IngestJob, Pipeline
 from halswarm.supervisor.registry import LinkGoneError, NodeConflictError, NodeRegistry
 from halswarm.sync import Signal
@@ -168,20 +169,23 @@ class Hub:
         """
         async with trio.open_nursery() as handlers:
             async with trio.open_nursery() as listener:
-                server = await listener.start(
-                    partial(
-                        trio_websocket.serve_websocket,
-                        self.handle_request,
-                        self.config.host,
-                        self.config.port,
-                        None,
-                        handler_nursery=handlers,
-                        max_message_size=self.config.max_frame_bytes,
-                        receive_buffer_size=_RECEIVE_BUFFER,
-                        connect_timeout=_HANDSHAKE_TIMEOUT,
-                        disconnect_timeout=_CLOSE_TIMEOUT,
+                try:
+                    server = await listener.start(
+                        partial(
+                            trio_websocket.serve_websocket,
+                            self.handle_request,
+                            self.config.host,
+                            self.config.port,
+                            None,
+                            handler_nursery=handlers,
+                            max_message_size=self.config.max_frame_bytes,
+                            receive_buffer_size=_RECEIVE_BUFFER,
+                            connect_timeout=_HANDSHAKE_TIMEOUT,
+                            disconnect_timeout=_CLOSE_TIMEOUT,
+                        )
                     )
-                )
+                except* OSError as group:
+                    raise listen_error(group, f"{self.config.host}:{self.config.port} (agent WebSocket)") from None
                 self.port = server.port
                 log.info("hub listening", extra=ctx(host=self.config.host, port=server.port))
                 task_status.started(server.port)

@@ -17,7 +17,7 @@ import trio
 from halswarm import __version__
 from halswarm.config import ConfigError, load_supervisor_config
 from halswarm.obs.logging import LogFormat, configure_logging
-from halswarm.runtime import watch_signals
+from halswarm.runtime import exception_leaves, watch_signals
 from halswarm.store import StoreError
 from halswarm.supervisor.app import run_supervisor
 
@@ -76,11 +76,11 @@ async def cli(config_path: Path, validate: bool, log_level: str, log_format: Log
     try:
         await _serve(config)
     except* StoreError as group:
-        for store_error in group.exceptions:
+        for store_error in exception_leaves(group):
             log.error("%s", store_error)
         sys.exit(EXIT_RUNTIME)
     except* OSError as os_group:
-        for os_error in os_group.exceptions:
+        for os_error in exception_leaves(os_group):
             log.error("cannot start: %s", os_error)
         sys.exit(EXIT_RUNTIME)
 

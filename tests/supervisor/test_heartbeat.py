@@ -148,7 +148,7 @@ async def test_detection_follows_each_nodes_own_deadline(autojump_clock: trio.te
         await trio.sleep(40)
         second = Hello(node_id="node-b", instance_key="kb", hostname="hb", version="t")
         w.registry.attach(second, RecordingLink(), now=trio.current_time(), wall="t")
-        await trio.sleep(INTERVAL * COUNT)  # now t0 + 130: both silent long enough
+        await trio.sleep(INTERVAL * COUNT + 0.001)  # just past t0 + 130: both silent long enough
         times = {node: at for at, node, _ in w.offline}
         assert times == {"node-a": pytest.approx(t0 + 90), "node-b": pytest.approx(t0 + 130)}
         nursery.cancel_scope.cancel()

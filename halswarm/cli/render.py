@@ -1,0 +1,367 @@
+"""Rich renderings of nodes, sessions, events and commands (pure: no I/O here).
+
+Times shown relative ("12s ago") are computed against the ``now`` passed in, so the
+wall clock stays injected (house-style rule 14).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Final
+
+import orjson
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from halswarm.timeutil import parse_ts
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from rich.console import RenderableType
+
+    from halswarm.jsontypes import JSONObject, JSONValue
+    from halswarm.models import Command, Event, Node, Session
+
+__all__ = [
+    "ago",
+    "command_detail",
+    "event_line",
+    "node_detail",
+    "nodes_table",
+    "outcome_line",
+    "session_detail",
+    "sessions_table",
+    "sessions_totals",
+    "short_id",
+    "status_text",
+]
+
+SHORT_ID_LEN: Final = 12  # "ses_" plus 8 hex digits: unique in practice, and accepted as a prefix
+_SUMMARY_MAX: Final = 200
+
+STATUS_STYLES: Final[dict[str, str]] = {
+    # sessions
+    "starting": "cyan",
+    "busy": "green",
+    "idle": "blue",
+    "retry": "yellow",
+    "waiting": "bold magenta",
+    "error": "bold red",
+    "completed": "dim",
+    "unreachable": "red",
+    # nodes
+    "online": "green",
+    "degraded": "yellow",
+    "offline": "red",
+    # commands
+    "pending": "cyan",
+    "sent": "cyan",
+    "succeeded": "green",
+    "failed": "bold red",
+    "timed_out": "bold red",
+}
+
+
+def status_text(status: str) -> Text:
+    """A status word in its colour."""
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def short_id(value: str) -> str:
+    """An id cut to :data:`SHORT_ID_LEN` characters (halctl accepts unique prefixes)."""
+    return value if len(value) <= SHORT_ID_LEN else value[:SHORT_ID_LEN]
+
+
+def ago(ts: str | None, now: datetime) -> str:
+    """``"12s ago"``, ``"3m ago"``... for an RFC 3339 time; ``"-"`` when unknown."""
+    if not ts:
+        return "-"
+    try:
+        seconds = (now - parse_ts(ts)).total_seconds()
+    except ValueError:
+        return ts
+    if seconds < 1:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+def _when(ts: str | None, now: datetime) -> str:
+    """The time itself and how long ago it was."""
+    return f"{ts} ({ago(ts, now)})" if ts else "-"
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.4f}"
+
+
+def _mem(mb: float) -> str:
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def _details(title: str | None = None) -> Table:
+    table = Table.grid(padding=(0, 2))
+    if title:
+        table.title = title
+        table.title_justify = "left"
+        table.title_style = "bold"
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    return table
+
+
+# ---- nodes ------------------------------------------------------------------------------
+
+
+def nodes_table(nodes: list[Node], now: datetime) -> Table:
+    """One row per node: id, status, hostname, projects, sessions, cpu/mem, heartbeat."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("NODE", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("HOSTNAME", overflow="ellipsis")
+    table.add_column("PROJECTS", overflow="fold")
+    table.add_column("SESSIONS", justify="right")
+    table.add_column("CPU / MEM", justify="right", no_wrap=True)
+    table.add_column("HEARTBEAT", no_wrap=True)
+    for node in nodes:
+        table.add_row(
+            node.id,
+            status_text(node.status),
+            node.hostname or "-",
+            ", ".join(p.name for p in node.projects) or "-",
+            str(node.sessions),
+            f"{node.resources.cpu_percent:.0f}% / {_mem(node.resources.mem_used_mb)}",
+            ago(node.last_heartbeat, now),
+        )
+    online = sum(1 for n in nodes if n.status == "online")
+    table.caption = f"{len(nodes)} nodes, {online} online"
+    table.caption_justify = "left"
+    return table
+
+
+def node_detail(node: Node, now: datetime) -> RenderableType:
+    """Every field of a node, its projects and health checks."""
+    table = _details()
+    table.add_row("id", node.id)
+    table.add_row("status", status_text(node.status))
+    table.add_row("hostname", node.hostname or "-")
+    table.add_row("version", node.version or "-")
+    table.add_row("sessions", str(node.sessions))
+    table.add_row("cpu", f"{node.resources.cpu_percent:.1f}%")
+    table.add_row("memory used", _mem(node.resources.mem_used_mb))
+    table.add_row("disk used", f"{node.resources.disk_used_gb:.1f} GB")
+    table.add_row("last heartbeat", _when(node.last_heartbeat, now))
+    table.add_row("connected at", _when(node.connected_at, now))
+    parts: list[RenderableType] = [table]
+    projects = _details("projects")
+    for project in node.projects:
+        projects.add_row(project.name, project.directory)
+    parts.append(projects if node.projects else Text("projects: none"))
+    health = _details("health")
+    for name, state in sorted(node.health.items()):
+        health.add_row(name, Text(state, style="green" if state == "ok" else "yellow"))
+    parts.append(health if node.health else Text("health: nothing reported"))
+    return Group(*parts)
+
+
+# ---- sessions ---------------------------------------------------------------------------
+
+
+def sessions_table(sessions: list[Session], now: datetime) -> Table:
+    """One row per session; ids are shortened (any unique prefix is accepted back)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("SESSION", no_wrap=True)
+    table.add_column("PROJECT", overflow="fold")
+    table.add_column("NODE", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("TITLE", overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column("TOKENS", justify="right", no_wrap=True)
+    table.add_column("COST", justify="right", no_wrap=True)
+    table.add_column("ACTIVE", no_wrap=True)
+    for s in sessions:
+        table.add_row(
+            short_id(s.id),
+            s.project,
+            s.node_id,
+            status_text(s.status),
+            s.title or "-",
+            f"{s.tokens.total():,}",
+            _usd(s.cost_usd),
+            ago(s.last_activity, now),
+        )
+    return table
+
+
+def sessions_totals(sessions: list[Session]) -> Text:
+    """``6 sessions (3 busy, 2 idle, 1 waiting) · 123,456 tokens · $1.2345``."""
+    counts = collections.Counter(s.status for s in sessions)
+    by_status = ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    tokens = sum(s.tokens.total() for s in sessions)
+    cost = sum(s.cost_usd for s in sessions)
+    text = Text(f"{len(sessions)} session{'s' if len(sessions) != 1 else ''}", style="bold")
+    if by_status:
+        text.append(f" ({by_status})")
+    text.append(f" · {tokens:,} tokens · {_usd(cost)}")
+    return text
+
+
+def session_detail(session: Session, now: datetime) -> RenderableType:
+    """Every field of a session, with its pending permissions and questions."""
+    s = session
+    table = _details()
+    table.add_row("id", s.id)
+    table.add_row("project", s.project)
+    table.add_row("node", s.node_id)
+    table.add_row("directory", s.directory or "-")
+    table.add_row("status", status_text(s.status))
+    table.add_row("title", s.title or "-")
+    table.add_row("model", s.model or "-")
+    table.add_row("current task", s.current_task or "-")
+    t = s.tokens
+    table.add_row(
+        "tokens",
+        f"{t.total():,} total (input {t.input:,}, output {t.output:,}, reasoning {t.reasoning:,}, "
+        f"cache read {t.cache_read:,}, cache write {t.cache_write:,})",
+    )
+    table.add_row("cost", _usd(s.cost_usd))
+    table.add_row("compactions", str(s.compaction_count))
+    table.add_row("consecutive errors", str(s.consecutive_errors))
+    table.add_row("predecessor", s.predecessor_id or "-")
+    table.add_row("started", _when(s.started_at, now))
+    table.add_row("last activity", _when(s.last_activity, now))
+    parts: list[RenderableType] = [table]
+    if s.pending.is_empty():
+        parts.append(Text("pending: nothing waits for a human"))
+    if s.pending.permissions:
+        permissions = Table(
+            title="pending permissions", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False
+        )
+        for column in ("REQUEST", "PERMISSION", "PATTERNS", "TITLE", "ASKED"):
+            permissions.add_column(column, overflow="fold")
+        for p in s.pending.permissions:
+            permissions.add_row(p.id, p.permission, ", ".join(p.patterns) or "-", p.title or "-", ago(p.asked_at, now))
+        parts.append(permissions)
+    if s.pending.questions:
+        questions = Table(
+            title="pending questions", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False
+        )
+        for column in ("REQUEST", "QUESTION", "OPTIONS", "ASKED"):
+            questions.add_column(column, overflow="fold")
+        for q in s.pending.questions:
+            for i, item in enumerate(q.questions or []):
+                label = f"{item.header}: {item.question}" if item.header else item.question
+                questions.add_row(
+                    q.id if i == 0 else "",
+                    label,
+                    " | ".join(item.options) or "-",
+                    ago(q.asked_at, now) if i == 0 else "",
+                )
+            if not q.questions:
+                questions.add_row(q.id, "-", "-", ago(q.asked_at, now))
+        parts.append(questions)
+    return Group(*parts)
+
+
+# ---- events -----------------------------------------------------------------------------
+
+
+def _compact(value: JSONValue) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _summary(event: Event) -> str:
+    data: JSONObject = event.data
+    text = data.get("text")
+    part = data.get("part")
+    status = data.get("status")
+    if isinstance(text, str):
+        role = data.get("role")
+        summary = f"{role}: {text}" if isinstance(role, str) else text
+    elif isinstance(part, dict) and isinstance(part.get("text"), str):
+        summary = f"{_compact(part.get('type'))}: {_compact(part.get('text'))}"
+    elif isinstance(status, dict) and isinstance(status.get("type"), str):
+        summary = _compact(status.get("type"))
+    else:
+        summary = " ".join(f"{key}={_compact(value)}" for key, value in data.items())
+    summary = " ".join(summary.split())  # one line per event
+    return summary if len(summary) <= _SUMMARY_MAX else summary[: _SUMMARY_MAX - 1] + "…"
+
+
+def event_line(event: Event) -> Text:
+    """``2026-01-01 12:00:00.123  message.updated  user: hello`` (UTC, one line)."""
+    ts = event.ts.replace("T", " ").removesuffix("Z")
+    if len(ts) > len("2026-01-01 12:00:00.123"):
+        ts = ts[: len("2026-01-01 12:00:00.123")]
+    line = Text(ts, style="dim")
+    line.append("  ")
+    line.append(f"{event.type:<22}", style="bold" if not event.type.startswith("session.error") else "bold red")
+    summary = _summary(event)
+    if summary:
+        line.append(" ")
+        line.append(summary)
+    return line
+
+
+# ---- commands ---------------------------------------------------------------------------
+
+
+def _result_str(result: JSONObject | None, key: str) -> str:
+    value = (result or {}).get(key)
+    return value if isinstance(value, str) else "?"
+
+
+def _succeeded_detail(command: Command) -> str:
+    result = command.result or {}
+    session = _result_str(result, "session_id")
+    match command.type:
+        case "start_session":
+            return f"new session {session}"
+        case "prompt_session":
+            return f"prompt sent to session {session}"
+        case "resume_session":
+            return f"session {session} resumed"
+        case "restart_session":
+            handover = "with" if result.get("handover", True) is not False else "without"
+            return f"new session {session} (predecessor {_result_str(result, 'predecessor_id')}, {handover} handover)"
+        case "abort_session":
+            return f"session {session} aborted (was {_result_str(result, 'previous_status')})"
+        case "kill_session":
+            return f"session {session} killed"
+    return _compact(result) if result else "done"
+
+
+def outcome_line(command: Command) -> str:
+    """``restart_session on proj-1: succeeded — new session ses_…`` and the like."""
+    head = f"{command.type} on {command.target}"
+    match command.status:
+        case "succeeded":
+            return f"{head}: succeeded — {_succeeded_detail(command)}"
+        case "failed":
+            return f"{head}: failed — {command.error or 'the agent reported a failure'}"
+        case "timed_out":
+            return f"{head}: timed out — {command.error or 'no answer from the node'}"
+    return f"{head}: {command.status} (command {command.id})"
+
+
+def command_detail(command: Command) -> RenderableType:
+    """Every field of a command."""
+    table = _details()
+    table.add_row("id", command.id)
+    table.add_row("type", command.type)
+    table.add_row("target", command.target)
+    table.add_row("status", status_text(command.status))
+    table.add_row("node", command.node_id or "-")
+    table.add_row("args", _compact(command.args) if command.args else "-")
+    table.add_row("result", _compact(command.result) if command.result else "-")
+    table.add_row("error", command.error or "-")
+    table.add_row("actor", f"{command.actor or '-'} via {command.source or '-'}")
+    table.add_row("idempotency key", command.idempotency_key or "-")
+    table.add_row("correlation id", command.correlation_id or "-")
+    table.add_row("created", command.created_at or "-")
+    table.add_row("finished", command.finished_at or "-")
+    return table

@@ -1,0 +1,1 @@
+"""Tests of config loading and validation (halswarm.config)."""
