@@ -25,6 +25,7 @@ __all__ = [
     "IngestBatch",
     "NodeRecord",
     "StoredState",
+    "fail_unfinished_commands",
     "get_command",
     "get_command_by_key",
     "ingest",
@@ -333,6 +334,16 @@ def update_command(conn: sqlite3.Connection, command: Command, audit: AuditRecor
         )
         if audit is not None:
             _insert_audit(conn, audit)
+
+
+def fail_unfinished_commands(conn: sqlite3.Connection, now: str, reason: str) -> int:
+    """Mark commands left ``pending``/``sent`` by a previous run as failed; returns how many."""
+    with conn:
+        cursor = conn.execute(
+            "UPDATE commands SET status = 'failed', error = ?, finished_at = ? WHERE status IN ('pending', 'sent')",
+            (reason, now),
+        )
+    return cursor.rowcount
 
 
 def get_command(conn: sqlite3.Connection, command_id: str) -> Command | None:

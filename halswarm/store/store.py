@@ -128,6 +128,10 @@ class Store:
         """Store a command's progress or outcome."""
         await self._write(sql.update_command, command, audit)
 
+    async def fail_unfinished_commands(self, now: str, reason: str) -> int:
+        """Fail commands a previous run left without an outcome; returns how many."""
+        return await self._write(sql.fail_unfinished_commands, now, reason)
+
     async def insert_audit(self, audit: AuditRecord) -> None:
         """Append an audit row."""
         await self._write(sql.insert_audit, audit)

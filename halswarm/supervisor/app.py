@@ -32,7 +32,7 @@ from halswarm.supervisor.hub import Hub
 from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, Pipeline
 from halswarm.supervisor.registry import NodeRegistry
 from halswarm.supervisor.tracker import SessionTracker
-from halswarm.timeutil import Clock, system_now
+from halswarm.timeutil import Clock, format_ts, system_now
 
 if TYPE_CHECKING:
     from halswarm.config.supervisor import SupervisorConfig
@@ -78,6 +78,12 @@ async def run_supervisor(
         )
     async with open_store(Path(config.database.path)) as store:
         state = await store.load_state()
+        # Nobody waits for these any more, and their outcome is unknown: say so.
+        orphaned = await store.fail_unfinished_commands(
+            format_ts(now()), "supervisor restarted before the command finished; its outcome is unknown"
+        )
+        if orphaned:
+            log.warning("marked %d unfinished commands from the previous run as failed", orphaned)
         tracker = SessionTracker()
         registry = NodeRegistry(on_reachability=tracker.set_node_reachable)
         registry.load(state.nodes)

@@ -154,6 +154,8 @@ class Hub:
         self._connections: set[HubConnection] = set()
         self._acked = Signal()  # fired after every ack frame, for the shutdown drain
         self._draining = False
+        self._serving = 0  # accepted WebSockets whose handler has not finished closing
+        self._handler_done = Signal()
 
     @property
     def connections(self) -> int:
@@ -195,16 +197,19 @@ class Hub:
             handlers.cancel_scope.cancel()
 
     async def _drain(self) -> None:
-        """Let in-flight batches commit and be acked, then close connections (bounded)."""
+        """Let in-flight batches commit and be acked, then close every connection (bounded)."""
         self._draining = True
-        with trio.move_on_after(self.config.shutdown_grace_sec):
-            while True:
-                acked = self._acked.waiter()
-                if all(c.proto.acked_seq >= c.proto.received_seq for c in self._connections):
-                    break
-                await acked.wait()
+        grace = self.config.shutdown_grace_sec
+        with trio.move_on_after(grace):
+            while not all(c.proto.acked_seq >= c.proto.received_seq for c in self._connections):
+                await self._acked.waiter().wait()
         for conn in list(self._connections):
             conn.close_soon(CloseCode.GOING_AWAY, "supervisor shutting down")
+        # Let each handler finish its close handshake before the handler nursery is
+        # cancelled: cancelling mid-close would stall every close for its full timeout.
+        with trio.move_on_after(grace):
+            while self._serving:
+                await self._handler_done.waiter().wait()
 
     async def handle_request(self, request: WebSocketRequest) -> None:
         """Authenticate and serve one agent (also used directly by in-memory tests)."""
@@ -221,7 +226,12 @@ class Hub:
             await _reject(request, 503, "unavailable", "supervisor is shutting down")
             return
         ws = await request.accept()
-        await self._serve(ws)
+        self._serving += 1
+        try:
+            await self._serve(ws)
+        finally:
+            self._serving -= 1
+            self._handler_done.fire()
 
     def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
         for name, value in headers:

@@ -136,8 +136,9 @@ class SessionTracker:
         return self._view(best) if best is not None else None
 
     def count_for_node(self, node_id: str) -> int:
-        """Sessions tracked on a node."""
-        return len(self._by_node.get(node_id, ()))
+        """Live (not completed) sessions on a node."""
+        entries = self._entries
+        return sum(1 for sid in self._by_node.get(node_id, ()) if entries[sid].session.status in ACTIVE_STATUSES)
 
     def counts_by_status(self) -> dict[str, int]:
         """How many sessions are in each (displayed) status."""
