@@ -172,8 +172,9 @@ async def run_demo(directory: Path, sessions: int, rate: float) -> int:
                 await shutdown.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            await _stop(agent)
-            await _stop(supervisor)
+            with trio.move_on_after(2 * _STOP_GRACE + 5, shield=True):
+                await _stop(agent)
+                await _stop(supervisor)
     print("demo stopped", flush=True)
     return 0
 

@@ -11,7 +11,6 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from proto.strategies import json_objects, sessions, texts, timestamps
 
 from halswarm.convert import (
     ConversionError,
@@ -24,6 +23,7 @@ from halswarm.convert import (
 )
 from halswarm.models import Command, Event, Node, Project, Resources, Session, Tokens
 from halswarm.proto import CommandResult, Heartbeat, Hello
+from tests.proto.strategies import json_objects, sessions, texts, timestamps
 
 if TYPE_CHECKING:
     from halswarm.jsontypes import JSONObject, JSONValue

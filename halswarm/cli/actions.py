@@ -16,11 +16,11 @@ import asyncclick as click
 import attrs
 from rich.text import Text
 
-from halswarm.cli.client import ApiError, NotFoundError
+from halswarm.cli.client import ApiError
 from halswarm.cli.context import App, app_of, output_option
 from halswarm.cli.exits import EXIT_FAILED
 from halswarm.cli.render import command_detail, outcome_line
-from halswarm.cli.sessions import expand_session_prefix
+from halswarm.cli.sessions import with_session_prefix
 from halswarm.commands import SESSION_TARGETED, CommandRequest, PromptArgs, RestartArgs, ResumeArgs, StartArgs
 from halswarm.convert import unstructure
 from halswarm.jsontypes import is_json_object
@@ -65,16 +65,14 @@ def _args(value: object) -> JSONObject:
 
 
 async def _submit(app: App, api: ApiClient, request: CommandRequest, wait: float) -> Command:
-    """Submit, retrying once with the full id when the target is a session id prefix."""
-    try:
-        return await api.submit(request, wait=wait)
-    except NotFoundError:
-        if request.type not in SESSION_TARGETED:
-            raise
-        full = await expand_session_prefix(app, api, request.target)
-        if full is None:
-            raise
-    return await api.submit(attrs.evolve(request, target=full), wait=wait)
+    """Submit; a session-targeted command may name a session by a unique id prefix."""
+
+    async def submit_to(target: str) -> Command:
+        return await api.submit(attrs.evolve(request, target=target), wait=wait)
+
+    if request.type not in SESSION_TARGETED:
+        return await submit_to(request.target)
+    return await with_session_prefix(app, api, request.target, submit_to)
 
 
 def _report(app: App, command: Command, wait: float, *, detail: bool = False) -> None:

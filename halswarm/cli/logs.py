@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Final
 import asyncclick as click
 import trio
 
-from halswarm.cli.client import ClientError, NotFoundError
+from halswarm.cli.client import ClientError
 from halswarm.cli.context import App, app_of, output_option
 from halswarm.cli.render import event_line
-from halswarm.cli.sessions import expand_session_prefix
+from halswarm.cli.sessions import with_session_prefix
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -89,9 +89,14 @@ async def _stop_on_signal(signals: AsyncIterator[int], cancel_scope: trio.Cancel
 @click.option(
     "-n", "--limit", type=click.IntRange(1, _MAX_LIMIT), default=100, show_default=True, help="Newest events to show."
 )
-@click.option("--type", "event_type", metavar="TYPE", help="Only events of this type (e.g. message.updated).")
+@click.option(
+    "--type",
+    "event_type",
+    metavar="TYPE",
+    help="Only events of this type; a trailing * matches a prefix (e.g. 'session.*').",
+)
 @click.option("--since", metavar="TIME", help="Only events at or after this RFC 3339 time.")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C (which exits 0).")
 @click.option(
     "--interval",
     type=click.FloatRange(0.01, 3600),
@@ -148,10 +153,8 @@ async def _initial(
     app: App, api: ApiClient, ref: str, limit: int, event_type: str | None, since: str | None
 ) -> tuple[str, list[Event]]:
     """The resolved session id and its newest *limit* events."""
-    try:
-        return ref, await api.events(ref, limit=limit, event_type=event_type, since=since)
-    except NotFoundError:
-        full = await expand_session_prefix(app, api, ref)
-        if full is None:
-            raise
-    return full, await api.events(full, limit=limit, event_type=event_type, since=since)
+
+    async def newest(session_id: str) -> tuple[str, list[Event]]:
+        return session_id, await api.events(session_id, limit=limit, event_type=event_type, since=since)
+
+    return await with_session_prefix(app, api, ref, newest)

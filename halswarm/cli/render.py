@@ -121,19 +121,20 @@ def _details(title: str | None = None) -> Table:
 def nodes_table(nodes: list[Node], now: datetime) -> Table:
     """One row per node: id, status, hostname, projects, sessions, cpu/mem, heartbeat."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("NODE", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("HOSTNAME", overflow="ellipsis")
+    # Identity and state columns never shrink; free text gives way first.
+    table.add_column("NODE", no_wrap=True, min_width=8)
+    table.add_column("STATUS", no_wrap=True, min_width=8)
+    table.add_column("HOSTNAME", overflow="fold", max_width=20)
     table.add_column("PROJECTS", overflow="fold")
-    table.add_column("SESSIONS", justify="right")
-    table.add_column("CPU / MEM", justify="right", no_wrap=True)
-    table.add_column("HEARTBEAT", no_wrap=True)
+    table.add_column("SESSIONS", justify="right", no_wrap=True, min_width=8)
+    table.add_column("CPU / MEM", justify="right", no_wrap=True, min_width=12)
+    table.add_column("HEARTBEAT", no_wrap=True, min_width=9)
     for node in nodes:
         table.add_row(
             node.id,
             status_text(node.status),
             node.hostname or "-",
-            ", ".join(p.name for p in node.projects) or "-",
+            "\n".join(p.name for p in node.projects) or "-",
             str(node.sessions),
             f"{node.resources.cpu_percent:.0f}% / {_mem(node.resources.mem_used_mb)}",
             ago(node.last_heartbeat, now),
@@ -172,28 +173,50 @@ def node_detail(node: Node, now: datetime) -> RenderableType:
 # ---- sessions ---------------------------------------------------------------------------
 
 
-def sessions_table(sessions: list[Session], now: datetime) -> Table:
-    """One row per session; ids are shortened (any unique prefix is accepted back)."""
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+
+# Columns a narrow terminal drops first, and the width below which each goes.
+_DROP_NODE_BELOW: Final = 110
+_DROP_TITLE_BELOW: Final = 90
+_FIXED: Final = 12 + 11 + 7 + 8 + 8  # session, status, tokens, cost, active
+
+
+def sessions_table(sessions: list[Session], now: datetime, width: int = 120) -> Table:
+    """One row per session, fitted to *width* columns.
+
+    Session id, status, tokens, cost and activity always show in full; on narrow
+    terminals the node and then the title columns are dropped (``sessions get`` has
+    them) and long text is clipped with an ellipsis rather than wrapped. Ids are
+    shortened; any unique prefix is accepted back.
+    """
+    show_node = width >= _DROP_NODE_BELOW
+    show_title = width >= _DROP_TITLE_BELOW
+    project_w = min(20, max((len(s.project) for s in sessions), default=7))
+    node_w = min(16, max((len(s.node_id) for s in sessions), default=4)) if show_node else 0
+    columns = 6 + show_node + show_title
+    title_w = max(10, width - _FIXED - project_w - node_w - 3 * (columns - 1))
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("SESSION", no_wrap=True)
-    table.add_column("PROJECT", overflow="fold")
-    table.add_column("NODE", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("TITLE", overflow="ellipsis", no_wrap=True, ratio=1)
-    table.add_column("TOKENS", justify="right", no_wrap=True)
-    table.add_column("COST", justify="right", no_wrap=True)
-    table.add_column("ACTIVE", no_wrap=True)
+    table.add_column("SESSION", no_wrap=True, min_width=12)
+    table.add_column("PROJECT", no_wrap=True)
+    if show_node:
+        table.add_column("NODE", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True, min_width=11)
+    if show_title:
+        table.add_column("TITLE", no_wrap=True)
+    table.add_column("TOKENS", justify="right", no_wrap=True, min_width=7)
+    table.add_column("COST", justify="right", no_wrap=True, min_width=8)
+    table.add_column("ACTIVE", no_wrap=True, min_width=8)
     for s in sessions:
-        table.add_row(
-            short_id(s.id),
-            s.project,
-            s.node_id,
-            status_text(s.status),
-            s.title or "-",
-            f"{s.tokens.total():,}",
-            _usd(s.cost_usd),
-            ago(s.last_activity, now),
-        )
+        row: list[str | Text] = [short_id(s.id), _clip(s.project, project_w)]
+        if show_node:
+            row.append(_clip(s.node_id, node_w))
+        row.append(status_text(s.status))
+        if show_title:
+            row.append(_clip(s.title or "-", title_w))
+        row += [f"{s.tokens.total():,}", _usd(s.cost_usd), ago(s.last_activity, now)]
+        table.add_row(*row)
     return table
 
 

@@ -6,7 +6,7 @@ accepted wherever a session id is.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import asyncclick as click
 
@@ -17,10 +17,14 @@ from halswarm.cli.render import session_detail, sessions_table, sessions_totals
 from halswarm.models import SESSION_STATUSES
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from halswarm.cli.client import ApiClient
     from halswarm.models import Session
 
-__all__ = ["SESSION_ID_PREFIX", "expand_session_prefix", "find_session", "sessions"]
+__all__ = ["SESSION_ID_PREFIX", "expand_session_prefix", "find_session", "sessions", "with_session_prefix"]
+
+T = TypeVar("T")
 
 SESSION_ID_PREFIX: Final = "ses_"
 _AMBIGUOUS_SHOWN: Final = 5
@@ -54,19 +58,31 @@ async def expand_session_prefix(app: App, api: ApiClient, ref: str) -> str | Non
     return matches[0] if matches else None
 
 
+async def with_session_prefix(app: App, api: ApiClient, ref: str, call: Callable[[str], Awaitable[T]]) -> T:
+    """``await call(ref)``; if that is not found and *ref* is a unique prefix of a
+    session id, ``await call(full_id)`` instead.
+
+    Raises:
+        NotFoundError: the first call's, when no session id starts with *ref*.
+    """
+    try:
+        return await call(ref)
+    except NotFoundError as exc:
+        not_found = exc
+    # Outside the except block: an await there could lose the exception if cancelled.
+    full = await expand_session_prefix(app, api, ref)
+    if full is None:
+        raise not_found
+    return await call(full)
+
+
 async def find_session(app: App, api: ApiClient, ref: str) -> Session:
     """The session with id *ref*, or the one whose id starts with *ref*.
 
     Raises:
         NotFoundError: no session matches.
     """
-    try:
-        return await api.session(ref)
-    except NotFoundError:
-        full = await expand_session_prefix(app, api, ref)
-        if full is None:
-            raise
-    return await api.session(full)
+    return await with_session_prefix(app, api, ref, api.session)
 
 
 @output_option
@@ -83,7 +99,7 @@ async def list_sessions(ctx: click.Context, status: str | None, project: str | N
     if app.json:
         app.print_json({"sessions": found})
         return
-    app.print(sessions_table(found, app.io.now()))
+    app.print(sessions_table(found, app.io.now(), width=app.io.console.width))
     app.print(sessions_totals(found))
 
 

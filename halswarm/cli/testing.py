@@ -48,9 +48,9 @@ class Result:
         return value
 
 
-def plain_console(buffer: io.StringIO) -> Console:
+def plain_console(buffer: io.StringIO, width: int = 120) -> Console:
     """A plain, fixed-width console writing to *buffer* (house-style rule 24)."""
-    return Console(file=buffer, width=100, color_system=None)
+    return Console(file=buffer, width=width, color_system=None)
 
 
 async def run_halctl(

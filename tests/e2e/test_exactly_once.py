@@ -145,8 +145,9 @@ async def test_every_event_stored_exactly_once_across_crashes(tmp_path: Path) ->
             for i, agent in enumerate(agents):
                 assert agent.process.returncode is None, f"agent {i} died:\n{agent.log_text()[-2000:]}"
         finally:
-            codes = [await a.stop() for a in agents]
-            sup_code = await supervisor.stop()
+            with trio.move_on_after(60, shield=True):
+                codes = [await a.stop() for a in agents]
+                sup_code = await supervisor.stop()
         assert codes == [0] * AGENTS
         assert sup_code == 0
         # Every event was acknowledged, so every outbox is empty.
