@@ -9,9 +9,10 @@ import pytest
 from rich.console import Console
 
 from halswarm.cli.render import sessions_table
-from halswarm.models import Session, Tokens
+from halswarm.models import Session, SessionStatus, Tokens
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+CASES: list[tuple[str, SessionStatus]] = [("payments-api", "unreachable"), ("a-very-long-project-name-indeed", "busy")]
 SESSIONS = [
     Session(
         id=f"ses_{i:024x}",
