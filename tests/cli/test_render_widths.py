@@ -24,9 +24,7 @@ SESSIONS = [
         cost_usd=12.3456,
         last_activity="2026-11-24T11:59:00.000000Z",
     )
-    for i, (project, status) in enumerate(
-        [("payments-api", "unreachable"), ("a-very-long-project-name-indeed", "busy")]
-    )
+    for i, (project, status) in enumerate(CASES)
 ]
 
 
