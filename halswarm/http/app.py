@@ -48,6 +48,9 @@ def create_app(api: ApiContext) -> QuartTrio:
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token):
+            # Refuse an oversized body from its declared length, before it is uploaded.
+            if (request.content_length or 0) > _MAX_BODY:
+                return error_response(413, "body_too_large", f"request body exceeds {_MAX_BODY} bytes")
             return None
         api.metrics.auth_failures.labels("http").inc()
         log.warning("HTTP request rejected: missing or invalid bearer token", extra={"ctx": {"path": request.path}})
