@@ -126,6 +126,9 @@ def check_agent_config(config: AgentConfig) -> list[str]:
         problems.append("link.backoff_max_sec: must be at least link.backoff_initial_sec")
     if link.stable_after_sec < 0:
         problems.append("link.stable_after_sec: must not be negative")
+    elif link.stable_after_sec <= link.connect_timeout_sec:
+        # Otherwise a connect attempt that hangs until its timeout would reset the backoff.
+        problems.append("link.stable_after_sec: must be greater than link.connect_timeout_sec")
     if link.batch_max_events < 1:
         problems.append("link.batch_max_events: must be at least 1")
     if link.batch_max_bytes < 4096:

@@ -126,9 +126,13 @@ def test_supervisor_url_must_be_websocket(url: str, ok: bool) -> None:
         ({"backoff_initial_sec": 5, "backoff_max_sec": 1}, "link.backoff_max_sec: must be at least"),
         ({"batch_max_events": 0}, "link.batch_max_events: must be at least 1"),
         ({"batch_max_bytes": 100}, "link.batch_max_bytes: must be at least 4096"),
+        ({"stable_after_sec": 5}, "link.stable_after_sec: must be greater than link.connect_timeout_sec"),
+        ({"data_dir_is_not_here": 1}, "link: unknown key(s): data_dir_is_not_here"),
     ],
 )
 def test_link_checks(link: JSONObject, problem: str) -> None:
+    # connect_timeout_sec defaults to 10: a shorter "stable" period would let a hanging
+    # connect attempt reset the backoff.
     (only,) = problems_of(example(link=link))
     assert only.startswith(problem)
 
@@ -213,3 +217,8 @@ def test_non_json_file(tmp_path: Path) -> None:
         load_agent_config(path, env={})
     (problem,) = info.value.problems
     assert problem.startswith("config file is not valid JSON")
+
+
+def test_relative_data_dir_is_refused() -> None:
+    (only,) = problems_of(example(data_dir="state/agent"))
+    assert only == "data_dir: must be an absolute path, got 'state/agent'"

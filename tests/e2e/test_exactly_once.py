@@ -88,7 +88,12 @@ async def test_every_event_stored_exactly_once_across_crashes(tmp_path: Path) ->
                 "auth_token": TOKEN,
                 "node_id": _node(i),
                 "data_dir": str(agent_dirs[i]),
-                "link": {"backoff_initial_sec": 0.1, "backoff_max_sec": 1.0, "stable_after_sec": 2},
+                "link": {
+                    "backoff_initial_sec": 0.1,
+                    "backoff_max_sec": 1.0,
+                    "stable_after_sec": 2,
+                    "connect_timeout_sec": 1.5,
+                },
             },
         )
         for i in range(AGENTS)

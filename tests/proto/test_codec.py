@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from halswarm.proto import Ack, CloseCode, ProtocolError, decode
 from halswarm.proto.messages import TAGS
-
-from .strategies import json_objects, json_values, texts
+from tests.proto.strategies import json_objects, json_values, texts
 
 if TYPE_CHECKING:
     from halswarm.jsontypes import JSONObject, JSONValue

@@ -22,8 +22,7 @@ from halswarm.proto import (
     encode_events_raw,
 )
 from halswarm.proto.messages import TAGS
-
-from .strategies import MESSAGE_STRATEGIES, wire_events
+from tests.proto.strategies import MESSAGE_STRATEGIES, wire_events
 
 FEW = settings(max_examples=40, deadline=None, database=None)
 
