@@ -227,13 +227,18 @@ class AgentLink:
         assert len(events) == 1
         assert isinstance(events[0], WelcomeReceived)
         welcome = events[0].welcome
-        if events[0].lost_state:
-            delta = await self.outbox.renumber_after(welcome.ack_seq)
+        # A fresh outbox (data dir wiped or new) numbers from 1, but the supervisor may hold
+        # seqs of this node_id's previous instance: anything up to ack_seq is not ours.
+        unsynced = not self.outbox.synced and welcome.ack_seq > 0
+        if events[0].lost_state or unsynced:
+            delta = await self.outbox.renumber_after(welcome.ack_seq, force=unsynced)
             self.sink.shift(delta)
             log.warning(
                 "supervisor holds events we no longer know (data dir reset?); continuing after its position",
                 extra=ctx(ack_seq=welcome.ack_seq, moved_by=delta),
             )
+        if not self.outbox.synced:
+            await self.outbox.mark_synced()  # before anything is sent on this connection
         self.outbox.note_acked(welcome.ack_seq)
         self._current = conn
         self.status.connected = True

@@ -42,12 +42,15 @@ class OutboxError(Exception):
 class Outbox:
     """Async facade over the outbox database. Use :func:`open_outbox`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, instance_key: str, last_seq: int) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, instance_key: str, last_seq: int, *, synced: bool = True
+    ) -> None:
         self._conn = conn
         self.path = path
         self._gate = trio.CapacityLimiter(1)
         self.instance_key = instance_key
         self.last_seq = last_seq  # last seq assigned (committed)
+        self.synced = synced  # a supervisor has welcomed this outbox at least once
         self.acked_seq = 0  # highest seq the supervisor confirmed (in memory)
         self.appended = Signal()
         self.acked = Signal()
@@ -113,19 +116,31 @@ class Outbox:
 
         await self._run(work)
 
-    async def renumber_after(self, seq: int) -> int:
+    async def mark_synced(self) -> None:
+        """Record that a supervisor welcomed this outbox (its seqs are now that supervisor's)."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('synced', '1')")
+
+        await self._run(work)
+        self.synced = True
+
+    async def renumber_after(self, seq: int, *, force: bool = False) -> int:
         """The supervisor already holds seqs beyond ours (our data dir was lost): move the
         pending events so the first one follows *seq*, so none is taken for a duplicate.
 
         Returns:
             How far the seqs moved (0 if nothing needed moving).
         """
-        if seq <= self.last_seq:
+        if seq <= self.last_seq and not force:
             return 0
 
         def work(conn: sqlite3.Connection) -> int:
             first = conn.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
             delta = seq + 1 - first if first is not None else seq - self.last_seq
+            if delta <= 0:
+                return 0
             with conn:
                 # Two steps through negative values: no transient primary-key clash.
                 conn.execute("UPDATE outbox SET seq = -(seq + ?)", (delta,))
@@ -171,9 +186,11 @@ class Outbox:
                     "INSERT OR REPLACE INTO command_results (key, result, created) VALUES (?, ?, ?)",
                     (key, result, created),
                 )
+                # By insertion order (REPLACE gives the row a new rowid): ``created`` comes
+                # from trio's clock, whose origin differs in every process.
                 conn.execute(
-                    "DELETE FROM command_results WHERE key NOT IN "
-                    "(SELECT key FROM command_results ORDER BY created DESC LIMIT ?)",
+                    "DELETE FROM command_results WHERE rowid NOT IN "
+                    "(SELECT rowid FROM command_results ORDER BY rowid DESC LIMIT ?)",
                     (_RESULTS_KEPT,),
                 )
 
@@ -212,8 +229,12 @@ def _open(path: Path) -> Outbox:
             if row is None:
                 instance_key = secrets.token_hex(16)
                 conn.execute("INSERT INTO meta (key, value) VALUES ('instance_key', ?)", (instance_key,))
+                conn.execute("INSERT INTO meta (key, value) VALUES ('synced', '0')")
             else:
                 instance_key = row[0]
+            # No marker at all: an outbox from before the marker existed, which has synced.
+            row = conn.execute("SELECT value FROM meta WHERE key = 'synced'").fetchone()
+            synced = row is None or row[0] == "1"
             row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
             last_seq = int(row[0]) if row else 0
             # Rows can outrun the meta row only if someone edited the file; trust the rows.
@@ -221,7 +242,7 @@ def _open(path: Path) -> Outbox:
     except BaseException:
         conn.close()
         raise
-    return Outbox(conn, path, instance_key, max(last_seq, max_row))
+    return Outbox(conn, path, instance_key, max(last_seq, max_row), synced=synced)
 
 
 @asynccontextmanager

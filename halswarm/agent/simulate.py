@@ -57,6 +57,7 @@ _TICK: Final = 0.05  # seconds between paced emissions
 _CHUNK: Final = 500  # events per emission when unpaced
 _BACKLOG: Final = 20_000  # unpaced: stop producing while this many events await an ack
 _SAVE_EVERY: Final = 2.0  # seconds between state saves
+_FINAL_SAVE_TIMEOUT: Final = 2.0
 _PRICE_IN: Final = 3.0 / 1e6  # USD per token, Claude-Sonnet-like
 _PRICE_OUT: Final = 15.0 / 1e6
 _CONTINUE_PROMPT: Final = "Continue with the next step of your current task."
@@ -132,10 +133,16 @@ class SimulatedBackend:
         await self._save(force=True)
         log.info("simulating sessions", extra={"ctx": {"sessions": len(self._sims), "rate": self.rate}})
         task_status.started()
-        if self.rate > 0:
-            await self._paced()
-        else:
-            await self._unpaced()
+        try:
+            if self.rate > 0:
+                await self._paced()
+            else:
+                await self._unpaced()
+        finally:
+            # A graceful stop must not lose up to _SAVE_EVERY of state: the restarted
+            # agent re-announces what it loads, and older totals would overwrite newer ones.
+            with trio.move_on_after(_FINAL_SAVE_TIMEOUT, shield=True):
+                await self._save(force=True)
 
     async def _paced(self) -> None:
         start = trio.current_time()
@@ -165,6 +172,8 @@ class SimulatedBackend:
                 await self._save(force=True)
                 await trio.sleep_forever()
         events = self._generate(n)
+        if self.max_events is not None:
+            events = events[: self.max_events - self.outbox.last_seq]  # stop at exactly max_events
         assert self._sink is not None
         await self._sink.emit(events)
         await self._save()
@@ -208,6 +217,8 @@ class SimulatedBackend:
         return OutEvent("session.created", state.id, project.name, {"title": state.title}, state)
 
     def _generate(self, n: int) -> list[OutEvent]:
+        """About *n* events: the last step may add a couple more (a turn's end is three
+        events), which are kept, since their state changes are already applied."""
         out: list[OutEvent] = []
         live = [s for s in self._sims.values() if s.state.status in ACTIVE_STATUSES]
         if not live:
@@ -216,7 +227,7 @@ class SimulatedBackend:
         while len(out) < n and guard > 0:
             guard -= 1
             self._step(self.rng.choice(live), out)
-        return out[:n] if len(out) > n else out
+        return out
 
     def _set(self, sim: _Sim, **changes: object) -> Session:
         sim.state = attrs.evolve(sim.state, last_activity=self._ts(), **changes)  # type: ignore[arg-type]
