@@ -193,7 +193,7 @@ class AgentLink:
             code = first.reason.code if first.reason else None
             reason = first.reason.reason if first.reason else ""
             self.status.last_error = f"supervisor closed the connection (code {code}: {reason})"
-            if code == CloseCode.NODE_ID_CONFLICT:
+            if code == CloseCode.NODE_ID_CONFLICT:  # sent instead of a welcome
                 log.error(self.status.last_error)
                 return True
         else:
@@ -256,10 +256,6 @@ class AgentLink:
             nursery.start_soon(self._close_on_shutdown, conn)
             close_code = await self._reader(conn, proto)
             nursery.cancel_scope.cancel()
-        if close_code in (CloseCode.NODE_ID_CONFLICT,):
-            log.error("supervisor refused this node id: another agent instance uses %r", self.node_id)
-            self.status.last_error = f"node_id {self.node_id!r} is in use by another agent instance"
-            return True
         if close_code is not None and close_code not in _RESUME_CODES:
             self.status.last_error = f"supervisor closed the connection (code {close_code})"
             log.warning(self.status.last_error)

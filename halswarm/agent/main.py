@@ -7,7 +7,6 @@ configuration or arguments.
 from __future__ import annotations
 
 import logging
-import random
 import sys
 from pathlib import Path
 from typing import Final
@@ -17,12 +16,11 @@ import trio
 
 from halswarm import __version__
 from halswarm.agent.app import run_agent
-from halswarm.agent.outbox import Outbox, OutboxError
-from halswarm.agent.simulate import SimulatedBackend, default_projects
+from halswarm.agent.outbox import OutboxError
+from halswarm.agent.simulate import default_projects, simulated_factory
 from halswarm.config import AgentConfig, ConfigError, load_agent_config
 from halswarm.obs.logging import LogFormat, configure_logging
 from halswarm.runtime import exception_leaves, watch_signals
-from halswarm.timeutil import system_now
 
 __all__ = ["cli", "main"]
 
@@ -35,25 +33,15 @@ EXIT_CONFIG: Final = 2
 
 async def _serve(config: AgentConfig, sessions: int, rate: float, max_events: int | None) -> None:
     node_id = config.resolved_node_id()
-
-    def simulated(outbox: Outbox) -> SimulatedBackend:
-        return SimulatedBackend(
-            node_id=node_id,
-            projects=projects,
-            sessions=sessions,
-            rate=rate,
-            outbox=outbox,
-            now=system_now,
-            rng=random.Random(),
-            max_events=max_events,
-        )
-
     # The agent announces the simulator's projects: the configured ones, or made-up ones.
     projects = list(config.projects) or default_projects(node_id, sessions)
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope)
-        await run_agent(config, simulated, shutdown=shutdown, projects=projects)
+        factory = simulated_factory(
+            node_id=node_id, projects=projects, sessions=sessions, rate=rate, max_events=max_events
+        )
+        await run_agent(config, factory, shutdown=shutdown, projects=projects)
         nursery.cancel_scope.cancel()
 
 

@@ -12,6 +12,7 @@ the outbox backlog bounded), optionally stopping once ``max_events`` seqs exist.
 from __future__ import annotations
 
 import logging
+import random
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -39,16 +40,16 @@ from halswarm.models import (
     Session,
     Tokens,
 )
-from halswarm.timeutil import Clock, format_ts
+from halswarm.timeutil import Clock, format_ts, system_now
 
 if TYPE_CHECKING:
-    import random
+    from collections.abc import Callable
 
     from halswarm.agent.outbox import Outbox
     from halswarm.jsontypes import JSONObject
     from halswarm.proto.messages import CommandMsg
 
-__all__ = ["SimulatedBackend", "default_projects"]
+__all__ = ["SimulatedBackend", "default_projects", "simulated_factory"]
 
 log = logging.getLogger(__name__)
 
@@ -493,3 +494,34 @@ class SimulatedBackend:
         new = self._sims[created.session_id]
         self._prompt(new, "Read .context/PROGRESS.md and .context/CURRENT_TASK.md, then continue from there.", out)
         return {"session_id": new.state.id, "predecessor_id": s.id, "handover": handover}
+
+
+def simulated_factory(
+    *,
+    node_id: str,
+    projects: list[Project],
+    sessions: int,
+    rate: float,
+    max_events: int | None = None,
+    seed: int | None = None,
+    human_in_loop: bool = True,
+) -> Callable[[Outbox], SimulatedBackend]:
+    """A backend factory for ``run_agent``: simulated sessions on *projects*.
+
+    *seed* makes the simulation repeatable (tests); None draws a random one.
+    """
+
+    def factory(outbox: Outbox) -> SimulatedBackend:
+        return SimulatedBackend(
+            node_id=node_id,
+            projects=projects,
+            sessions=sessions,
+            rate=rate,
+            outbox=outbox,
+            now=system_now,
+            rng=random.Random(seed),
+            max_events=max_events,
+            human_in_loop=human_in_loop,
+        )
+
+    return factory

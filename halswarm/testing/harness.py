@@ -16,7 +16,7 @@ import httpx
 import trio
 
 from halswarm.agent.app import AgentHandle, run_agent
-from halswarm.agent.simulate import SimulatedBackend, default_projects
+from halswarm.agent.simulate import SimulatedBackend, default_projects, simulated_factory
 from halswarm.config import AgentConfig, SupervisorConfig
 from halswarm.config.agent import LinkConfig
 from halswarm.config.supervisor import DatabaseConfig, ServerConfig
@@ -114,18 +114,15 @@ async def open_sim_agent(
     node_id = config.resolved_node_id()
     projects = list(config.projects) or default_projects(node_id, sessions)
 
-    def factory(outbox: Outbox) -> SimulatedBackend:
-        return SimulatedBackend(
-            node_id=node_id,
-            projects=projects,
-            sessions=sessions,
-            rate=rate,
-            outbox=outbox,
-            now=system_now,
-            rng=random.Random(seed),
-            max_events=max_events,
-            human_in_loop=human_in_loop,
-        )
+    factory = simulated_factory(
+        node_id=node_id,
+        projects=projects,
+        sessions=sessions,
+        rate=rate,
+        max_events=max_events,
+        seed=seed,
+        human_in_loop=human_in_loop,
+    )
 
     async with trio.open_nursery() as nursery:
         shutdown = trio.Event()
