@@ -26,7 +26,7 @@ async def list_nodes(ctx: click.Context) -> None:
     if app.json:
         app.print_json({"nodes": found})
         return
-    app.print(nodes_table(found, app.io.now()))
+    app.print(nodes_table(found, app.io.now(), width=app.io.console.width))
 
 
 @output_option

@@ -118,27 +118,37 @@ def _details(title: str | None = None) -> Table:
 # ---- nodes ------------------------------------------------------------------------------
 
 
-def nodes_table(nodes: list[Node], now: datetime) -> Table:
-    """One row per node: id, status, hostname, projects, sessions, cpu/mem, heartbeat."""
+_DROP_HOSTNAME_BELOW: Final = 100
+
+
+def nodes_table(nodes: list[Node], now: datetime, width: int = 120) -> Table:
+    """One row per node: id, status, hostname, projects, sessions, cpu/mem, heartbeat.
+
+    On terminals narrower than 100 columns the hostname is left out (``nodes get`` has
+    it); project names are never broken.
+    """
+    show_host = width >= _DROP_HOSTNAME_BELOW
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    # Identity and state columns never shrink; free text gives way first.
     table.add_column("NODE", no_wrap=True, min_width=8)
     table.add_column("STATUS", no_wrap=True, min_width=8)
-    table.add_column("HOSTNAME", overflow="fold", max_width=20)
-    table.add_column("PROJECTS", overflow="fold")
-    table.add_column("SESSIONS", justify="right", no_wrap=True, min_width=8)
-    table.add_column("CPU / MEM", justify="right", no_wrap=True, min_width=12)
+    if show_host:
+        table.add_column("HOSTNAME", overflow="fold", max_width=20)
+    longest = max((len(p.name) for n in nodes for p in n.projects), default=8)
+    table.add_column("PROJECTS", overflow="fold", min_width=min(longest, 24))
+    table.add_column("SESSIONS", justify="right", no_wrap=True)
+    table.add_column("CPU / MEM", justify="right", no_wrap=True)
     table.add_column("HEARTBEAT", no_wrap=True, min_width=9)
     for node in nodes:
-        table.add_row(
-            node.id,
-            status_text(node.status),
-            node.hostname or "-",
+        row: list[str | Text] = [node.id, status_text(node.status)]
+        if show_host:
+            row.append(node.hostname or "-")
+        row += [
             "\n".join(p.name for p in node.projects) or "-",
             str(node.sessions),
             f"{node.resources.cpu_percent:.0f}% / {_mem(node.resources.mem_used_mb)}",
             ago(node.last_heartbeat, now),
-        )
+        ]
+        table.add_row(*row)
     online = sum(1 for n in nodes if n.status == "online")
     table.caption = f"{len(nodes)} nodes, {online} online"
     table.caption_justify = "left"

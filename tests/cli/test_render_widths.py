@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from rich.console import Console
 
-from halswarm.cli.render import sessions_table
-from halswarm.models import Session, SessionStatus, Tokens
+from halswarm.cli.render import nodes_table, sessions_table
+from halswarm.models import Node, Project, Resources, Session, SessionStatus, Tokens
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 CASES: list[tuple[str, SessionStatus]] = [("payments-api", "unreachable"), ("a-very-long-project-name-indeed", "busy")]
@@ -57,3 +57,27 @@ def test_narrow_terminals_drop_node_then_title() -> None:
     assert "TITLE" in render(140)[0]
     assert any("…" in line for line in render(100))  # long titles are clipped, not wrapped
     assert len([line for line in render(100) if line.strip()]) == 4  # header, rule, two rows
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_nodes_table_fits_and_never_breaks_project_names(width: int) -> None:
+    node = Node(
+        id="build-node-1",
+        hostname="builder.internal.example.com",
+        status="degraded",
+        projects=[Project(name, "/srv") for name in ("web-frontend", "data-pipeline")],
+        sessions=12,
+        resources=Resources(cpu_percent=37.0, mem_used_mb=2048.0),
+        last_heartbeat="2026-11-24T11:59:30.000000Z",
+    )
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None).print(nodes_table([node], NOW, width=width))
+    lines = buffer.getvalue().splitlines()
+    assert all(len(line) <= width for line in lines)
+    assert "HEARTBEAT" in lines[0]
+    assert ("HOSTNAME" in lines[0]) == (width >= 100)
+    text = buffer.getvalue()
+    assert "web-frontend" in text
+    assert "data-pipeline" in text
+    assert "degraded" in text
+    assert "30s ago" in text
