@@ -11,7 +11,7 @@ import trio
 
 from halswarm.convert import converter
 from halswarm.jsontypes import JSONObject
-from halswarm.models import Session
+from halswarm.models import ACTIVE_STATUSES, Session
 from halswarm.proto.messages import CommandMsg, SessionSnapshot
 from halswarm.timeutil import Clock, format_ts
 
@@ -70,8 +70,14 @@ class EventSink:
         bodies = [self._body(ev, ts) for ev in events]
         seqs = await self.outbox.append(bodies)
         for seq, ev in zip(seqs, events, strict=True):
-            if ev.state is not None:
+            if ev.state is None:
+                continue
+            if ev.state.status in ACTIVE_STATUSES:
                 self._snapshots[ev.state.id] = SessionSnapshot(seq, ev.state)
+            else:
+                # Finished sessions leave the hello snapshot (their last state travels in
+                # the outbox), so a long-lived agent's hello stays small.
+                self._snapshots.pop(ev.state.id, None)
 
     def _body(self, ev: OutEvent, ts: str) -> bytes:
         # Built by hand rather than through cattrs: this runs for every event.

@@ -6,6 +6,7 @@ supervisor resends after a reconnect is answered from memory instead of run agai
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
@@ -14,6 +15,7 @@ import orjson
 import trio
 
 from halswarm.agent.backend import CommandFailedError, SessionBackend
+from halswarm.agent.outbox import OutboxError
 from halswarm.convert import ConversionError, converter, structure_strict
 from halswarm.obs.logging import ctx
 from halswarm.proto.messages import CommandMsg, CommandResult
@@ -29,6 +31,8 @@ Reply = Callable[[CommandResult], Awaitable[None]]
 """Sends a result over whatever connection is current (never raises)."""
 
 _MAX_RUNNING: Final = 64
+_RECENT_IN_MEMORY: Final = 1000
+_EVENTS_FIRST_WAIT: Final = 5.0
 
 
 class Executor:
@@ -38,6 +42,8 @@ class Executor:
         self.backend = backend
         self.outbox = outbox
         self._running: dict[str, CommandMsg] = {}
+        # Results also kept in memory: they survive an outbox write failure.
+        self._recent: collections.OrderedDict[str, CommandResult] = collections.OrderedDict()
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -73,18 +79,49 @@ class Executor:
 
     async def _execute(self, key: str, command: CommandMsg, reply: Reply) -> None:
         try:
-            remembered = await self.outbox.get_result(key)
-            if remembered is not None:
-                result = structure_strict(orjson.loads(remembered), CommandResult)
-                await reply(CommandResult(command.command_id, result.ok, result.result, result.error))
+            try:
+                result = self._recent.get(key) or await self._remembered(key)
+            except OutboxError as exc:
+                # Running it could run it twice; refusing is the safe answer.
+                log.error("cannot read remembered results: %s", exc, extra=ctx(command_id=command.command_id))
+                result = CommandResult(
+                    command.command_id, ok=False, error="agent cannot check whether this command already ran"
+                )
+                await reply(result)
                 return
-            result = await self._carry_out(command)
-            await self.outbox.put_result(key, orjson.dumps(converter.unstructure(result)), trio.current_time())
-            await reply(result)
-        except ConversionError as exc:
-            log.error("unreadable remembered result", extra=ctx(command_id=command.command_id, error=str(exc)))
+            if result is None:
+                result = await self._carry_out(command)
+                self._remember(key, result)
+                # Read-your-writes: the command's own events (a new session, say) are stored
+                # before the operator hears "succeeded". Bounded: a reply never waits long.
+                with trio.move_on_after(_EVENTS_FIRST_WAIT):
+                    await self.outbox.wait_acked(self.outbox.last_seq)
+                try:
+                    await self.outbox.put_result(key, orjson.dumps(converter.unstructure(result)), trio.current_time())
+                except OutboxError as exc:
+                    log.error(
+                        "could not persist a command result (kept in memory until restart): %s",
+                        exc,
+                        extra=ctx(command_id=command.command_id),
+                    )
+            await reply(CommandResult(command.command_id, result.ok, result.result, result.error))
         finally:
             self._running.pop(key, None)
+
+    async def _remembered(self, key: str) -> CommandResult | None:
+        stored = await self.outbox.get_result(key)
+        if stored is None:
+            return None
+        try:
+            return structure_strict(orjson.loads(stored), CommandResult)
+        except ConversionError as exc:
+            log.error("unreadable remembered result ignored: %s", exc, extra=ctx(key=key))
+            return None
+
+    def _remember(self, key: str, result: CommandResult) -> None:
+        self._recent[key] = result
+        while len(self._recent) > _RECENT_IN_MEMORY:
+            self._recent.popitem(last=False)
 
     async def _carry_out(self, command: CommandMsg) -> CommandResult:
         log.info(

@@ -88,14 +88,17 @@ class LinkStatus:
 class _Connection:
     """One open WebSocket with a single writer."""
 
-    def __init__(self, ws: WebSocketConnection) -> None:
+    def __init__(self, ws: WebSocketConnection, send_timeout: float) -> None:
         self.ws = ws
         self.lock = trio.StrictFIFOLock()
         self.last_rx = trio.current_time()
+        self.send_timeout = send_timeout
 
     async def send(self, frame: str) -> None:
-        async with self.lock:
-            await self.ws.send_message(frame)
+        """Send one frame. Raises trio.TooSlowError if the supervisor stopped reading."""
+        with trio.fail_after(self.send_timeout):
+            async with self.lock:
+                await self.ws.send_message(frame)
 
 
 class AgentLink:
@@ -217,7 +220,7 @@ class AgentLink:
         proto = AgentProtocol(hello)
         # The connector applies connect_timeout_sec to the dial and handshake.
         async with self.connector(self.config.ws_url(), headers) as ws:
-            return await self._serve(_Connection(ws), proto)
+            return await self._serve(_Connection(ws, self.config.link.connect_timeout_sec), proto)
 
     async def _serve(self, conn: _Connection, proto: AgentProtocol) -> bool:
         await conn.send(proto.hello_frame())
@@ -229,9 +232,13 @@ class AgentLink:
         welcome = events[0].welcome
         # A fresh outbox (data dir wiped or new) numbers from 1, but the supervisor may hold
         # seqs of this node_id's previous instance: anything up to ack_seq is not ours.
+        # The same holds when our outbox went back in time (restored, or a power loss):
+        # compare with the hello's last_seq, since events kept arriving while we dialled.
+        # (Rows that were stored before a rollback may then be stored twice: a duplicate
+        # beats a loss.)
         unsynced = not self.outbox.synced and welcome.ack_seq > 0
         if events[0].lost_state or unsynced:
-            delta = await self.outbox.renumber_after(welcome.ack_seq, force=unsynced)
+            delta = await self.outbox.renumber_after(welcome.ack_seq, force=True)
             self.sink.shift(delta)
             log.warning(
                 "supervisor holds events we no longer know (data dir reset?); continuing after its position",
@@ -240,6 +247,9 @@ class AgentLink:
         if not self.outbox.synced:
             await self.outbox.mark_synced()  # before anything is sent on this connection
         self.outbox.note_acked(welcome.ack_seq)
+        # From now on a send may wait as long as the supervisor would wait for us: while
+        # its store is congested it stops reading, and that is backpressure, not death.
+        conn.send_timeout = welcome.heartbeat_interval * _SILENT_INTERVALS
         self._current = conn
         self.status.connected = True
         self.status.connections += 1
@@ -252,7 +262,8 @@ class AgentLink:
         close_code: int | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sender, conn, proto)
-            nursery.start_soon(self._heartbeats, conn, proto, welcome.heartbeat_interval, nursery.cancel_scope)
+            nursery.start_soon(self._heartbeats, conn, proto, welcome.heartbeat_interval)
+            nursery.start_soon(self._watchdog, conn, welcome.heartbeat_interval, nursery.cancel_scope)
             nursery.start_soon(self._close_on_shutdown, conn)
             close_code = await self._reader(conn, proto)
             nursery.cancel_scope.cancel()
@@ -313,30 +324,34 @@ class AgentLink:
                 await conn.send(proto.events_frame(rows))
             await wait_any(appended, acked)
 
-    async def _heartbeats(
-        self, conn: _Connection, proto: AgentProtocol, interval: float, scope: trio.CancelScope
-    ) -> None:
-        """Send heartbeats on a fixed schedule; drop the connection if the supervisor goes silent."""
+    async def _heartbeats(self, conn: _Connection, proto: AgentProtocol, interval: float) -> None:
+        """Send heartbeats on a fixed schedule (with resources and health)."""
+        start = trio.current_time()
+        k = 0
         try:
-            await self._heartbeat_loop(conn, proto, interval, scope)
+            while True:
+                heartbeat = Heartbeat(ts=format_ts(self.now()), resources=self.resources(), health=self.health())
+                await conn.send(proto.heartbeat_frame(heartbeat))
+                k += 1
+                await trio.sleep_until(start + k * interval)
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             return
 
-    async def _heartbeat_loop(
-        self, conn: _Connection, proto: AgentProtocol, interval: float, scope: trio.CancelScope
-    ) -> None:
-        start = trio.current_time()
-        k = 0
+    async def _watchdog(self, conn: _Connection, interval: float, scope: trio.CancelScope) -> None:
+        """Drop the connection when the supervisor is silent for too long.
+
+        Its own task, taking no lock: a sender stuck on a full TCP buffer must not keep
+        it from noticing a dead supervisor.
+        """
+        limit = interval * _SILENT_INTERVALS
         while True:
-            if trio.current_time() - conn.last_rx > interval * _SILENT_INTERVALS:
-                self.status.last_error = f"no frame from the supervisor for {interval * _SILENT_INTERVALS:g}s"
+            silent_for = trio.current_time() - conn.last_rx
+            if silent_for > limit:
+                self.status.last_error = f"no frame from the supervisor for {limit:g}s"
                 log.warning(self.status.last_error)
                 scope.cancel()
                 return
-            heartbeat = Heartbeat(ts=format_ts(self.now()), resources=self.resources(), health=self.health())
-            await conn.send(proto.heartbeat_frame(heartbeat))
-            k += 1
-            await trio.sleep_until(start + k * interval)
+            await trio.sleep_until(conn.last_rx + limit + 0.001)
 
     async def _close_on_shutdown(self, conn: _Connection) -> None:
         await self.shutdown.wait()

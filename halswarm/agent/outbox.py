@@ -158,6 +158,11 @@ class Outbox:
         """Rows in the outbox (acked rows not yet pruned included)."""
         return await self._run(lambda conn: int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]))
 
+    async def wait_acked(self, seq: int) -> None:
+        """Return once the supervisor has acknowledged every event up to *seq*."""
+        while self.acked_seq < seq:
+            await self.acked.waiter().wait()
+
     async def wait_pending_below(self, limit: int) -> None:
         """Return once fewer than *limit* events are unacknowledged (producer backpressure)."""
         while True:

@@ -187,6 +187,10 @@ class SimulatedBackend:
             states = [s.state for s in self._sims.values()]
             await self.outbox.put_kv(_STATE_KEY, orjson.dumps(converter.unstructure(states)))
 
+    def sessions(self) -> list[Session]:
+        """The current state of every simulated session, finished ones included."""
+        return [sim.state for sim in self._sims.values()]
+
     def health(self) -> dict[str, str]:
         """The simulator is always healthy."""
         return {"backend": "ok"}

@@ -15,6 +15,7 @@ from halswarm.http.api_nodes import register_nodes
 from halswarm.http.api_sessions import register_sessions
 from halswarm.http.probes import register_probes
 from halswarm.http.responses import ApiError, error_response
+from halswarm.store import StoreError
 
 if TYPE_CHECKING:
     from halswarm.http.context import ApiContext
@@ -73,6 +74,11 @@ def create_app(api: ApiContext) -> QuartTrio:
         else:
             message = exc.description or exc.name
         return error_response(status, code, message)
+
+    @app.errorhandler(StoreError)
+    async def store_error(exc: StoreError) -> Response:
+        log.error("storage failure in %s %s: %s", request.method, request.path, exc)
+        return error_response(503, "storage_unavailable", "the supervisor's database is unavailable; retry later")
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:

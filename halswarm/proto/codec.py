@@ -118,6 +118,12 @@ def _decode_event(item: object, i: int) -> WireEvent:
         raise _bad(i, "project must be a string or null")
     if type(data) is not dict:
         raise _bad(i, "data must be an object")
+    try:
+        # orjson parses 1023 levels of nesting but serialises only 254: a payload the
+        # store could never write must be refused here, not crash the writer later.
+        orjson.dumps(data)
+    except TypeError:
+        raise _bad(i, "data is nested too deeply") from None
     raw_state = item.get("state")
     state: Session | None = None
     if raw_state is not None:

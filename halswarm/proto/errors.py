@@ -14,6 +14,7 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001  # supervisor shutting down: reconnect later
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009  # sent by trio-websocket itself for frames over the limit
+    INTERNAL_ERROR = 1011  # the supervisor failed (e.g. storage unavailable): retry later
     REPLACED = 4000  # the same agent instance connected again
     HEARTBEAT_TIMEOUT = 4001
     MALFORMED = 4400  # not JSON, wrong shape, or out of order

@@ -290,7 +290,13 @@ class HubProtocol:
                 CloseCode.MALFORMED, f"batch of {len(events)} events exceeds the limit of {self.max_batch_events}"
             )
         previous = self.received_seq
+        assert self.hello is not None
+        node_id = self.hello.node_id
         for event in events:
+            if event.state is not None and event.state.node_id != node_id:
+                raise ProtocolError(
+                    CloseCode.MALFORMED, f"event seq {event.seq} carries a session of node {event.state.node_id!r}"
+                )
             if event.seq <= previous:
                 raise ProtocolError(CloseCode.MALFORMED, f"event seq {event.seq} does not follow {previous}")
             previous = event.seq

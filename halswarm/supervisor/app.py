@@ -96,15 +96,16 @@ async def run_supervisor(
             store, registry, tracker, metrics, now=now, default_timeout=config.server.command_timeout_sec
         )
 
-        async def node_offline(node_id: str, reason: str) -> None:
+        def node_offline(node_id: str, reason: str) -> None:
             metrics.nodes_offline_total.labels("heartbeat" if "heartbeat" in reason else "disconnect").inc()
-            await pipeline.emit("node.offline", {"node_id": node_id, "reason": reason})
+            pipeline.emit("node.offline", {"node_id": node_id, "reason": reason})
 
         monitor = HeartbeatMonitor(
             registry,
             interval=config.server.heartbeat_interval_sec,
             count=config.server.heartbeat_timeout_count,
             on_offline=node_offline,
+            congested=pipeline.congested,
         )
         hub = Hub(
             config.server,

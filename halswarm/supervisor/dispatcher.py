@@ -8,6 +8,7 @@ offline target fails at once; a missing answer becomes ``timed_out`` at the dead
 
 from __future__ import annotations
 
+import collections
 import logging
 import uuid
 from typing import TYPE_CHECKING, Final
@@ -20,7 +21,7 @@ from halswarm.convert import ConversionError, converter
 from halswarm.models import Command, CommandStatus
 from halswarm.obs.logging import ctx
 from halswarm.proto.messages import CommandMsg, CommandResult
-from halswarm.store import AuditRecord, Store
+from halswarm.store import AuditRecord, Store, StoreError
 from halswarm.supervisor.registry import LinkGoneError, NodeRegistry
 from halswarm.timeutil import Clock, format_ts
 
@@ -36,6 +37,10 @@ __all__ = ["CommandError", "Dispatcher"]
 
 log = logging.getLogger(__name__)
 
+_MIN_BUDGET: Final = 1.0
+_ANSWER_MARGIN: Final = 2.0  # seconds kept back for the result's way home
+_STORE_TIMEOUT: Final = 5.0
+_UNSAVED_MAX: Final = 1000
 # A handover restart waits up to 60 s for the old session to go idle, then starts anew.
 _MIN_TIMEOUT: Final[dict[str, float]] = {"restart_session": 150.0}
 
@@ -88,6 +93,7 @@ class Dispatcher:
         self.default_timeout = default_timeout
         self.new_id = new_id
         self._inflight: dict[str, _Inflight] = {}
+        self._unsaved: collections.OrderedDict[str, Command] = collections.OrderedDict()
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -119,7 +125,8 @@ class Dispatcher:
 
         Raises:
             CommandError: 400 bad arguments, 404 unknown target, 409 idempotency key
-                reused for a different command or target offline (with the command).
+                reused for a different command or target offline (with the command),
+                503 the store cannot record it.
         """
         try:
             parsed = parse_args(request.type, request.args)
@@ -157,7 +164,12 @@ class Dispatcher:
             correlation_id=correlation,
             detail={"command_id": command.id, "node_id": resolved.node_id},
         )
-        raced = await self.store.insert_command(command, audit)
+        try:
+            raced = await self.store.insert_command(command, audit)
+        except StoreError as exc:
+            # Never dispatch a command we could not record (it would escape the audit trail).
+            log.error("command refused: cannot store it: %s", exc, extra=ctx(type=request.type))
+            raise CommandError(503, "storage_unavailable", "the supervisor cannot store commands right now") from None
         if raced is not None:
             return self._same_or_conflict(raced, request, args)
         log.info(
@@ -178,6 +190,9 @@ class Dispatcher:
         for inflight in self._inflight.values():
             if inflight.command.idempotency_key == key:
                 return self._same_or_conflict(inflight.command, request, args)
+        for finished in self._unsaved.values():
+            if finished.idempotency_key == key:
+                return self._same_or_conflict(finished, request, args)
         stored = await self.store.get_command_by_key(key)
         return self._same_or_conflict(stored, request, args) if stored is not None else None
 
@@ -213,18 +228,23 @@ class Dispatcher:
         return max(self.default_timeout, _MIN_TIMEOUT.get(command_type, 0.0))
 
     async def _deliver(self, inflight: _Inflight, resolved: _Resolved) -> None:
+        """Deliver one command and record its outcome; never lets an error escape.
+
+        Error handling: any failure (store down, a bug) fails this command only, with
+        the reason logged (house-style rule 8).
+        """
+        try:
+            await self._deliver_until_answered(inflight, resolved)
+        except Exception as exc:
+            log.exception("command delivery failed", extra=ctx(command_id=inflight.command.id))
+            if not inflight.done.is_set():
+                await self._finish(inflight, "failed", error=f"supervisor error while delivering: {exc}")
+
+    async def _deliver_until_answered(self, inflight: _Inflight, resolved: _Resolved) -> None:
         command = inflight.command
         timeout = self._timeout(command.type)
-        message = CommandMsg(
-            command_id=command.id,
-            idempotency_key=command.idempotency_key,
-            command_type=command.type,
-            target=resolved.wire_target,
-            args=command.args,
-            deadline=timeout,
-            correlation_id=command.correlation_id,
-        )
-        with trio.move_on_after(timeout):
+        ends_at = trio.current_time() + timeout
+        with trio.move_on_at(ends_at):
             while inflight.result is None:
                 entry = self.registry.get(resolved.node_id)
                 if entry is None or not entry.online:
@@ -234,6 +254,18 @@ class Dispatcher:
                 if entry.link is None:
                     await changed.wait()  # the agent may reconnect before the deadline
                     continue
+                # A resend gets what is left of the budget (less a margin for the answer's
+                # trip back), so the agent never works past the supervisor's deadline.
+                budget = max(_MIN_BUDGET, ends_at - trio.current_time() - _ANSWER_MARGIN)
+                message = CommandMsg(
+                    command_id=command.id,
+                    idempotency_key=command.idempotency_key,
+                    command_type=command.type,
+                    target=resolved.wire_target,
+                    args=command.args,
+                    deadline=round(budget, 3),
+                    correlation_id=command.correlation_id,
+                )
                 try:
                     await entry.link.send_command(message)
                 except LinkGoneError:
@@ -241,7 +273,10 @@ class Dispatcher:
                     continue
                 if inflight.command.status == "pending":
                     inflight.command = attrs.evolve(inflight.command, status="sent")
-                    await self.store.update_command(inflight.command)
+                    try:
+                        await self.store.update_command(inflight.command)
+                    except StoreError as exc:  # the outcome write is what matters; carry on
+                        log.warning("could not record that a command was sent: %s", exc)
                 await wait_any(inflight.answered, changed)
         result = inflight.result
         if result is None:
@@ -255,7 +290,13 @@ class Dispatcher:
         """A command_result frame arrived (from the hub's reader: must not block)."""
         inflight = self._inflight.get(result.command_id)
         if inflight is None or inflight.command.node_id != node_id:
-            log.info("late or unknown command result ignored", extra=ctx(command_id=result.command_id))
+            # After a timeout the action may still have happened: say so loudly.
+            log.warning(
+                "late command result after the command was closed (ok=%s, error=%s)",
+                result.ok,
+                result.error,
+                extra=ctx(command_id=result.command_id, node_id=node_id),
+            )
             return
         if inflight.result is None:
             inflight.result = result
@@ -278,20 +319,32 @@ class Dispatcher:
             correlation_id=command.correlation_id,
             detail={"command_id": command.id, "error": error} if error else {"command_id": command.id},
         )
-        try:
-            with trio.move_on_after(5.0, shield=True):
+        self.metrics.commands_total.labels(command.type, status).inc()
+        self.metrics.command_duration.labels(command.type).observe(trio.current_time() - inflight.started)
+        log.log(
+            logging.INFO if status == "succeeded" else logging.WARNING,
+            "command %s",
+            status,
+            extra=ctx(command_id=command.id, type=command.type, error=error, correlation_id=command.correlation_id),
+        )
+        # Findable in memory from now until the store has it: readers must never see the
+        # stale "sent" row of a command that is already answered.
+        self._unsaved[command.id] = command
+        while len(self._unsaved) > _UNSAVED_MAX:
+            self._unsaved.popitem(last=False)
+        self._inflight.pop(command.id, None)
+        inflight.done.set()
+        with trio.move_on_after(_STORE_TIMEOUT, shield=True) as scope:
+            try:
                 await self.store.update_command(command, audit)
-        finally:
-            self.metrics.commands_total.labels(command.type, status).inc()
-            self.metrics.command_duration.labels(command.type).observe(trio.current_time() - inflight.started)
-            log.log(
-                logging.INFO if status == "succeeded" else logging.WARNING,
-                "command %s",
-                status,
-                extra=ctx(command_id=command.id, type=command.type, error=error, correlation_id=command.correlation_id),
-            )
-            self._inflight.pop(command.id, None)
-            inflight.done.set()
+            except StoreError as exc:
+                log.error(
+                    "could not store a command's outcome (kept in memory): %s", exc, extra=ctx(command_id=command.id)
+                )
+            else:
+                self._unsaved.pop(command.id, None)
+        if scope.cancelled_caught:
+            log.error("storing a command's outcome took too long (kept in memory)", extra=ctx(command_id=command.id))
 
     async def wait(self, command_id: str, max_wait: float) -> Command | None:
         """The command after it finishes or *max_wait* seconds pass, whichever is first."""
@@ -300,4 +353,6 @@ class Dispatcher:
             with trio.move_on_after(max(0.0, max_wait)):
                 await inflight.done.wait()
             return inflight.command
+        if command_id in self._unsaved:
+            return self._unsaved[command_id]
         return await self.store.get_command(command_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -23,7 +23,9 @@ class HeartbeatMonitor:
     registry: NodeRegistry
     interval: float
     count: int
-    on_offline: Callable[[str, str], Awaitable[None]]
+    on_offline: Callable[[str, str], None]
+    # While the pipeline is congested the hub stops reading, so silence proves nothing.
+    congested: Callable[[], bool] = lambda: False
 
     @property
     def timeout(self) -> float:
@@ -39,13 +41,18 @@ class HeartbeatMonitor:
         while True:
             now = trio.current_time()
             wake_at = now + self.timeout
+            if self.congested():
+                for entry in self.registry.online_entries():
+                    self.registry.touch(entry.record.id, now)
+                await trio.sleep_until(now + min(self.interval, 1.0))
+                continue
             for entry in self.registry.online_entries():
                 deadline = entry.last_seen + self.timeout
                 if deadline <= now:
                     reason = f"no frame for {self.timeout:g}s ({self.count} missed heartbeats)"
                     if self.registry.expire(entry.record.id, reason):
                         log.warning("node offline: %s", reason, extra=ctx(node_id=entry.record.id))
-                        await self.on_offline(entry.record.id, reason)
+                        self.on_offline(entry.record.id, reason)
                 else:
                     wake_at = min(wake_at, deadline)
             # last_seen only moves forward, so no deadline can come earlier than wake_at.

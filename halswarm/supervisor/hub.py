@@ -34,8 +34,9 @@ from halswarm.proto import (
     Welcome,
 )
 from halswarm.runtime import listen_error
+from halswarm.store import StoreError
 from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, IngestJob, Pipeline
-from halswarm.supervisor.registry import LinkGoneError, NodeConflictError, NodeRegistry
+from halswarm.supervisor.registry import LinkGoneError, NodeConflictError, NodeEntry, NodeRegistry
 from halswarm.sync import Signal
 from halswarm.timeutil import Clock, format_ts
 
@@ -60,13 +61,23 @@ _WS_PATHS: Final = frozenset({"/ws", "/"})
 class HubConnection:
     """One agent connection: serialised sends, cumulative acks, close requests."""
 
-    def __init__(self, ws: WebSocketConnection, proto: HubProtocol, node_id: str, on_acked: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        proto: HubProtocol,
+        node_id: str,
+        on_acked: Callable[[], None],
+        *,
+        send_timeout: float,
+    ) -> None:
         self.ws = ws
         self.on_acked = on_acked
+        self.send_timeout = send_timeout
         self.proto = proto
         self.node_id = node_id
         self._send_lock = trio.StrictFIFOLock()
-        self._scope: trio.CancelScope | None = None
+        # Created now, entered by the handler: close_soon() works even before the welcome.
+        self._scope = trio.CancelScope()
         self._ack_target = 0
         self._ack_wakeup = trio.Event()
         self.close_code = CloseCode.NORMAL
@@ -83,10 +94,15 @@ class HubConnection:
             LinkGoneError: the connection is closed.
         """
         try:
-            async with self._send_lock:
-                await self.ws.send_message(frame)
+            with trio.fail_after(self.send_timeout):
+                async with self._send_lock:
+                    await self.ws.send_message(frame)
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise LinkGoneError(f"connection to {self.node_id} is closed") from exc
+        except trio.TooSlowError:
+            # A peer that stopped reading: give up on it rather than block its senders.
+            self.close_soon(CloseCode.HEARTBEAT_TIMEOUT, f"could not send for {self.send_timeout:g}s")
+            raise LinkGoneError(f"connection to {self.node_id} stopped accepting data") from None
 
     async def send_command(self, command: CommandMsg) -> None:
         """Send a command frame once the handshake is done (raises :class:`LinkGoneError` if closed)."""
@@ -96,8 +112,7 @@ class HubConnection:
     def close_soon(self, code: CloseCode, reason: str) -> None:
         """Stop this connection's tasks; its handler then closes with *code*."""
         self.close_code, self.close_reason = code, reason
-        if self._scope is not None:
-            self._scope.cancel()
+        self._scope.cancel()
 
     def stored(self, seq: int) -> None:
         """Called by the pipeline after a commit: acknowledge up to *seq*."""
@@ -118,8 +133,7 @@ class HubConnection:
         try:
             await fn()
         except LinkGoneError:
-            if self._scope is not None:
-                self._scope.cancel()
+            self._scope.cancel()
 
 
 class Hub:
@@ -136,7 +150,7 @@ class Hub:
         metrics: Metrics,
         now: Clock,
         on_result: Callable[[str, CommandResult], None],
-        on_node_offline: Callable[[str, str], Awaitable[None]],
+        on_node_offline: Callable[[str, str], None],
         shutdown: trio.Event,
     ) -> None:
         self.config = config
@@ -264,12 +278,20 @@ class Hub:
             log.warning("closing agent connection: %s", reason, extra=ctx(remote=str(ws.remote)))
         except ConnectionClosed:
             return
+        except StoreError as exc:
+            code, reason = CloseCode.INTERNAL_ERROR, "supervisor storage unavailable; retry later"
+            log.error("closing agent connection: %s", exc, extra=ctx(node_id=node_id))
+        except Exception:
+            # One connection's failure must never take the hub down (house-style rule 8).
+            code, reason = CloseCode.INTERNAL_ERROR, "internal error in the supervisor"
+            log.exception("agent connection failed", extra=ctx(node_id=node_id))
         finally:
             with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                 await ws.aclose(int(code), reason)
 
     async def _run_connection(self, ws: WebSocketConnection, proto: HubProtocol, hello: Hello) -> tuple[CloseCode, str]:
-        conn = HubConnection(ws, proto, hello.node_id, self._acked.fire)
+        send_timeout = self.config.heartbeat_interval_sec * self.config.heartbeat_timeout_count
+        conn = HubConnection(ws, proto, hello.node_id, self._acked.fire, send_timeout=send_timeout)
         try:
             entry, came_online = self.registry.attach(hello, conn, now=trio.current_time(), wall=format_ts(self.now()))
         except NodeConflictError as exc:
@@ -280,45 +302,55 @@ class Hub:
             extra=ctx(node_id=hello.node_id, hostname=hello.hostname, version=hello.version, last_seq=hello.last_seq),
         )
         try:
-            snapshots = [(s.seq, s.session) for s in hello.sessions if s.session.node_id == hello.node_id]
-            if snapshots:
-                await self.store.upsert_sessions(snapshots, format_ts(self.now()))
-                for seq, session in snapshots:
-                    self.tracker.apply(seq, session)
-            await self.store.upsert_node(self.registry.snapshot_record(entry))
-            welcome = Welcome(
-                ack_seq=self.pipeline.last_seq(hello.node_id),
-                heartbeat_interval=self.config.heartbeat_interval_sec,
-                window=self.config.window,
-                max_batch_events=self.config.max_batch_events,
-                max_frame_bytes=self.config.max_frame_bytes,
-                server_version=__version__,
-            )
-            await conn.send(proto.welcome(welcome))
-            conn.welcomed.set()
-            if came_online:
-                await self.pipeline.emit("node.online", {"node_id": hello.node_id, "hostname": hello.hostname})
-            async with trio.open_nursery() as nursery:
-                conn._scope = nursery.cancel_scope
-                nursery.start_soon(conn.guarded, conn.ack_loop)
-                nursery.start_soon(conn.guarded, partial(self._heartbeat_loop, conn))
-                await self._reader(conn)
-                nursery.cancel_scope.cancel()
-        except LinkGoneError:
-            pass
+            with conn._scope:
+                if await self._welcome(conn, hello, entry):
+                    if came_online:
+                        self.pipeline.emit("node.online", {"node_id": hello.node_id, "hostname": hello.hostname})
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(conn.guarded, conn.ack_loop)
+                        nursery.start_soon(conn.guarded, partial(self._heartbeat_loop, conn))
+                        await self._reader(conn)
+                        nursery.cancel_scope.cancel()
         finally:
             self._connections.discard(conn)
             conn.welcomed.set()  # a waiting send_command now fails fast with LinkGoneError
+            self._acked.fire()  # a shutdown drain waiting on this connection can move on
             clean = conn.peer_close_code in (CloseCode.NORMAL, CloseCode.GOING_AWAY)
             went_offline = self.registry.detach(hello.node_id, conn, clean=clean)
             log.info("agent disconnected", extra=ctx(node_id=hello.node_id, peer_code=conn.peer_close_code))
+            if went_offline:
+                self.on_node_offline(hello.node_id, "agent disconnected")
             with trio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-                await self.store.upsert_node(self.registry.snapshot_record(entry))
-                if went_offline:
-                    await self.on_node_offline(hello.node_id, "agent disconnected")
+                try:
+                    await self.store.upsert_node(self.registry.snapshot_record(entry))
+                except StoreError as exc:
+                    log.error("could not record the node's disconnection: %s", exc, extra=ctx(node_id=hello.node_id))
         if conn.protocol_error is not None:
             raise conn.protocol_error
         return conn.close_code, conn.close_reason
+
+    async def _welcome(self, conn: HubConnection, hello: Hello, entry: NodeEntry) -> bool:
+        """Record the hello, then send the welcome. False if the link closed meanwhile."""
+        snapshots = [(s.seq, s.session) for s in hello.sessions if s.session.node_id == hello.node_id]
+        if snapshots:
+            await self.store.upsert_sessions(snapshots, format_ts(self.now()))
+            for seq, session in snapshots:
+                self.tracker.apply(seq, session)
+        await self.store.upsert_node(self.registry.snapshot_record(entry))
+        welcome = Welcome(
+            ack_seq=self.pipeline.last_seq(hello.node_id),
+            heartbeat_interval=self.config.heartbeat_interval_sec,
+            window=self.config.window,
+            max_batch_events=self.config.max_batch_events,
+            max_frame_bytes=self.config.max_frame_bytes,
+            server_version=__version__,
+        )
+        try:
+            await conn.send(conn.proto.welcome(welcome))
+        except LinkGoneError:
+            return False
+        conn.welcomed.set()
+        return True
 
     async def _reader(self, conn: HubConnection) -> None:
         """Read frames until the peer closes or breaks the protocol. Never blocks on work."""

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _RETRY_DELAY: Final = 1.0
 _RETRY_DELAY_MAX: Final = 15.0
+_OVERFLOW_MAX: Final = 10_000  # supervisor events kept aside while the queue is full
 
 
 @attrs.frozen
@@ -67,6 +68,7 @@ class Pipeline:
         self._last_seq = dict(last_seqs)  # committed position per node
         self._send, self._receive = trio.open_memory_channel[IngestJob](queue_size)
         self._supervisor_seq = self._last_seq.get(SUPERVISOR_NODE_ID, 0)
+        self._overflow: collections.deque[IngestJob] = collections.deque(maxlen=_OVERFLOW_MAX)
         self._idle = trio.Event()
         self._idle.set()
         self.stalled_since: float | None = None
@@ -80,13 +82,28 @@ class Pipeline:
         self._idle = trio.Event() if self._idle.is_set() else self._idle
         await self._send.send(job)
 
-    async def emit(
+    def emit(
         self, event_type: str, data: JSONObject, *, session_id: str | None = None, project: str | None = None
     ) -> None:
-        """Record an event raised by the supervisor itself (e.g. ``node.offline``)."""
-        self._supervisor_seq += 1
-        event = WireEvent(self._supervisor_seq, format_ts(self.now()), event_type, session_id, project, data)
-        await self.submit(IngestJob(SUPERVISOR_NODE_ID, [event]))
+        """Record an event raised by the supervisor itself (e.g. ``node.offline``).
+
+        Never blocks: callers are the hub and the heartbeat monitor, which must not wait
+        behind a congested store. The seq is assigned at commit, so no gaps appear.
+        """
+        event = WireEvent(0, format_ts(self.now()), event_type, session_id, project, data)
+        job = IngestJob(SUPERVISOR_NODE_ID, [event])
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        try:
+            self._send.send_nowait(job)
+        except trio.WouldBlock:
+            if len(self._overflow) == self._overflow.maxlen:
+                log.error("dropping a supervisor event: the event queue is congested", extra=ctx(type=event_type))
+            self._overflow.append(job)  # committed with the next transaction
+
+    def congested(self) -> bool:
+        """True while the store is failing or the queue is full (agents are waiting on us)."""
+        stats = self._receive.statistics()
+        return self.stalled_since is not None or stats.current_buffer_used >= stats.max_buffer_size
 
     def queue_stats(self) -> JSONObject:
         """Channel statistics for readiness output."""
@@ -115,6 +132,8 @@ class Pipeline:
                     break
                 jobs.append(job)
                 total += len(job.events)
+            while self._overflow:
+                jobs.append(self._overflow.popleft())
             await self._commit_with_retry(jobs)
             if self._receive.statistics().current_buffer_used == 0:
                 self._idle.set()
@@ -146,7 +165,15 @@ class Pipeline:
         # Drop events already stored (a resend after reconnect) before touching SQL.
         positions = dict(self._last_seq)
         batches: list[IngestBatch] = []
+        own_seq = self._supervisor_seq
         for job in jobs:
+            if job.node_id == SUPERVISOR_NODE_ID:
+                numbered = []
+                for ev in job.events:
+                    own_seq += 1
+                    numbered.append(attrs.evolve(ev, seq=own_seq))
+                batches.append(IngestBatch(SUPERVISOR_NODE_ID, numbered))
+                continue
             start = positions.get(job.node_id, 0)
             fresh = job.events if job.events[0].seq > start else [e for e in job.events if e.seq > start]
             if fresh:
@@ -161,6 +188,7 @@ class Pipeline:
             await self.store.ingest(batches, format_ts(self.now()))
             self.metrics.ingest_batches.inc()
         self._last_seq = positions
+        self._supervisor_seq = own_seq
         counts: collections.Counter[str] = collections.Counter()
         for batch in batches:
             for ev in batch.events:
@@ -173,3 +201,5 @@ class Pipeline:
         for job in jobs:
             if job.on_stored is not None:
                 job.on_stored(job.events[-1].seq)
+        if any(job.node_id == SUPERVISOR_NODE_ID for job in jobs):
+            self._last_seq[SUPERVISOR_NODE_ID] = own_seq

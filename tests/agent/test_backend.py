@@ -98,3 +98,18 @@ async def test_snapshots_keep_the_latest_state_per_session_and_follow_a_renumber
         SessionSnapshot(12, state("idle", "ses-2")),
         SessionSnapshot(14, state("waiting")),
     ]
+
+
+async def test_finished_sessions_leave_the_hello_snapshot(tmp_path: Path) -> None:
+    """Guards: every session that ever ran stayed in the hello snapshot, which grew without bound."""
+    with trio.fail_after(10):
+        async with open_outbox(tmp_path) as outbox:
+            sink = EventSink(outbox, now=fixed_now)
+            await sink.emit(
+                [OutEvent("a", "ses-1", state=state("busy")), OutEvent("b", "ses-2", state=state("idle", "ses-2"))]
+            )
+            await sink.emit([OutEvent("session.completed", "ses-1", state=state("completed"))])
+            # Its final state still travels in the outbox; only the snapshot forgets it.
+            rows = await outbox.read_after(0, limit=10, max_bytes=1 << 20)
+    assert sink.snapshots() == [SessionSnapshot(2, state("idle", "ses-2"))]
+    assert orjson.loads(rows[-1][1])["state"] == converter.unstructure(state("completed"))

@@ -18,6 +18,7 @@ from halswarm.agent.outbox import Outbox, open_outbox
 from halswarm.convert import converter
 from halswarm.proto.messages import CommandMsg, CommandResult
 from halswarm.testing import wait_until
+from tests.sqlite_faults import disk_full
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -207,4 +208,33 @@ async def test_a_command_without_an_idempotency_key_is_keyed_by_its_id(tmp_path:
         ("cmd-1", True),
         ("cmd-1", True),
         ("cmd-2", False),
+    ]
+
+
+async def test_a_result_the_outbox_cannot_store_is_still_answered_and_never_rerun(tmp_path: Path) -> None:
+    """Guards: an OutboxError while persisting a result lost the reply (and crashed the executor)."""
+    backend = CountingBackend()
+    replies = Replies()
+    # The result echoes the target: too big for the pages left, so persisting it needs new ones.
+    target = "ses-" + "x" * 20_000
+
+    def big(command_id: str) -> CommandMsg:
+        return CommandMsg(command_id, "key-a", "abort_session", target, deadline=10.0)
+
+    with trio.fail_after(10):
+        async with (
+            open_outbox(tmp_path) as outbox,
+            running_executor(backend, outbox) as executor,
+            disk_full(outbox._conn, outbox._gate),
+        ):
+            executor.submit(big("cmd-1"), replies)
+            await wait_until(lambda: len(replies.results) == 1, what="first reply")
+            # The supervisor resends after a reconnect (new delivery, same key).
+            executor.submit(big("cmd-2"), replies)
+            await wait_until(lambda: len(replies.results) == 2, what="second reply")
+            assert await outbox.get_result("key-a") is None  # the write really failed
+    assert backend.calls == ["cmd-1"]
+    assert replies.results == [
+        CommandResult("cmd-1", ok=True, result={"run": 1, "target": target}),
+        CommandResult("cmd-2", ok=True, result={"run": 1, "target": target}),
     ]

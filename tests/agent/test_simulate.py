@@ -64,12 +64,12 @@ class Sim:
     backend: SimulatedBackend
 
     def state(self, session_id: str) -> Session:
-        """The session's latest state as the supervisor would learn it (hello snapshot)."""
-        states = {s.session.id: s.session for s in self.sink.snapshots()}
+        """The session's current state in the simulator."""
+        states = {s.id: s for s in self.backend.sessions()}
         return states[session_id]
 
     def sessions(self) -> list[Session]:
-        return sorted((s.session for s in self.sink.snapshots()), key=lambda s: (s.project, s.started_at or "", s.id))
+        return sorted(self.backend.sessions(), key=lambda s: (s.project, s.started_at or "", s.id))
 
     async def events(self, after: int = 0) -> list[JSONObject]:
         """Events committed to the outbox after seq *after*, decoded."""

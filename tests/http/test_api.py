@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from halswarm.testing import Cluster, api_client, wait_until
+from tests.sqlite_faults import reads_failing
 
 if TYPE_CHECKING:
     from halswarm.models import Session
@@ -253,3 +254,34 @@ async def test_global_events_list_includes_node_online(cluster: Cluster) -> None
     events = (await cluster.client.get("/api/v1/events", params={"type": "node.online"})).json()["events"]
     assert sorted(e["data"]["node_id"] for e in events) == ["node-1", "node-2"]
     assert all(e["node_id"] == "supervisor" for e in events)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/events", "/api/v1/commands/cmd-unknown", "/api/v1/sessions/{sid}/events"])
+async def test_a_failing_store_read_is_503_and_the_api_recovers(cluster: Cluster, path: str) -> None:
+    """Guards: a StoreError in an API read surfaced as a generic 500 internal error."""
+    with trio.fail_after(20):
+        session = await _live_session(cluster)
+        url = path.format(sid=session.id)
+        async with reads_failing(cluster.supervisor.store):
+            failed = await cluster.client.get(url)
+        # The failure was the store's, not the API's: the same read works again.
+        recovered = await cluster.client.get(url)
+    assert failed.status_code == 503
+    assert failed.json() == {
+        "error": {"code": "storage_unavailable", "message": "the supervisor's database is unavailable; retry later"}
+    }
+    assert recovered.status_code == (404 if "cmd-unknown" in url else 200)
+
+
+async def test_a_started_session_is_readable_as_soon_as_the_command_succeeds(cluster: Cluster) -> None:
+    """Guards: the command's result overtook its events, so the new session id was briefly a 404."""
+    for attempt in range(5):
+        response = await cluster.client.post(
+            "/api/v1/commands",
+            json={"type": "start_session", "target": "proj-2-1", "args": {"prompt": f"go {attempt}"}},
+        )
+        assert response.status_code == 200, response.text
+        new_id = response.json()["command"]["result"]["session_id"]
+        got = await cluster.client.get(f"/api/v1/sessions/{new_id}")  # no waiting in between
+        assert got.status_code == 200
+        assert got.json()["session"]["project"] == "proj-2-1"

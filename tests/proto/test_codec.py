@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from halswarm.proto import Ack, CloseCode, ProtocolError, decode
-from halswarm.proto.messages import TAGS
+from halswarm.proto.messages import TAGS, Events
 from tests.proto.strategies import json_objects, json_values, texts
 
 if TYPE_CHECKING:
@@ -252,3 +252,20 @@ def test_any_extra_control_key_is_rejected(key: str) -> None:
     assert decode(frame({"v": 1, "type": "ack", "seq": 3})) == Ack(3)
     err = reject(frame({"v": 1, "type": "ack", "seq": 3, key: None}))
     assert "unknown key(s)" in str(err)
+
+
+def nested_events_frame(depth: int) -> str:
+    """An events frame whose one event has *depth* levels of objects in ``data``."""
+    data = '{"a":' * depth + "1" + "}" * depth
+    return '{"v":1,"type":"events","events":[{"seq":1,"ts":"' + TS + '","type":"x","data":' + data + "}]}"
+
+
+def test_event_data_nested_deeper_than_the_store_can_write_is_refused() -> None:
+    """Guards: data nested past orjson's serialise limit was accepted and crashed the supervisor's writer."""
+    err = reject(nested_events_frame(300))  # orjson parses it, but cannot serialise it again
+    assert err.code is CloseCode.MALFORMED
+    assert err.reason == "invalid events frame: data is nested too deeply @ events[0]"
+    # Nesting the store can write still passes, unchanged.
+    decoded = decode(nested_events_frame(200))
+    assert isinstance(decoded, Events)
+    assert orjson.dumps(decoded.events[0].data) == ('{"a":' * 199 + '{"a":1' + "}" * 200).encode()

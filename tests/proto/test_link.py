@@ -13,6 +13,7 @@ import attrs
 import orjson
 import pytest
 
+from halswarm.models import Session
 from halswarm.proto import (
     Ack,
     AckReceived,
@@ -374,6 +375,24 @@ def test_hub_is_closed_after_a_protocol_error() -> None:
     assert hub.state is LinkState.CLOSED
     with pytest.raises(ProtocolError, match="link is closed"):
         hub.receive(agent.heartbeat_frame(HEARTBEAT))
+
+
+def test_hub_refuses_an_event_carrying_another_nodes_session() -> None:
+    """Guards: an agent could overwrite another node's session through an event's state."""
+    agent, hub = connect()  # HELLO is node n1
+
+    def body(seq: int, node_id: str) -> tuple[int, bytes]:
+        state = Session(id=f"s-{node_id}", node_id=node_id, project="p", status="busy")
+        return seq, encode_event_body(WireEvent(seq, TS, "session.status", state.id, "p", {}, state))
+
+    (own,) = hub.receive(agent.events_frame([body(1, "n1")]))
+    assert isinstance(own, BatchReceived)
+    with pytest.raises(ProtocolError) as info:
+        hub.receive(agent.events_frame([body(2, "n1"), body(3, "n2")]))
+    assert info.value.code is CloseCode.MALFORMED
+    assert info.value.reason == "event seq 3 carries a session of node 'n2'"
+    assert hub.state is LinkState.CLOSED
+    assert hub.received_seq == 1  # nothing of the refused batch was taken
 
 
 # ---- reconnect ------------------------------------------------------------------------------

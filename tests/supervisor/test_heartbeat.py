@@ -55,7 +55,7 @@ def _world() -> World:
     registry = NodeRegistry(on_reachability=tracker.set_node_reachable)
     offline: list[tuple[float, str, str]] = []
 
-    async def on_offline(node_id: str, reason: str) -> None:
+    def on_offline(node_id: str, reason: str) -> None:
         offline.append((trio.current_time(), node_id, reason))
 
     monitor = HeartbeatMonitor(registry, interval=INTERVAL, count=COUNT, on_offline=on_offline)
@@ -152,3 +152,35 @@ async def test_detection_follows_each_nodes_own_deadline(autojump_clock: trio.te
         times = {node: at for at, node, _ in w.offline}
         assert times == {"node-a": pytest.approx(t0 + 90), "node-b": pytest.approx(t0 + 130)}
         nursery.cancel_scope.cancel()
+
+
+async def test_no_node_expires_while_the_pipeline_is_congested(autojump_clock: trio.testing.MockClock) -> None:
+    """Guards: while the store stalled (the hub stops reading), every silent-looking node was marked offline."""
+    w = _world()
+    congested = True
+    monitor = HeartbeatMonitor(
+        w.registry, interval=INTERVAL, count=COUNT, on_offline=w.monitor.on_offline, congested=lambda: congested
+    )
+    link = RecordingLink()
+    start = trio.current_time()
+    w.registry.attach(_hello(), link, now=start, wall="t")
+    entry = w.registry.get("node-a")
+    assert entry is not None
+    with trio.fail_after(10_000):  # virtual seconds
+        async with trio.open_nursery() as nursery:
+            await nursery.start(monitor.run)
+            # Ten timeouts' worth of silence, all while congested: the node stays online.
+            await trio.sleep_until(start + INTERVAL * COUNT * 10 + 0.5)
+            assert entry.status() == "online"
+            assert w.offline == []
+            assert link.closed == []
+            # Congestion ends: a full timeout from the monitor's last check while congested.
+            congested = False
+            await trio.sleep_until(start + INTERVAL * COUNT * 11 - 0.001)
+            assert entry.status() == "online"
+            await trio.sleep(0.002)
+            assert entry.status() == "offline"
+            [(at, node, _)] = w.offline
+            assert at == pytest.approx(start + INTERVAL * COUNT * 11)
+            assert node == "node-a"
+            nursery.cancel_scope.cancel()

@@ -13,8 +13,10 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnec
 
 from halswarm.agent.connector import open_ws
 from halswarm.models import Session
-from halswarm.proto import CloseCode, Hello, SessionSnapshot, Welcome, decode, encode
+from halswarm.proto import Ack, CloseCode, Hello, SessionSnapshot, Welcome, decode, encode
+from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID
 from halswarm.testing import TEST_TOKEN, open_supervisor, supervisor_config, wait_until
+from tests.sqlite_faults import disk_full
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
@@ -224,3 +226,74 @@ async def test_silent_agent_goes_offline_and_its_sessions_unreachable_until_it_r
         view = supervisor.tracker.get("ses-live")
         assert view is not None
         assert view.status == "busy"
+
+
+async def test_a_storage_failure_closes_only_that_connection_with_1011(tmp_path: Path) -> None:
+    """Guards: a StoreError while recording an agent's hello crashed the whole supervisor."""
+    config = supervisor_config(tmp_path / "s.db", max_frame_bytes=65536)  # default heartbeats: no expiry here
+    with trio.fail_after(30):
+        async with open_supervisor(config) as sup, raw_ws(sup) as good:
+            await handshake(good, "node-good", "k1")
+            # Let the node.online event commit first, so only the hello below meets the full disk.
+            await wait_until(lambda: sup.pipeline.last_seq(SUPERVISOR_NODE_ID) == 1, what="node.online stored")
+            async with disk_full(sup.store._writer, sup.store._write_gate), raw_ws(sup) as unlucky:
+                # A hostname too big for the pages left: recording this node needs a new page.
+                await unlucky.send_message(
+                    encode(Hello(node_id="node-big", instance_key="k2", hostname="h" * 20_000, version="t"))
+                )
+                got_code, reason = await close_code(unlucky)
+                assert got_code == CloseCode.INTERNAL_ERROR
+                assert reason == "supervisor storage unavailable; retry later"
+                assert not sup.store.healthy
+            # The supervisor kept running: the other agent is still online and, with room
+            # on the disk again, its events are stored and acknowledged.
+            entry = sup.registry.get("node-good")
+            assert entry is not None
+            assert entry.status() == "online"
+            await good.send_message(events_frame(range(1, 4)))
+            ack = decode(await good.get_message())
+            while not isinstance(ack, Ack):  # skip heartbeats
+                ack = decode(await good.get_message())
+            assert ack.seq == 3
+            assert sup.pipeline.last_seq("node-good") == 3
+
+
+async def test_a_connection_replaced_before_its_welcome_is_closed_not_left_open(
+    supervisor: SupervisorHandle,
+) -> None:
+    """Guards: a connection replaced while its hello was being recorded was welcomed anyway and lived on as a zombie."""
+    gate = supervisor.store._write_gate
+    with trio.fail_after(20):
+        async with raw_ws(supervisor) as stale, raw_ws(supervisor) as fresh:
+            # The store's writer is busy (we hold it): the stale connection's hello cannot be
+            # recorded, so its welcome waits.
+            await gate.acquire()
+            try:
+                await stale.send_message(hello("node-z", "instance-z"))
+                await wait_until(lambda: _link_of(supervisor, "node-z") is not None, what="stale attached")
+                stale_link = _link_of(supervisor, "node-z")
+                # The same instance reconnects before that welcome went out.
+                await fresh.send_message(hello("node-z", "instance-z"))
+                await wait_until(lambda: _link_of(supervisor, "node-z") is not stale_link, what="fresh attached")
+            finally:
+                gate.release()
+            welcome = decode(await fresh.get_message())
+            assert isinstance(welcome, Welcome)
+            # The stale connection gets no welcome, only its close.
+            received: list[str] = []
+            with trio.fail_after(5):
+                while True:
+                    try:
+                        message = await stale.get_message()
+                    except ConnectionClosed as exc:
+                        reason = exc.reason
+                        break
+                    received.append(str(message))
+            assert received == []
+            assert reason is not None
+            assert reason.code == CloseCode.REPLACED
+
+
+def _link_of(handle: SupervisorHandle, node_id: str) -> object:
+    entry = handle.registry.get(node_id)
+    return entry.link if entry is not None else None
