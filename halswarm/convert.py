@@ -19,7 +19,7 @@ from cattrs.preconf.orjson import make_converter
 from halswarm.jsontypes import JSONObject, JSONValue, is_json_object
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
 __all__ = [
     "ConversionError",
@@ -195,8 +195,3 @@ def loads_object(data: bytes | str, what: str = "body") -> JSONObject:
     if not is_json_object(value):
         raise ConversionError([f"{what} must be a JSON object, got {type(value).__name__}"])
     return value
-
-
-def join_problems(problems: Iterable[str]) -> str:
-    """One line listing problems, for error messages."""
-    return "; ".join(problems)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeGuard
 
-__all__ = ["Clock", "format_ts", "is_ts", "parse_ts", "system_now", "utc_now_str"]
+__all__ = ["Clock", "format_ts", "is_ts", "parse_ts", "system_now"]
 
 Clock = Callable[[], datetime]
 """An injected wall clock: returns an aware UTC datetime."""
@@ -28,11 +28,6 @@ def system_now() -> datetime:
 def format_ts(dt: datetime) -> str:
     """Format an aware datetime as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def utc_now_str(now: Clock = system_now) -> str:
-    """The current time from *now*, formatted with :func:`format_ts`."""
-    return format_ts(now())
 
 
 def parse_ts(text: str) -> datetime:

@@ -3,6 +3,7 @@ the sink backends emit events into."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
@@ -12,6 +13,7 @@ import trio
 from halswarm.convert import converter
 from halswarm.jsontypes import JSONObject
 from halswarm.models import ACTIVE_STATUSES, Session
+from halswarm.obs.logging import ctx
 from halswarm.proto.messages import CommandMsg, SessionSnapshot
 from halswarm.timeutil import Clock, format_ts
 
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from halswarm.agent.outbox import Outbox
 
 __all__ = ["CommandFailedError", "EventSink", "OutEvent", "SessionBackend"]
+
+log = logging.getLogger(__name__)
 
 #: Event payloads above this are replaced by a truncated preview (frames stay bounded).
 MAX_DATA_BYTES: Final = 64 * 1024
@@ -85,6 +89,12 @@ class EventSink:
         encoded = orjson.dumps(data)
         if len(encoded) > MAX_DATA_BYTES:
             self.truncated += 1
+            log.warning(
+                "event payload of %d bytes replaced by a preview (limit %d)",
+                len(encoded),
+                MAX_DATA_BYTES,
+                extra=ctx(type=ev.type, session_id=ev.session_id),
+            )
             data = {
                 "truncated": True,
                 "bytes": len(encoded),

@@ -33,7 +33,6 @@ from halswarm.proto import (
     Hello,
     ProtocolError,
     WelcomeReceived,
-    encode,
 )
 from halswarm.runtime import exception_leaves
 from halswarm.sync import wait_any
@@ -88,8 +87,9 @@ class LinkStatus:
 class _Connection:
     """One open WebSocket with a single writer."""
 
-    def __init__(self, ws: WebSocketConnection, send_timeout: float) -> None:
+    def __init__(self, ws: WebSocketConnection, proto: AgentProtocol, send_timeout: float) -> None:
         self.ws = ws
+        self.proto = proto
         self.lock = trio.StrictFIFOLock()
         self.last_rx = trio.current_time()
         self.send_timeout = send_timeout
@@ -220,7 +220,7 @@ class AgentLink:
         proto = AgentProtocol(hello)
         # The connector applies connect_timeout_sec to the dial and handshake.
         async with self.connector(self.config.ws_url(), headers) as ws:
-            return await self._serve(_Connection(ws, self.config.link.connect_timeout_sec), proto)
+            return await self._serve(_Connection(ws, proto, self.config.link.connect_timeout_sec), proto)
 
     async def _serve(self, conn: _Connection, proto: AgentProtocol) -> bool:
         await conn.send(proto.hello_frame())
@@ -369,7 +369,7 @@ class AgentLink:
         if conn is None:
             return
         try:
-            await conn.send(encode(result))
+            await conn.send(conn.proto.result_frame(result))
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             log.info(
                 "result not delivered (connection closed); it will be resent", extra=ctx(command_id=result.command_id)

@@ -268,8 +268,3 @@ async def open_outbox(data_dir: Path) -> AsyncGenerator[Outbox, None]:
         yield outbox
     finally:
         outbox._conn.close()
-
-
-def new_instance_key() -> str:
-    """A fresh random instance key (exposed for tests)."""
-    return secrets.token_hex(16)

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from halswarm.jsontypes import JSONObject
 from halswarm.obs.metrics import Metrics
 from halswarm.store import Store
 from halswarm.supervisor.dispatcher import Dispatcher
@@ -29,3 +30,4 @@ class ApiContext:
     dispatcher: Dispatcher
     metrics: Metrics
     readiness: Readiness
+    queue_stats: Callable[[], JSONObject]

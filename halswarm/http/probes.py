@@ -25,9 +25,12 @@ def register_probes(app: Quart, api: ApiContext) -> None:
     async def readyz() -> Response:
         components = await api.readiness()
         healthy = all(v == "ok" for v in components.values())
-        return json_response(
-            {"status": "healthy" if healthy else "unhealthy", "components": components}, 200 if healthy else 503
-        )
+        body = {
+            "status": "healthy" if healthy else "unhealthy",
+            "components": components,
+            "details": {"pipeline_queue": api.queue_stats()},
+        }
+        return json_response(body, 200 if healthy else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:

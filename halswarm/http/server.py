@@ -33,7 +33,6 @@ class HttpServer:
         self.port = port
         self.grace = grace
         self.shutdown = shutdown
-        self.bound_port: int | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until the shutdown event, then finish in-flight requests within the grace.
@@ -54,6 +53,5 @@ class HttpServer:
             except* OSError as group:
                 raise listen_error(group, f"{self.host}:{self.port} (HTTP API)") from None
             port = urlsplit(binds[0]).port or self.port
-            self.bound_port = port
             log.info("http api listening", extra={"ctx": {"host": self.host, "port": port}})
             task_status.started(port)

@@ -150,6 +150,7 @@ async def run_supervisor(
             dispatcher=dispatcher,
             metrics=metrics,
             readiness=readiness,
+            queue_stats=pipeline.queue_stats,
         )
         http = HttpServer(
             api,

@@ -96,11 +96,6 @@ class Dispatcher:
         self._unsaved: collections.OrderedDict[str, Command] = collections.OrderedDict()
         self._nursery: trio.Nursery | None = None
 
-    @property
-    def inflight(self) -> int:
-        """Commands sent or pending, awaiting an outcome."""
-        return len(self._inflight)
-
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the nursery that deliveries run in, until cancelled.
 

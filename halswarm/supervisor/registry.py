@@ -105,10 +105,6 @@ class NodeRegistry:
         """Nodes online (including degraded)."""
         return sum(1 for e in self._nodes.values() if e.online)
 
-    def connection_count(self) -> int:
-        """Open agent connections."""
-        return sum(1 for e in self._nodes.values() if e.link is not None)
-
     def nodes_hosting(self, project: str) -> list[NodeEntry]:
         """Nodes whose agent declared *project*, online ones first."""
         hosts = [e for e in self._nodes.values() if any(p.name == project for p in e.record.projects)]

@@ -7,7 +7,6 @@ sockets bound to port 0; nothing is faked but the session backend (simulated).
 from __future__ import annotations
 
 import random
-import secrets
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
@@ -231,8 +230,3 @@ async def _hold_agent(
     async with open_sim_agent(cfg, sessions=sessions, rate=rate, seed=seed) as handle:
         task_status.started(handle)
         await stop.wait()
-
-
-def random_token() -> str:
-    """A fresh token long enough for config validation."""
-    return secrets.token_urlsafe(24)

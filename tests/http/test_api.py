@@ -30,6 +30,7 @@ async def test_probes_and_metrics_need_no_token(cluster: Cluster) -> None:
         body = ready.json()
         assert body["status"] == "healthy"
         assert body["components"] == {"database": "ok", "hub": "ok", "pipeline": "ok", "http": "ok"}
+        assert body["details"]["pipeline_queue"]["capacity"] == 256
         metrics = (await anonymous.get("/metrics")).text
     assert "hal_o_swarm_nodes_online 2.0" in metrics
     assert "hal_o_swarm_connections_active 2.0" in metrics
