@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 import orjson
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from halswarm.convert import ConversionError, converter, structure_strict
+from halswarm.convert import ConversionError, converter, strict, structure_strict
 from halswarm.jsontypes import JSONObject, is_json_object
 from halswarm.models import Session
 from halswarm.proto.errors import CloseCode, ProtocolError
@@ -22,7 +23,24 @@ from halswarm.timeutil import is_ts
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    import cattrs
+
 __all__ = ["decode", "encode", "encode_event_body", "encode_events_raw"]
+
+
+def _omit_data_json(conv: cattrs.Converter) -> None:
+    """``WireEvent.data_json`` is a local cache: never serialised, never accepted."""
+    conv.register_unstructure_hook(WireEvent, make_dict_unstructure_fn(WireEvent, conv, data_json=override(omit=True)))
+    conv.register_structure_hook(
+        WireEvent,
+        make_dict_structure_fn(
+            WireEvent, conv, data_json=override(omit=True), _cattrs_forbid_extra_keys=conv.forbid_extra_keys
+        ),
+    )
+
+
+_omit_data_json(converter)
+_omit_data_json(strict)
 
 _BY_TAG: Final[dict[str, type[Message]]] = {tag: cls for cls, tag in TAGS.items()}
 _EVENT_KEYS: Final = frozenset({"seq", "ts", "type", "session_id", "project", "data", "state"})
@@ -121,7 +139,7 @@ def _decode_event(item: object, i: int) -> WireEvent:
     try:
         # orjson parses 1023 levels of nesting but serialises only 254: a payload the
         # store could never write must be refused here, not crash the writer later.
-        orjson.dumps(data)
+        data_json = orjson.dumps(data)
     except TypeError:
         raise _bad(i, "data is nested too deeply") from None
     raw_state = item.get("state")
@@ -131,4 +149,4 @@ def _decode_event(item: object, i: int) -> WireEvent:
             state = structure_strict(raw_state, Session, path=f"events[{i}].state")
         except ConversionError as exc:
             raise ProtocolError(CloseCode.MALFORMED, f"invalid events frame: {exc}") from None
-    return WireEvent(seq, ts, etype, session_id, project, data, state)
+    return WireEvent(seq, ts, etype, session_id, project, data, state, data_json=data_json)

@@ -81,6 +81,9 @@ class WireEvent:
     project: str | None = None
     data: JSONObject = attrs.field(factory=dict)
     state: Session | None = None
+    #: ``data`` as JSON, when the codec already produced it (never on the wire): the
+    #: store writes these bytes instead of serialising every event a second time.
+    data_json: bytes | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
 
 @attrs.frozen

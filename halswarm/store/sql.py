@@ -136,7 +136,8 @@ def ingest(conn: sqlite3.Connection, batches: Iterable[IngestBatch], now: str) -
     for batch in batches:
         node_id = batch.node_id
         for ev in batch.events:
-            event_rows.append((node_id, ev.seq, ev.ts, ev.session_id, ev.project, ev.type, dumps(ev.data).decode()))
+            data = ev.data_json if ev.data_json is not None else dumps(ev.data)
+            event_rows.append((node_id, ev.seq, ev.ts, ev.session_id, ev.project, ev.type, data.decode()))
             if ev.state is not None:
                 states[ev.state.id] = (ev.seq, ev.state)
             if ev.session_id is not None and ev.ts > activity.get(ev.session_id, ""):
