@@ -81,6 +81,13 @@ class App:
         option = orjson.OPT_INDENT_2 if indent else 0
         self.io.console.out(orjson.dumps(unstructure(value), option=option).decode(), highlight=False)
 
+    def show(self, body: object, *renderables: object) -> None:
+        """Print *body* as JSON with ``--output json``, else the rich *renderables*."""
+        if self.json:
+            self.print_json(body)
+        else:
+            self.print(*renderables)
+
     def warn(self, message: str) -> None:
         """One line on standard error (never wrapped)."""
         self.io.err_console.print(Text(message), soft_wrap=True)

@@ -23,10 +23,7 @@ async def list_nodes(ctx: click.Context) -> None:
     app = app_of(ctx)
     async with app.open_api() as api:
         found = await api.nodes()
-    if app.json:
-        app.print_json({"nodes": found})
-        return
-    app.print(nodes_table(found, app.io.now(), width=app.io.console.width))
+    app.show({"nodes": found}, nodes_table(found, app.io.now(), width=app.io.console.width))
 
 
 @output_option
@@ -38,7 +35,4 @@ async def get_node(ctx: click.Context, node_id: str) -> None:
     app = app_of(ctx)
     async with app.open_api() as api:
         node = await api.node(node_id)
-    if app.json:
-        app.print_json({"node": node})
-        return
-    app.print(node_detail(node, app.io.now()))
+    app.show({"node": node}, node_detail(node, app.io.now()))

@@ -96,11 +96,11 @@ async def list_sessions(ctx: click.Context, status: str | None, project: str | N
     app = app_of(ctx)
     async with app.open_api() as api:
         found = await api.sessions(status=status, project=project, node=node)
-    if app.json:
-        app.print_json({"sessions": found})
-        return
-    app.print(sessions_table(found, app.io.now(), width=app.io.console.width))
-    app.print(sessions_totals(found))
+    app.show(
+        {"sessions": found},
+        sessions_table(found, app.io.now(), width=app.io.console.width),
+        sessions_totals(found),
+    )
 
 
 @output_option
@@ -112,7 +112,4 @@ async def get_session(ctx: click.Context, session_ref: str) -> None:
     app = app_of(ctx)
     async with app.open_api() as api:
         session = await find_session(app, api, session_ref)
-    if app.json:
-        app.print_json({"session": session})
-        return
-    app.print(session_detail(session, app.io.now()))
+    app.show({"session": session}, session_detail(session, app.io.now()))

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 _MIN_BUDGET: Final = 1.0
 _ANSWER_MARGIN: Final = 2.0  # seconds kept back for the result's way home
 _STORE_TIMEOUT: Final = 5.0
-_UNSAVED_MAX: Final = 1000
+_FINISHED_MAX: Final = 1000
 # A handover restart waits up to 60 s for the old session to go idle, then starts anew.
 _MIN_TIMEOUT: Final[dict[str, float]] = {"restart_session": 150.0}
 
@@ -93,7 +93,9 @@ class Dispatcher:
         self.default_timeout = default_timeout
         self.new_id = new_id
         self._inflight: dict[str, _Inflight] = {}
-        self._unsaved: collections.OrderedDict[str, Command] = collections.OrderedDict()
+        # Finished commands whose outcome is not in the store yet (being written, or the
+        # write failed): answered from here so nobody reads a stale "sent" row.
+        self._finished: collections.OrderedDict[str, Command] = collections.OrderedDict()
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -185,7 +187,7 @@ class Dispatcher:
         for inflight in self._inflight.values():
             if inflight.command.idempotency_key == key:
                 return self._same_or_conflict(inflight.command, request, args)
-        for finished in self._unsaved.values():
+        for finished in self._finished.values():
             if finished.idempotency_key == key:
                 return self._same_or_conflict(finished, request, args)
         stored = await self.store.get_command_by_key(key)
@@ -324,9 +326,9 @@ class Dispatcher:
         )
         # Findable in memory from now until the store has it: readers must never see the
         # stale "sent" row of a command that is already answered.
-        self._unsaved[command.id] = command
-        while len(self._unsaved) > _UNSAVED_MAX:
-            self._unsaved.popitem(last=False)
+        self._finished[command.id] = command
+        while len(self._finished) > _FINISHED_MAX:
+            self._finished.popitem(last=False)
         self._inflight.pop(command.id, None)
         inflight.done.set()
         with trio.move_on_after(_STORE_TIMEOUT, shield=True) as scope:
@@ -337,7 +339,7 @@ class Dispatcher:
                     "could not store a command's outcome (kept in memory): %s", exc, extra=ctx(command_id=command.id)
                 )
             else:
-                self._unsaved.pop(command.id, None)
+                self._finished.pop(command.id, None)
         if scope.cancelled_caught:
             log.error("storing a command's outcome took too long (kept in memory)", extra=ctx(command_id=command.id))
 
@@ -348,6 +350,6 @@ class Dispatcher:
             with trio.move_on_after(max(0.0, max_wait)):
                 await inflight.done.wait()
             return inflight.command
-        if command_id in self._unsaved:
-            return self._unsaved[command_id]
+        if command_id in self._finished:
+            return self._finished[command_id]
         return await self.store.get_command(command_id)

@@ -79,7 +79,7 @@ class Pipeline:
 
     async def submit(self, job: IngestJob) -> None:
         """Queue a batch (waits while the queue is full: backpressure to the agent)."""
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        self._mark_busy()
         await self._send.send(job)
 
     def emit(
@@ -92,13 +92,18 @@ class Pipeline:
         """
         event = WireEvent(0, format_ts(self.now()), event_type, session_id, project, data)
         job = IngestJob(SUPERVISOR_NODE_ID, [event])
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        self._mark_busy()
         try:
             self._send.send_nowait(job)
         except trio.WouldBlock:
             if len(self._overflow) == self._overflow.maxlen:
                 log.error("dropping a supervisor event: the event queue is congested", extra=ctx(type=event_type))
             self._overflow.append(job)  # committed with the next transaction
+
+    def _mark_busy(self) -> None:
+        """Work was queued: wait_idle() must wait for its commit."""
+        if self._idle.is_set():
+            self._idle = trio.Event()
 
     def congested(self) -> bool:
         """True while the store is failing or the queue is full (agents are waiting on us)."""

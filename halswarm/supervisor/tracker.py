@@ -15,7 +15,7 @@ import attrs
 import orjson
 
 from halswarm.convert import converter
-from halswarm.models import ACTIVE_STATUSES, Session
+from halswarm.models import ACTIVE_STATUSES, Session, SessionStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -80,11 +80,16 @@ class SessionTracker:
         for session_id in self._by_node.get(node_id, ()):
             self._entries[session_id].cached_json = None
 
+    def _status(self, entry: _Entry) -> SessionStatus:
+        """The status to show: live sessions of a node that is not online are unreachable."""
+        status = entry.session.status
+        if status in ACTIVE_STATUSES and entry.session.node_id not in self._reachable_nodes:
+            return "unreachable"
+        return status
+
     def _view(self, entry: _Entry) -> Session:
         session = entry.session
-        status = session.status
-        if session.node_id not in self._reachable_nodes and status in ACTIVE_STATUSES:
-            status = "unreachable"
+        status = self._status(entry)
         if status == session.status and entry.last_activity == session.last_activity:
             return session
         return attrs.evolve(session, status=status, last_activity=entry.last_activity)
@@ -144,7 +149,7 @@ class SessionTracker:
         """How many sessions are in each (displayed) status."""
         counts: dict[str, int] = collections.Counter()
         for entry in self._entries.values():
-            counts[self._view(entry).status] += 1
+            counts[self._status(entry)] += 1
         return counts
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from halswarm.cli.testing import Halctl
+from halswarm.testing.halctl import Halctl
 
 if TYPE_CHECKING:
     from pathlib import Path

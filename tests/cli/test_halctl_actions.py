@@ -10,7 +10,7 @@ from halswarm.models import Command
 from halswarm.testing import wait_until
 
 if TYPE_CHECKING:
-    from halswarm.cli.testing import Halctl
+    from halswarm.testing.halctl import Halctl
 
 
 def _new_session_id(line: str) -> str:

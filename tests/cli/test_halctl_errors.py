@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from halswarm.cli.testing import run_halctl
 from halswarm.testing import TEST_TOKEN, free_port
+from halswarm.testing.halctl import run_halctl
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from halswarm.cli.testing import Halctl
+    from halswarm.testing.halctl import Halctl
 
 
 async def test_wrong_token_is_exit_4(halctl: Halctl) -> None:

@@ -8,7 +8,7 @@ from halswarm.convert import converter
 from halswarm.models import Node
 
 if TYPE_CHECKING:
-    from halswarm.cli.testing import Halctl
+    from halswarm.testing.halctl import Halctl
 
 
 async def test_nodes_list_table(halctl: Halctl) -> None:

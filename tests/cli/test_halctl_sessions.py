@@ -17,7 +17,7 @@ from halswarm.models import Event, Session
 from halswarm.testing import wait_until
 
 if TYPE_CHECKING:
-    from halswarm.cli.testing import Halctl, Result
+    from halswarm.testing.halctl import Halctl, Result
 
 
 def _sessions(result: Result) -> list[Session]:

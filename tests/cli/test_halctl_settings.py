@@ -10,13 +10,13 @@ import pytest
 import trio
 
 from halswarm.cli.settings import DEFAULT_URL, SettingsError, resolve_settings
-from halswarm.cli.testing import run_halctl
 from halswarm.testing import TEST_TOKEN, write_json
+from halswarm.testing.halctl import run_halctl
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from halswarm.cli.testing import Halctl
+    from halswarm.testing.halctl import Halctl
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 
 from halswarm.cli.render import ago, event_line, outcome_line, session_detail, sessions_totals, short_id
-from halswarm.cli.testing import plain_console
 from halswarm.models import (
     Command,
     Event,
@@ -19,6 +18,7 @@ from halswarm.models import (
     Session,
     Tokens,
 )
+from halswarm.testing.halctl import plain_console
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
