@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from halswarm.jsontypes import JSONObject
     from halswarm.models import Command, CommandType
 
-__all__ = ["SESSION_ACTIONS", "commands"]
+__all__ = ["SESSION_ACTIONS", "command_args", "command_options", "commands", "run_command"]
 
 DEFAULT_WAIT: Final = 60.0
 MAX_WAIT: Final = 300.0  # the API's limit
@@ -57,7 +57,7 @@ def command_options(command: C) -> C:
     return output_option(key(wait(command)))
 
 
-def _args(value: object) -> JSONObject:
+def command_args(value: object) -> JSONObject:
     """Command arguments from their shared attrs schema, without the unset ones."""
     data = unstructure(value)
     assert is_json_object(data)
@@ -98,7 +98,7 @@ def _report(app: App, command: Command, wait: float, *, detail: bool = False) ->
     raise click.exceptions.Exit(EXIT_FAILED)
 
 
-async def _run(
+async def run_command(
     ctx: click.Context,
     command_type: CommandType,
     target: str,
@@ -107,6 +107,12 @@ async def _run(
     wait: float,
     idempotency_key: str | None,
 ) -> None:
+    """Submit one command, wait up to *wait* seconds and print its outcome.
+
+    Raises:
+        click.exceptions.Exit: exit code 1 when it failed, timed out or gave no outcome in time.
+        ClientError: API errors without a command (the root group turns them into exit codes).
+    """
     app = app_of(ctx)
     request = CommandRequest(type=command_type, target=target, args=args, idempotency_key=idempotency_key or None)
     async with app.open_api() as api:
@@ -136,8 +142,8 @@ async def start(
     idempotency_key: str | None,
 ) -> None:
     """Start a new session for PROJECT on the node that hosts it."""
-    args = _args(StartArgs(prompt=prompt, model=model, agent=agent))
-    await _run(ctx, "start_session", project, args, wait=wait, idempotency_key=idempotency_key)
+    args = command_args(StartArgs(prompt=prompt, model=model, agent=agent))
+    await run_command(ctx, "start_session", project, args, wait=wait, idempotency_key=idempotency_key)
 
 
 @command_options
@@ -147,8 +153,8 @@ async def start(
 @click.pass_context
 async def inject(ctx: click.Context, target: str, prompt: str, wait: float, idempotency_key: str | None) -> None:
     """Send PROMPT to a session (TARGET: session id or project name)."""
-    args = _args(PromptArgs(prompt=prompt))
-    await _run(ctx, "prompt_session", target, args, wait=wait, idempotency_key=idempotency_key)
+    args = command_args(PromptArgs(prompt=prompt))
+    await run_command(ctx, "prompt_session", target, args, wait=wait, idempotency_key=idempotency_key)
 
 
 @command_options
@@ -158,8 +164,8 @@ async def inject(ctx: click.Context, target: str, prompt: str, wait: float, idem
 @click.pass_context
 async def resume(ctx: click.Context, target: str, prompt: str | None, wait: float, idempotency_key: str | None) -> None:
     """Resume an idle or stuck session."""
-    args = _args(ResumeArgs(prompt=prompt))
-    await _run(ctx, "resume_session", target, args, wait=wait, idempotency_key=idempotency_key)
+    args = command_args(ResumeArgs(prompt=prompt))
+    await run_command(ctx, "resume_session", target, args, wait=wait, idempotency_key=idempotency_key)
 
 
 @command_options
@@ -174,8 +180,8 @@ async def resume(ctx: click.Context, target: str, prompt: str | None, wait: floa
 @click.pass_context
 async def restart(ctx: click.Context, target: str, handover: bool, wait: float, idempotency_key: str | None) -> None:
     """End a session and start its successor; prints the new session id."""
-    args = _args(RestartArgs(handover=handover))
-    await _run(ctx, "restart_session", target, args, wait=wait, idempotency_key=idempotency_key)
+    args = command_args(RestartArgs(handover=handover))
+    await run_command(ctx, "restart_session", target, args, wait=wait, idempotency_key=idempotency_key)
 
 
 @command_options
@@ -184,7 +190,7 @@ async def restart(ctx: click.Context, target: str, handover: bool, wait: float, 
 @click.pass_context
 async def abort(ctx: click.Context, target: str, wait: float, idempotency_key: str | None) -> None:
     """Stop a session's current turn; the session stays and goes idle."""
-    await _run(ctx, "abort_session", target, {}, wait=wait, idempotency_key=idempotency_key)
+    await run_command(ctx, "abort_session", target, {}, wait=wait, idempotency_key=idempotency_key)
 
 
 @command_options
@@ -193,7 +199,7 @@ async def abort(ctx: click.Context, target: str, wait: float, idempotency_key: s
 @click.pass_context
 async def kill(ctx: click.Context, target: str, wait: float, idempotency_key: str | None) -> None:
     """End a session for good (it becomes completed)."""
-    await _run(ctx, "kill_session", target, {}, wait=wait, idempotency_key=idempotency_key)
+    await run_command(ctx, "kill_session", target, {}, wait=wait, idempotency_key=idempotency_key)
 
 
 #: Added to ``halctl sessions`` by :mod:`halswarm.cli.main`.

@@ -12,6 +12,10 @@ Commands::
     halctl sessions restart TARGET [--no-handover]
     halctl sessions abort TARGET
     halctl sessions kill TARGET
+    halctl sessions permissions [--project P] [--node N] [--session S]
+    halctl sessions approve REQUEST [--always] [--message TEXT]
+    halctl sessions reject REQUEST [--message TEXT]
+    halctl sessions answer REQUEST --answer LABEL[,LABEL...] [--answer ...]
     halctl commands get COMMAND_ID [--wait S]
     halctl health
 
@@ -41,6 +45,7 @@ from halswarm.cli.actions import SESSION_ACTIONS, commands
 from halswarm.cli.client import ClientError
 from halswarm.cli.context import OUTPUT_FORMATS, App, Io, app_of, fail, output_option
 from halswarm.cli.exits import EXIT_CODES_HELP, EXIT_USAGE, describe_error
+from halswarm.cli.hitl import PENDING_COMMANDS
 from halswarm.cli.logs import logs
 from halswarm.cli.nodes import nodes
 from halswarm.cli.sessions import sessions
@@ -117,7 +122,7 @@ async def health(ctx: click.Context) -> None:
 
 
 sessions.add_command(logs)
-for _action in SESSION_ACTIONS:
+for _action in (*SESSION_ACTIONS, *PENDING_COMMANDS):
     sessions.add_command(_action)
 cli.add_command(nodes)
 cli.add_command(sessions)

@@ -365,6 +365,12 @@ def _succeeded_detail(command: Command) -> str:
             return f"session {session} aborted (was {_result_str(result, 'previous_status')})"
         case "kill_session":
             return f"session {session} killed"
+        case "reply_permission":
+            reply = _result_str(command.args, "reply")
+            verdict = "rejected" if reply == "reject" else f"approved ({reply})"
+            return f"permission {_result_str(command.args, 'request_id')} {verdict}"
+        case "answer_question":
+            return f"question {_result_str(command.args, 'request_id')} answered"
     return _compact(result) if result else "done"
 
 
