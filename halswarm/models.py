@@ -174,6 +174,7 @@ class Node:
     version: str = ""
     resources: Resources = Resources()
     health: dict[str, str] = attrs.field(factory=dict)
+    facts: dict[str, str] = attrs.field(factory=dict)
     last_heartbeat: str | None = None
     connected_at: str | None = None
     sessions: int = 0

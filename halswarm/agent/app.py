@@ -90,6 +90,8 @@ async def run_agent(
             rng=rng,
             resources=ResourceSampler(data_dir),
             health=backend.health,
+            facts=backend.facts,
+            health_changed=backend.health_changed,
             projects=projects,
             connector=connector,
         )

@@ -1,5 +1,5 @@
-"""What the agent needs from a session backend (simulated now, opencode next) and
-the sink backends emit events into."""
+"""What the agent needs from a session backend (opencode, or simulated) and the sink
+backends emit events into."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from halswarm.jsontypes import JSONObject
 from halswarm.models import ACTIVE_STATUSES, Session
 from halswarm.obs.logging import ctx
 from halswarm.proto.messages import CommandMsg, SessionSnapshot
+from halswarm.sync import Signal
 from halswarm.timeutil import Clock, format_ts
 
 if TYPE_CHECKING:
     from halswarm.agent.outbox import Outbox
 
-__all__ = ["CommandFailedError", "EventSink", "OutEvent", "SessionBackend"]
+__all__ = ["AlwaysHealthy", "CommandFailedError", "EventSink", "OutEvent", "SessionBackend"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,28 @@ class SessionBackend(Protocol):
 
     def health(self) -> dict[str, str]:
         """Component -> "ok" or what is wrong (reported in heartbeats)."""
+
+    def facts(self) -> dict[str, str]:
+        """What the node runs (versions, modes), reported in heartbeats."""
+
+    @property
+    def health_changed(self) -> Signal:
+        """Fired when :meth:`health` changes, so a heartbeat reports it at once."""
+
+
+class AlwaysHealthy:
+    """Health reporting of a backend with nothing that can fail (simulator, test doubles)."""
+
+    #: Never fired: the health never changes.
+    health_changed: Final = Signal()
+
+    def health(self) -> dict[str, str]:
+        """Always healthy."""
+        return {"backend": "ok"}
+
+    def facts(self) -> dict[str, str]:
+        """Which backend this is."""
+        return {"backend": type(self).__name__}
 
 
 class EventSink:

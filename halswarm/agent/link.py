@@ -35,7 +35,7 @@ from halswarm.proto import (
     WelcomeReceived,
 )
 from halswarm.runtime import exception_leaves
-from halswarm.sync import wait_any
+from halswarm.sync import Signal, wait_any
 from halswarm.timeutil import Clock, format_ts
 
 if TYPE_CHECKING:
@@ -116,6 +116,8 @@ class AgentLink:
         rng: random.Random,
         resources: Callable[[], Resources],
         health: Callable[[], dict[str, str]],
+        facts: Callable[[], dict[str, str]] | None = None,
+        health_changed: Signal | None = None,
         projects: list[Project] | None = None,
         connector: Connector | None = None,
         capabilities: list[str] | None = None,
@@ -129,6 +131,8 @@ class AgentLink:
         self.rng = rng
         self.resources = resources
         self.health = health
+        self.facts = facts
+        self.health_changed = health_changed
         self.projects = projects if projects is not None else list(config.projects)
         self.connector = connector or websocket_connector(config)
         self.capabilities = capabilities or []
@@ -325,15 +329,23 @@ class AgentLink:
             await wait_any(appended, acked)
 
     async def _heartbeats(self, conn: _Connection, proto: AgentProtocol, interval: float) -> None:
-        """Send heartbeats on a fixed schedule (with resources and health)."""
+        """Send heartbeats on a fixed schedule (with resources, health and facts), and one
+        at once whenever the backend's health changes (a degraded node shows at once)."""
         start = trio.current_time()
         k = 0
         try:
             while True:
-                heartbeat = Heartbeat(ts=format_ts(self.now()), resources=self.resources(), health=self.health())
+                changed = self.health_changed.waiter() if self.health_changed is not None else trio.Event()
+                heartbeat = Heartbeat(
+                    ts=format_ts(self.now()),
+                    resources=self.resources(),
+                    health=self.health(),
+                    facts=self.facts() if self.facts is not None else None,
+                )
                 await conn.send(proto.heartbeat_frame(heartbeat))
-                k += 1
-                await trio.sleep_until(start + k * interval)
+                k = max(k + 1, int((trio.current_time() - start) / interval) + 1)
+                with trio.move_on_at(start + k * interval):
+                    await changed.wait()
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             return
 

@@ -1,4 +1,5 @@
-"""``hal-agent``: runs on every node, forwards session events, executes commands.
+"""``hal-agent``: runs on every node, drives ``opencode serve`` (or simulated sessions),
+forwards session events, executes commands.
 
 Exit codes: 0 stopped cleanly (or ``--validate`` passed), 1 runtime failure, 2 invalid
 configuration or arguments.
@@ -15,10 +16,11 @@ import asyncclick as click
 import trio
 
 from halswarm import __version__
-from halswarm.agent.app import run_agent
+from halswarm.agent.app import BackendFactory, run_agent
+from halswarm.agent.opencode.backend import opencode_factory
 from halswarm.agent.outbox import OutboxError
 from halswarm.agent.simulate import default_projects, simulated_factory
-from halswarm.config import AgentConfig, ConfigError, load_agent_config
+from halswarm.config import AgentConfig, ConfigError, load_agent_config, missing_project_directories
 from halswarm.obs.logging import LogFormat, configure_logging
 from halswarm.runtime import exception_leaves, watch_signals
 
@@ -31,18 +33,30 @@ EXIT_RUNTIME: Final = 1
 EXIT_CONFIG: Final = 2
 
 
-async def _serve(config: AgentConfig, sessions: int, rate: float, max_events: int | None) -> None:
+async def _serve(config: AgentConfig, sessions: int | None, rate: float, max_events: int | None) -> None:
     node_id = config.resolved_node_id()
-    # The agent announces the simulator's projects: the configured ones, or made-up ones.
-    projects = list(config.projects) or default_projects(node_id, sessions)
-    shutdown = trio.Event()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope)
+    factory: BackendFactory
+    if sessions is None:
+        projects = list(config.projects)
+        factory = opencode_factory(config, config.resolved_data_dir())
+    else:
+        # The agent announces the simulator's projects: the configured ones, or made-up ones.
+        projects = list(config.projects) or default_projects(node_id, sessions)
         factory = simulated_factory(
             node_id=node_id, projects=projects, sessions=sessions, rate=rate, max_events=max_events
         )
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope)
         await run_agent(config, factory, shutdown=shutdown, projects=projects)
         nursery.cancel_scope.cancel()
+
+
+def _fail_config(source: str, problems: list[str]) -> None:
+    click.echo(f"{source}: invalid configuration:", err=True)
+    for problem in problems:
+        click.echo(f"  - {problem}", err=True)
+    sys.exit(EXIT_CONFIG)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,20 +108,14 @@ async def cli(
     try:
         config = load_agent_config(config_path)
     except ConfigError as exc:
-        click.echo(f"{exc.source}: invalid configuration:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  - {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _fail_config(exc.source, exc.problems)
     if validate:
+        # The file only: it may be checked on another machine than the node.
         click.echo(f"{config_path}: configuration is valid")
         return
-    if sessions is None:
-        click.echo(
-            "hal-agent: no session backend: this version drives simulated sessions only; "
-            "pass --simulate N (the opencode backend is the next milestone)",
-            err=True,
-        )
-        sys.exit(EXIT_CONFIG)
+    if sessions is None and (missing := missing_project_directories(config)):
+        # opencode accepts any directory and would create sessions in a typo'd path.
+        _fail_config(str(config_path), missing)
     configure_logging(log_level, log_format, secrets=config.secrets())
     try:
         await _serve(config, sessions, rate, max_events)

@@ -19,7 +19,7 @@ import attrs
 import orjson
 import trio
 
-from halswarm.agent.backend import CommandFailedError, EventSink, OutEvent
+from halswarm.agent.backend import AlwaysHealthy, CommandFailedError, EventSink, OutEvent
 from halswarm.commands import (
     AnswerQuestionArgs,
     PromptArgs,
@@ -84,7 +84,7 @@ class _Sim:
     waiting: int = 0  # steps before a simulated human answers a pending request
 
 
-class SimulatedBackend:
+class SimulatedBackend(AlwaysHealthy):
     """Implements :class:`~halswarm.agent.backend.SessionBackend` with fake sessions."""
 
     def __init__(
@@ -190,10 +190,6 @@ class SimulatedBackend:
     def sessions(self) -> list[Session]:
         """The current state of every simulated session, finished ones included."""
         return [sim.state for sim in self._sims.values()]
-
-    def health(self) -> dict[str, str]:
-        """The simulator is always healthy."""
-        return {"backend": "ok"}
 
     # ---- generation --------------------------------------------------------------------
 

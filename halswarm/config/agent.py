@@ -1,4 +1,5 @@
-"""Agent configuration: the seed's keys plus ``node_id``, ``data_dir`` and link tuning."""
+"""Agent configuration: the seed's keys plus ``node_id``, ``data_dir``, link tuning and
+the optional ``opencode`` section (how the agent runs or reaches ``opencode serve``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit
 
 import attrs
@@ -23,8 +24,10 @@ __all__ = [
     "AGENT_ENV",
     "AgentConfig",
     "LinkConfig",
+    "OpencodeConfig",
     "default_data_dir",
     "load_agent_config",
+    "missing_project_directories",
     "parse_agent_config",
 ]
 
@@ -46,6 +49,42 @@ class LinkConfig:
     close_timeout_sec: float = 5.0
 
 
+DEFAULT_CONTINUE_PROMPT: Final = "Continue with the next step of your current task."
+
+
+@attrs.frozen
+class OpencodeConfig:
+    """How the agent gets an ``opencode serve`` (spawned as a child, or attached to).
+
+    With none of these keys the agent spawns ``opencode`` from PATH on the seed's
+    ``opencode_port``, bound to 127.0.0.1 with a random password.
+    """
+
+    mode: Literal["spawn", "attach"] = "spawn"
+    binary: str = "opencode"
+    host: str = "127.0.0.1"
+    #: Basic-auth password. Spawn mode generates a random one when unset; attach mode
+    #: sends it when set (the server's OPENCODE_SERVER_PASSWORD).
+    password: str | None = None
+    username: str = "opencode"
+    #: Extra environment for the spawned server (provider API keys, OPENCODE_CONFIG...).
+    env: dict[str, str] = attrs.field(factory=dict)
+    continue_prompt: str = DEFAULT_CONTINUE_PROMPT
+    #: How long a restart with handover waits for the old session to write its notes.
+    handover_timeout_sec: float = 300.0
+    ready_timeout_sec: float = 30.0
+    request_timeout_sec: float = 30.0
+    restart_backoff_initial_sec: float = 1.0
+    restart_backoff_max_sec: float = 60.0
+    #: opencode sends a heartbeat every 10 s: a stream silent this long is dead.
+    event_read_timeout_sec: float = 25.0
+
+    def base_url(self, port: int) -> str:
+        """The server's URL for *port*."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{port}"
+
+
 @attrs.frozen
 class AgentConfig:
     """The whole agent config file."""
@@ -57,6 +96,7 @@ class AgentConfig:
     node_id: str | None = None
     data_dir: str | None = None
     link: LinkConfig = LinkConfig()
+    opencode: OpencodeConfig = OpencodeConfig()
 
     def resolved_node_id(self) -> str:
         """The configured node id, or this machine's hostname."""
@@ -76,7 +116,9 @@ class AgentConfig:
 
     def secrets(self) -> list[str]:
         """Secret values, for log redaction."""
-        return [self.auth_token] if self.auth_token else []
+        values = [self.auth_token, self.opencode.password or "", *self.opencode.env.values()]
+        # Only values long enough to be secrets: redacting "1" or "true" would mangle logs.
+        return [v for v in values if len(v) >= 8]
 
 
 def default_data_dir(node_id: str, env: Mapping[str, str] | None = None) -> Path:
@@ -89,7 +131,10 @@ def default_data_dir(node_id: str, env: Mapping[str, str] | None = None) -> Path
     return Path(base) / "halswarm" / "agent" / node_id
 
 
-AGENT_ENV: Final[tuple[EnvBinding, ...]] = (("HALSWARM_AUTH_TOKEN", ("auth_token",)),)
+AGENT_ENV: Final[tuple[EnvBinding, ...]] = (
+    ("HALSWARM_AUTH_TOKEN", ("auth_token",)),
+    ("HALSWARM_OPENCODE_PASSWORD", ("opencode", "password")),
+)
 
 
 def check_agent_config(config: AgentConfig) -> list[str]:
@@ -133,6 +178,49 @@ def check_agent_config(config: AgentConfig) -> list[str]:
         problems.append("link.batch_max_events: must be at least 1")
     if link.batch_max_bytes < 4096:
         problems.append("link.batch_max_bytes: must be at least 4096")
+    problems.extend(_check_opencode(config.opencode))
+    return problems
+
+
+def _check_opencode(oc: OpencodeConfig) -> list[str]:
+    problems: list[str] = []
+    if not oc.binary.strip():
+        problems.append("opencode.binary: must not be empty")
+    if not oc.host.strip():
+        problems.append("opencode.host: must not be empty")
+    if oc.mode == "spawn" and oc.host not in ("127.0.0.1", "localhost", "::1"):
+        # A spawned server runs tools with shell access: never expose it beyond loopback.
+        problems.append(f"opencode.host: spawn mode binds to loopback only (127.0.0.1), got {oc.host!r}")
+    if not oc.continue_prompt.strip():
+        problems.append("opencode.continue_prompt: must not be empty")
+    positive = (
+        "handover_timeout_sec",
+        "ready_timeout_sec",
+        "request_timeout_sec",
+        "restart_backoff_initial_sec",
+        "restart_backoff_max_sec",
+        "event_read_timeout_sec",
+    )
+    problems.extend(f"opencode.{key}: must be greater than 0" for key in positive if getattr(oc, key) <= 0)
+    if oc.restart_backoff_max_sec < oc.restart_backoff_initial_sec:
+        problems.append("opencode.restart_backoff_max_sec: must be at least opencode.restart_backoff_initial_sec")
+    problems.extend(
+        f"opencode.env.{key}: not a valid environment variable name"
+        for key in oc.env
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key)
+    )
+    return problems
+
+
+def missing_project_directories(config: AgentConfig) -> list[str]:
+    """Start-time check: every configured project directory exists (one line per problem)."""
+    problems: list[str] = []
+    for i, project in enumerate(config.projects):
+        path = Path(project.directory).expanduser()
+        if not path.exists():
+            problems.append(f"projects[{i}].directory: {project.directory} does not exist ({project.name!r})")
+        elif not path.is_dir():
+            problems.append(f"projects[{i}].directory: {project.directory} is not a directory ({project.name!r})")
     return problems
 
 

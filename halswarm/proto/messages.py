@@ -107,6 +107,8 @@ class Heartbeat:
     ts: str
     resources: Resources | None = None
     health: dict[str, str] | None = None
+    #: What the node runs (e.g. ``opencode_version``): shown, never judged.
+    facts: dict[str, str] | None = None
 
 
 @attrs.frozen

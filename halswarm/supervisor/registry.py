@@ -57,6 +57,7 @@ class NodeEntry:
     last_seen: float = 0.0
     resources: Resources = attrs.field(factory=Resources)
     health: dict[str, str] = attrs.field(factory=dict)
+    facts: dict[str, str] = attrs.field(factory=dict)  # live only: back with the next heartbeat
     last_heartbeat: str | None = None
     connected_at: str | None = None
     # Set (and replaced) whenever link or online changes: dispatchers wait on it.
@@ -190,6 +191,8 @@ class NodeRegistry:
             entry.resources = heartbeat.resources
         if heartbeat.health is not None:
             entry.health = dict(heartbeat.health)
+        if heartbeat.facts is not None:
+            entry.facts = dict(heartbeat.facts)
 
     def expire(self, node_id: str, reason: str) -> bool:
         """Mark a silent node offline and drop its connection. Returns True if it was online."""
@@ -219,6 +222,7 @@ class NodeRegistry:
             version=r.version,
             resources=entry.resources,
             health=dict(entry.health),
+            facts=dict(entry.facts),
             last_heartbeat=entry.last_heartbeat,
             connected_at=entry.connected_at,
             sessions=sessions,

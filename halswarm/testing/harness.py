@@ -14,8 +14,8 @@ import attrs
 import httpx
 import trio
 
-from halswarm.agent.app import AgentHandle, run_agent
-from halswarm.agent.simulate import SimulatedBackend, default_projects, simulated_factory
+from halswarm.agent.app import AgentHandle, BackendFactory, run_agent
+from halswarm.agent.simulate import default_projects, simulated_factory
 from halswarm.config import AgentConfig, SupervisorConfig
 from halswarm.config.agent import LinkConfig
 from halswarm.config.supervisor import DatabaseConfig, ServerConfig
@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
     from pathlib import Path
 
-    from halswarm.agent.outbox import Outbox
 
 __all__ = [
     "TEST_TOKEN",
     "Cluster",
     "agent_config",
     "api_client",
+    "open_agent",
     "open_cluster",
     "open_sim_agent",
     "open_supervisor",
@@ -122,10 +122,19 @@ async def open_sim_agent(
         seed=seed,
         human_in_loop=human_in_loop,
     )
+    async with open_agent(config, factory, projects=projects, seed=seed) as handle:
+        yield handle
 
+
+@asynccontextmanager
+async def open_agent(
+    config: AgentConfig, factory: BackendFactory, *, projects: list[Project] | None = None, seed: int = 0
+) -> AsyncGenerator[AgentHandle, None]:
+    """Run an agent with the backend *factory* builds for the duration of the block."""
     async with trio.open_nursery() as nursery:
         shutdown = trio.Event()
-        handle: AgentHandle = await nursery.start(_run_agent, config, factory, shutdown, projects, seed)
+        announced = projects if projects is not None else list(config.projects)
+        handle: AgentHandle = await nursery.start(_run_agent, config, factory, shutdown, announced, seed)
         try:
             yield handle
         finally:
@@ -135,7 +144,7 @@ async def open_sim_agent(
 
 async def _run_agent(
     config: AgentConfig,
-    factory: Callable[[Outbox], SimulatedBackend],
+    factory: BackendFactory,
     shutdown: trio.Event,
     projects: list[Project],
     seed: int,

@@ -12,7 +12,7 @@ import attrs
 import orjson
 import trio
 
-from halswarm.agent.backend import CommandFailedError, EventSink
+from halswarm.agent.backend import AlwaysHealthy, CommandFailedError, EventSink
 from halswarm.agent.executor import Executor
 from halswarm.agent.outbox import Outbox, open_outbox
 from halswarm.convert import converter
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 @attrs.define
-class CountingBackend:
+class CountingBackend(AlwaysHealthy):
     """Counts executions; each returns its own number, so a re-run would be visible."""
 
     calls: list[str] = attrs.field(factory=list)
@@ -50,9 +50,6 @@ class CountingBackend:
         if self.fail_with is not None:
             raise self.fail_with
         return {"run": len(self.calls), "target": command.target}
-
-    def health(self) -> dict[str, str]:
-        return {"backend": "ok"}
 
 
 @attrs.define

@@ -20,7 +20,7 @@ import orjson
 import trio
 
 from halswarm.agent.app import run_agent
-from halswarm.agent.backend import CommandFailedError, EventSink, OutEvent
+from halswarm.agent.backend import AlwaysHealthy, CommandFailedError, EventSink, OutEvent
 from halswarm.config.agent import LinkConfig
 from halswarm.jsontypes import is_json_object
 from halswarm.store import EventQuery
@@ -218,7 +218,7 @@ async def test_the_backlog_survives_a_supervisor_restart(tmp_path: Path) -> None
 
 
 @attrs.define
-class ManualBackend:
+class ManualBackend(AlwaysHealthy):
     """A session backend that emits exactly what the test asks for, when it asks."""
 
     sink: EventSink | None = None
@@ -230,9 +230,6 @@ class ManualBackend:
 
     async def execute(self, command: CommandMsg) -> JSONObject:
         raise CommandFailedError("no commands in this test")
-
-    def health(self) -> dict[str, str]:
-        return {"backend": "ok"}
 
     async def emit(self, kind: str, count: int) -> None:
         assert self.sink is not None

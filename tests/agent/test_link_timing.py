@@ -23,7 +23,7 @@ import trio
 import trio.testing
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, WebSocketConnection
 
-from halswarm.agent.backend import EventSink
+from halswarm.agent.backend import AlwaysHealthy, EventSink
 from halswarm.agent.backoff import Backoff
 from halswarm.agent.executor import Executor
 from halswarm.agent.link import AgentLink
@@ -56,7 +56,7 @@ LINK: Final = LinkConfig(
 )
 
 
-class NullBackend:
+class NullBackend(AlwaysHealthy):
     """A backend with no sessions; these tests never run a command."""
 
     async def run(self, sink: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -65,9 +65,6 @@ class NullBackend:
 
     async def execute(self, command: CommandMsg) -> JSONObject:
         raise AssertionError("no commands in these tests")
-
-    def health(self) -> dict[str, str]:
-        return {"backend": "ok"}
 
 
 class FakeWebSocket:

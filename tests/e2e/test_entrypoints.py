@@ -78,10 +78,20 @@ def test_missing_and_non_json_config_files(tmp_path: Path) -> None:
     assert "config file is not valid JSON" in broken.stderr
 
 
-def test_agent_without_a_backend_says_what_to_do() -> None:
-    result = run("hal-agent", "--config", str(EXAMPLES / "agent.config.json"))
+def test_agent_refuses_a_missing_project_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-project"
+    config = write_json(
+        tmp_path / "a.json",
+        {
+            "supervisor_url": "ws://127.0.0.1:9",
+            "auth_token": TOKEN,
+            "data_dir": str(tmp_path / "data"),
+            "projects": [{"name": "app", "directory": str(missing)}],
+        },
+    )
+    result = run("hal-agent", "--config", str(config))
     assert result.returncode == 2
-    assert "pass --simulate N" in result.stderr
+    assert f"projects[0].directory: {missing} does not exist ('app')" in result.stderr
 
 
 def test_port_in_use_is_a_clear_runtime_error(tmp_path: Path) -> None:

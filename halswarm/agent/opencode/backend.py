@@ -1,0 +1,455 @@
+"""The opencode session backend: sessions, events and commands of a real ``opencode serve``.
+
+::
+
+    OpencodeBackend.run
+    └─ nursery
+       ├─ runner           spawn/attach opencode serve, readiness, restart with backoff
+       ├─ event pump       /global/event -> mapper -> sink; resync over REST after each (re)connect
+       ├─ task watcher     .context/CURRENT_TASK.md of each project -> sessions' current_task
+       └─ saver            mapper state -> outbox kv (a restarted agent re-announces only changes)
+
+Commands call opencode's REST API, then wait (briefly, bounded) until the event stream
+shows their effect, so the result the operator gets matches the state they then read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import orjson
+import trio
+
+from halswarm.agent.backend import CommandFailedError, EventSink, OutEvent
+from halswarm.agent.backoff import Backoff
+from halswarm.agent.opencode.client import OpencodeError, OpencodeNotFoundError
+from halswarm.agent.opencode.mapper import PREDECESSOR_KEY, RestSnapshot, SessionMapper
+from halswarm.agent.opencode.runner import OpencodeRunner
+from halswarm.commands import (
+    AnswerQuestionArgs,
+    NoArgs,
+    PromptArgs,
+    ReplyPermissionArgs,
+    RestartArgs,
+    ResumeArgs,
+    StartArgs,
+    parse_args,
+)
+from halswarm.convert import ConversionError, converter
+from halswarm.models import ACTIVE_STATUSES, Project, Session
+from halswarm.obs.logging import ctx
+from halswarm.sync import Signal
+from halswarm.timeutil import Clock, system_now
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from halswarm.agent.outbox import Outbox
+    from halswarm.config.agent import AgentConfig
+    from halswarm.jsontypes import JSONObject
+    from halswarm.proto.messages import CommandMsg
+
+__all__ = ["HANDOVER_PROMPT", "OpencodeBackend", "continuation_prompt", "opencode_factory", "read_current_task"]
+
+log = logging.getLogger(__name__)
+
+_STATE_KEY: Final = "opencode_sessions"
+_SAVE_EVERY: Final = 2.0
+_TASK_POLL: Final = 10.0
+_CONNECTED_WAIT: Final = 10.0
+_EFFECT_WAIT: Final = 5.0  # how long a command waits to see its effect in the stream
+_STREAM_BACKOFF: Final = Backoff(0.5, 15.0)
+_TASK_FILE: Final = Path(".context") / "CURRENT_TASK.md"
+_TASK_MAX: Final = 200
+
+HANDOVER_PROMPT: Final = (
+    "This session is about to be replaced by a fresh one. Hand your context over first: "
+    "update .context/PROGRESS.md (what is done, what is next), .context/CURRENT_TASK.md "
+    "(the task in progress and its next step) and .context/DECISIONS.md (decisions and why), "
+    "creating the .context/ directory if needed, then commit them with git. "
+    "Answer with one line when done."
+)
+
+
+def continuation_prompt(predecessor: str) -> str:
+    """The first prompt of a session that replaces *predecessor*."""
+    return (
+        f"You continue the work of a previous session ({predecessor}). First read "
+        ".context/PROGRESS.md, .context/CURRENT_TASK.md and .context/DECISIONS.md, "
+        "then carry on from where it stopped."
+    )
+
+
+def read_current_task(directory: str) -> str | None:
+    """The first meaningful line of ``<directory>/.context/CURRENT_TASK.md`` (blocking)."""
+    try:
+        text = (Path(directory) / _TASK_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        stripped = line.strip().lstrip("#").strip()
+        if stripped:
+            return stripped[:_TASK_MAX]
+    return None
+
+
+class OpencodeBackend:
+    """Implements :class:`~halswarm.agent.backend.SessionBackend` over ``opencode serve``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        outbox: Outbox,
+        runner: OpencodeRunner,
+        now: Clock = system_now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.runner = runner
+        self.client = runner.client
+        self.projects = list(config.projects)
+        self.mapper = SessionMapper(config.resolved_node_id(), self.projects, now=now)
+        self.rng = rng or random.Random()
+        self.events_status = "starting"
+        self.health_changed = Signal()
+        self.applied = Signal()  # fired after every batch of events reached the outbox
+        self._sink: EventSink | None = None
+        self._dirty = False
+        self._lock = trio.Lock()  # one writer of mapper-derived events at a time
+
+    # ---- SessionBackend --------------------------------------------------------------
+
+    def health(self) -> dict[str, str]:
+        """opencode's availability and the event stream's, for heartbeats."""
+        return {"opencode": self.runner.health(), "events": self.events_status if self.runner.ready else "waiting"}
+
+    def facts(self) -> dict[str, str]:
+        """What the node runs: the opencode version and how it is reached."""
+        facts = {"opencode_mode": self.runner.mode, "opencode_url": self.runner.url}
+        if self.runner.version:
+            facts["opencode_version"] = self.runner.version
+        return facts
+
+    def sessions(self) -> list[Session]:
+        """Every tracked session."""
+        return self.mapper.sessions()
+
+    async def run(self, sink: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run opencode and pump its events into *sink* until cancelled.
+
+        ``started()`` comes at once: the agent connects to the supervisor (and reports
+        opencode's health) even while opencode is still starting or unreachable.
+        """
+        self._sink = sink
+        saved = await self.outbox.get_kv(_STATE_KEY)
+        if saved is not None:
+            try:
+                self.mapper.restore(converter.structure(orjson.loads(saved), list[Session]))
+            except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+                log.warning("saved opencode session state unreadable; starting afresh", extra=ctx(error=str(exc)))
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.runner.run)
+                nursery.start_soon(self._watch_health)
+                nursery.start_soon(self._event_pump)
+                nursery.start_soon(self._task_watcher)
+                nursery.start_soon(self._saver)
+                task_status.started()
+        finally:
+            with trio.move_on_after(2.0, shield=True):
+                await self._save()
+
+    # ---- plumbing ----------------------------------------------------------------------
+
+    async def _emit(self, events: list[OutEvent]) -> None:
+        if not events:
+            return
+        assert self._sink is not None
+        await self._sink.emit(events)
+        self._dirty = True
+        self.applied.fire()
+
+    async def _save(self) -> None:
+        states = converter.unstructure(self.mapper.export())
+        await self.outbox.put_kv(_STATE_KEY, orjson.dumps(states))
+        self._dirty = False
+
+    async def _saver(self) -> None:
+        while True:
+            await trio.sleep(_SAVE_EVERY)
+            if self._dirty:
+                await self._save()
+
+    async def _watch_health(self) -> None:
+        while True:
+            await self.runner.changed.waiter().wait()
+            self.health_changed.fire()
+
+    def _set_events_status(self, status: str) -> None:
+        if status != self.events_status:
+            self.events_status = status
+            self.health_changed.fire()
+
+    async def _event_pump(self) -> None:
+        """One ``/global/event`` subscription, reopened with backoff, resync after each open."""
+        attempt = 0
+        while True:
+            await self.runner.wait_ready()
+            try:
+                async with self.client.global_events() as stream:
+                    with trio.fail_after(_CONNECTED_WAIT):
+                        first = await anext(stream, None)
+                    if first is None:
+                        raise OpencodeError("event stream ended before server.connected")
+                    # Subscribed first, then read the REST view: nothing falls in between.
+                    await self._resync()
+                    self._set_events_status("ok")
+                    attempt = 0
+                    async for envelope in stream:
+                        await self._apply(functools.partial(self.mapper.feed, envelope))
+                raise OpencodeError("event stream closed by opencode")
+            except (OpencodeError, trio.TooSlowError) as exc:
+                reason = str(exc) or "no server.connected in time"
+                # Let the runner probe the server: it restarts (spawn) or re-attaches.
+                self.runner.report_lost(reason)
+            delay = _STREAM_BACKOFF.delay(attempt, self.rng)
+            attempt += 1
+            self._set_events_status(f"reconnecting in {delay:.1f} s: {reason}")
+            log.warning("opencode event stream lost", extra=ctx(reason=reason, retry_in=round(delay, 1)))
+            await trio.sleep(delay)
+
+    def _directories(self) -> list[str]:
+        dirs = {p.directory for p in self.projects}
+        dirs.update(s.directory for s in self.mapper.sessions() if s.directory and s.status in ACTIVE_STATUSES)
+        return sorted(dirs)
+
+    async def _resync(self) -> None:
+        # Commands apply their effects under the same lock: one that lands while the
+        # REST view is read is applied after it, never overwritten by a stale view.
+        async with self._lock:
+            events, pending = await self._resync_locked()
+        log.info(
+            "resynced with opencode",
+            extra=ctx(sessions=len(self.mapper.sessions()), changed=len(events), pending=pending),
+        )
+
+    async def _resync_locked(self) -> tuple[list[OutEvent], int]:
+        sessions = await self.client.all_sessions()
+        # Sessions in sub-directories of a project have their own instance views.
+        ours = {
+            str(info.get("directory"))
+            for info in sessions
+            if isinstance(info.get("directory"), str) and self.mapper.project_for(str(info.get("directory")))
+        }
+        statuses: dict[str, JSONObject] = {}
+        permissions: list[JSONObject] = []
+        questions: list[JSONObject] = []
+        for directory in sorted(ours.union(self._directories())):
+            statuses.update(await self.client.session_status(directory))
+            permissions.extend(await self.client.permissions(directory))
+            questions.extend(await self.client.questions(directory))
+        events = self.mapper.resync(RestSnapshot(sessions, statuses, permissions, questions))
+        await self._emit(events)
+        return events, len(permissions) + len(questions)
+
+    async def _task_watcher(self) -> None:
+        while True:
+            for project in self.projects:
+                task = await trio.to_thread.run_sync(read_current_task, project.directory)
+                await self._apply(functools.partial(self.mapper.set_current_task, project.name, task))
+            await trio.sleep(_TASK_POLL)
+
+    async def _apply(self, change: Callable[[], list[OutEvent]]) -> None:
+        """Change the mapper and emit the result under the lock (a resync may be running)."""
+        async with self._lock:
+            await self._emit(change())
+
+    async def _await_state(self, ready: Callable[[], bool], seconds: float) -> bool:
+        """Wait until the stream shows what a command did; False after *seconds*."""
+        with trio.move_on_after(seconds):
+            while not ready():
+                await self.applied.waiter().wait()
+            return True
+        return False
+
+    # ---- commands ----------------------------------------------------------------------
+
+    async def execute(self, command: CommandMsg) -> JSONObject:
+        """Carry out a command against opencode.
+
+        Raises:
+            CommandFailedError: bad arguments, unknown project/session/request, opencode
+                unavailable or refusing.
+        """
+        try:
+            args = parse_args(command.command_type, command.args)
+        except ConversionError as exc:
+            raise CommandFailedError("; ".join(exc.problems)) from None
+        if command.command_type in ("env_check", "env_provision"):
+            raise CommandFailedError(f"{command.command_type} is not available on this agent yet")
+        if not self.runner.ready:
+            raise CommandFailedError(f"opencode is not available on this node: {self.runner.health()}")
+        try:
+            return await self._dispatch(command, args)
+        except OpencodeNotFoundError as exc:
+            raise CommandFailedError(f"not found in opencode: {exc}") from None
+        except OpencodeError as exc:
+            raise CommandFailedError(f"opencode: {exc}") from None
+
+    async def _dispatch(self, command: CommandMsg, args: object) -> JSONObject:
+        match args:
+            case StartArgs(prompt=prompt, model=model, agent=agent):
+                return await self._start(command.target, prompt, model, agent)
+            case PromptArgs(prompt=prompt):
+                return await self._prompt(self._live(command.target), prompt)
+            case ResumeArgs(prompt=prompt):
+                return await self._prompt(self._live(command.target), prompt or self.config.opencode.continue_prompt)
+            case RestartArgs(handover=handover):
+                return await self._restart(self._live(command.target), handover)
+            case ReplyPermissionArgs(request_id=request_id, reply=reply, message=message):
+                return await self._reply_permission(self._live(command.target), request_id, reply, message)
+            case AnswerQuestionArgs(request_id=request_id, answers=answers):
+                return await self._answer(self._live(command.target), request_id, answers)
+            case NoArgs() if command.command_type == "abort_session":
+                return await self._abort(self._live(command.target))
+            case NoArgs() if command.command_type == "kill_session":
+                return await self._kill(self._live(command.target))
+        raise CommandFailedError(f"{command.command_type} is not supported by the opencode backend")
+
+    def _project(self, name: str) -> Project:
+        for project in self.projects:
+            if project.name == name:
+                return project
+        raise CommandFailedError(f"project {name!r} is not on node {self.mapper.node_id}")
+
+    def _live(self, session_id: str) -> Session:
+        state = self.mapper.get(session_id)
+        if state is None:
+            raise CommandFailedError(f"no session {session_id!r} on node {self.mapper.node_id}")
+        if state.status not in ACTIVE_STATUSES:
+            raise CommandFailedError(f"session {session_id} has ended ({state.status})")
+        return state
+
+    async def _start(self, project_name: str, prompt: str | None, model: str | None, agent: str | None) -> JSONObject:
+        project = self._project(project_name)
+        try:
+            info = await self.client.create_session(project.directory, agent=agent, model=model)
+        except ValueError as exc:  # a model without provider
+            raise CommandFailedError(f"args.model: {exc}") from None
+        await self._apply(lambda: self.mapper.adopt(info))
+        session_id = str(info.get("id", ""))
+        if prompt:
+            await self.client.prompt_async(session_id, project.directory, prompt, model=model, agent=agent)
+            await self._apply(lambda: self.mapper.mark_prompted(session_id, prompt))
+        return {"session_id": session_id, "project": project.name}
+
+    async def _prompt(self, session: Session, prompt: str) -> JSONObject:
+        await self.client.prompt_async(session.id, session.directory, prompt)
+        await self._apply(lambda: self.mapper.mark_prompted(session.id, prompt))
+        return {"session_id": session.id, "queued": session.status in ("busy", "retry", "waiting")}
+
+    async def _abort(self, session: Session) -> JSONObject:
+        await self.client.abort(session.id, session.directory)
+        # Aborting during a retry wait ends the turn without any error event: record it.
+        data: JSONObject = {"previous_status": session.status}
+        await self._apply(lambda: [OutEvent("session.aborted", session.id, session.project, data)])
+        await self._await_state(lambda: not self.mapper.is_busy(session.id), _EFFECT_WAIT)
+        return {"session_id": session.id, "aborted": True, "previous_status": session.status}
+
+    async def _kill(self, session: Session) -> JSONObject:
+        await self._abort_and_delete(session)
+        await self._apply(
+            lambda: self.mapper.mark_ended(session.id, "session.killed", {"previous_status": session.status})
+        )
+        return {"session_id": session.id, "killed": True}
+
+    async def _abort_and_delete(self, session: Session) -> None:
+        await self.client.abort(session.id, session.directory)
+        with contextlib.suppress(OpencodeNotFoundError):  # already gone: the goal is reached
+            await self.client.delete(session.id, session.directory)
+
+    async def _reply_permission(self, session: Session, request_id: str, reply: str, message: str | None) -> JSONObject:
+        pending = [p.id for p in session.pending.permissions]
+        if request_id not in pending:
+            listed = ", ".join(pending) or "none"
+            raise CommandFailedError(
+                f"no pending permission request {request_id!r} on session {session.id} (pending: {listed})"
+            )
+        await self.client.reply_permission(request_id, session.directory, reply, message)
+
+        def answered() -> bool:
+            state = self.mapper.get(session.id)
+            return state is None or all(p.id != request_id for p in state.pending.permissions)
+
+        await self._await_state(answered, _EFFECT_WAIT)
+        return {"session_id": session.id, "request_id": request_id, "reply": reply}
+
+    async def _answer(self, session: Session, request_id: str, answers: list[list[str]]) -> JSONObject:
+        request = next((q for q in session.pending.questions if q.id == request_id), None)
+        if request is None:
+            listed = ", ".join(q.id for q in session.pending.questions) or "none"
+            raise CommandFailedError(f"no pending question {request_id!r} on session {session.id} (pending: {listed})")
+        if len(answers) != len(request.questions):
+            raise CommandFailedError(
+                f"args.answers: {len(request.questions)} question(s) need one list of labels each, got {len(answers)}"
+            )
+        await self.client.reply_question(request_id, session.directory, answers)
+
+        def answered() -> bool:
+            state = self.mapper.get(session.id)
+            return state is None or all(q.id != request_id for q in state.pending.questions)
+
+        await self._await_state(answered, _EFFECT_WAIT)
+        return {"session_id": session.id, "request_id": request_id}
+
+    async def _restart(self, old: Session, handover: bool) -> JSONObject:
+        """Context handover (DESIGN.md): notes first, bounded; then a fresh session."""
+        outcome = "skipped"
+        if handover:
+            # A busy session runs the handover prompt after its current turn.
+            target = self.mapper.turns(old.id) + (2 if self.mapper.is_busy(old.id) else 1)
+            await self.client.prompt_async(old.id, old.directory, HANDOVER_PROMPT)
+            await self._apply(lambda: self.mapper.mark_prompted(old.id, HANDOVER_PROMPT))
+            done = await self._await_state(
+                lambda: self.mapper.turns(old.id) >= target, self.config.opencode.handover_timeout_sec
+            )
+            outcome = "done" if done else "timed_out"
+            if not done:
+                log.warning(
+                    "handover did not finish in time; restarting anyway",
+                    extra=ctx(session_id=old.id, timeout=self.config.opencode.handover_timeout_sec),
+                )
+        await self._abort_and_delete(old)
+        await self._apply(
+            lambda: self.mapper.mark_ended(old.id, "session.ended", {"reason": "restarted", "handover": outcome})
+        )
+        info = await self.client.create_session(
+            old.directory,
+            title=f"{old.title} (continued)" if old.title else None,
+            model=old.model or None,
+            metadata={PREDECESSOR_KEY: old.id},
+        )
+        new_id = str(info.get("id", ""))
+        await self._apply(lambda: self.mapper.adopt(info, predecessor=old.id))
+        prompt = continuation_prompt(old.id)
+        await self.client.prompt_async(new_id, old.directory, prompt)
+        await self._apply(lambda: self.mapper.mark_prompted(new_id, prompt))
+        return {"session_id": new_id, "predecessor_id": old.id, "handover": outcome}
+
+
+def opencode_factory(
+    config: AgentConfig, data_dir: Path, *, rng: random.Random | None = None
+) -> Callable[[Outbox], OpencodeBackend]:
+    """A backend factory for ``run_agent``: drive the opencode server *config* describes."""
+
+    def factory(outbox: Outbox) -> OpencodeBackend:
+        return OpencodeBackend(config, outbox=outbox, runner=OpencodeRunner(config, data_dir, rng=rng), rng=rng)
+
+    return factory

@@ -1,0 +1,307 @@
+"""Keeps an ``opencode serve`` available: spawns and restarts it, or attaches to one.
+
+Spawn mode (the default) runs ``opencode serve`` as a child bound to loopback, with
+its own state directories under the agent's data dir and a random password, waits for
+readiness with short per-try deadlines (early requests can hang forever), restarts it
+with backoff when it dies, and stops it on shutdown. Attach mode probes a server that
+is already running and keeps probing until it answers.
+
+Whoever uses the server waits for :meth:`OpencodeRunner.wait_ready` and reports a
+server that stopped answering with :meth:`OpencodeRunner.report_lost`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import secrets
+import signal
+import subprocess
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from halswarm.agent.backoff import Backoff
+from halswarm.agent.opencode.client import (
+    OpencodeAuthError,
+    OpencodeClient,
+    OpencodeError,
+)
+from halswarm.obs.logging import ctx
+from halswarm.sync import Signal
+
+if TYPE_CHECKING:
+    from halswarm.config.agent import AgentConfig
+
+__all__ = ["OpencodeRunner"]
+
+log = logging.getLogger(__name__)
+
+_PROBE_PAUSE: Final = 0.2
+_STOP_GRACE: Final = 5.0
+_STABLE_AFTER: Final = 60.0  # a server up this long resets the restart backoff
+_LOG_MAX_BYTES: Final = 10 * 1024 * 1024
+_TAIL_LINES: Final = 20
+SUPPORTED_VERSION_PREFIX: Final = "1."
+
+
+class OpencodeRunner:
+    """Start with ``await nursery.start(runner.run)``; returns at once (the server may
+    still be starting: see :meth:`wait_ready`)."""
+
+    def __init__(self, config: AgentConfig, data_dir: Path, *, rng: random.Random | None = None) -> None:
+        oc = config.opencode
+        self.config = config
+        self.mode = oc.mode
+        self.port = config.opencode_port
+        # A spawned server gets a fresh random password unless one is configured.
+        self.password = oc.password or (secrets.token_urlsafe(24) if oc.mode == "spawn" else None)
+        self.url = oc.base_url(config.opencode_port)
+        self.state_dir = data_dir / "opencode"
+        self.log_path = self.state_dir / "serve.log"
+        self.client = OpencodeClient(
+            self.url,
+            password=self.password,
+            username=oc.username,
+            timeout=oc.request_timeout_sec,
+            event_read_timeout=oc.event_read_timeout_sec,
+        )
+        self.rng = rng or random.Random()
+        self.backoff = Backoff(oc.restart_backoff_initial_sec, oc.restart_backoff_max_sec)
+        self.version = ""
+        self.pid: int | None = None
+        self.restarts = 0
+        self.status = "starting"
+        self.changed = Signal()
+        self._ready = False
+        self._lost = Signal()
+
+    # ---- what users of the server see --------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True while the server answers."""
+        return self._ready
+
+    async def wait_ready(self) -> None:
+        """Return once the server answers health checks."""
+        while not self._ready:
+            await self.changed.waiter().wait()
+
+    def report_lost(self, reason: str) -> None:
+        """A user saw the server stop answering: probe it again (attach mode) or let the
+        process monitor decide (spawn mode restarts only a server that exited or hangs)."""
+        if self._ready:
+            log.warning("opencode stopped answering", extra=ctx(url=self.url, reason=reason))
+            self._set(False, f"unreachable: {reason}")
+            self._lost.fire()
+
+    def health(self) -> str:
+        """ "ok", or what is wrong, for the node's heartbeat."""
+        return "ok" if self._ready else self.status
+
+    def _set(self, ready: bool, status: str) -> None:
+        if (ready, status) != (self._ready, self.status):
+            self._ready, self.status = ready, status
+            self.changed.fire()
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep a server available until cancelled; the spawned one is stopped then."""
+        task_status.started()
+        try:
+            if self.mode == "spawn":
+                await self._spawn_loop()
+            else:
+                await self._attach_loop()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.client.aclose()
+
+    async def _probe_until_ready(self, deadline: float | None, process: trio.Process | None = None) -> str | None:
+        """Poll ``/global/health`` until it answers; None when ready, else why not."""
+        last = "no answer yet"
+        while deadline is None or trio.current_time() < deadline:
+            if process is not None and process.returncode is not None:
+                return f"exited with code {process.returncode} while starting"
+            try:
+                health = await self.client.health()
+            except OpencodeAuthError as exc:
+                return f"authentication failed: {exc}"
+            except OpencodeError as exc:
+                last = str(exc)
+            else:
+                if health.healthy:
+                    self._accept_version(health.version)
+                    return None
+                last = "health check answered healthy=false"
+            await trio.sleep(_PROBE_PAUSE)
+        return f"not ready after {self.config.opencode.ready_timeout_sec:g} s ({last})"
+
+    def _accept_version(self, version: str) -> None:
+        if version != self.version:
+            self.version = version
+            if not version.startswith(SUPPORTED_VERSION_PREFIX):
+                log.warning("unsupported opencode version; expect trouble", extra=ctx(version=version))
+
+    async def _attach_loop(self) -> None:
+        attempt = 0
+        while True:
+            lost = self._lost.waiter()
+            problem = await self._probe_until_ready(trio.current_time() + self.config.opencode.ready_timeout_sec)
+            if problem is None:
+                attempt = 0
+                log.info("attached to opencode", extra=ctx(url=self.url, version=self.version))
+                self._set(True, "ok")
+                await lost.wait()
+                continue
+            delay = self.backoff.delay(attempt, self.rng)
+            attempt += 1
+            self._set(False, f"{problem}; retrying in {delay:.0f} s")
+            log.error("cannot use opencode", extra=ctx(url=self.url, problem=problem, retry_in=round(delay, 1)))
+            await trio.sleep(delay)
+
+    async def _spawn_loop(self) -> None:
+        attempt = 0
+        while True:
+            started = trio.current_time()
+            problem = await self._run_once()
+            if trio.current_time() - started >= _STABLE_AFTER:
+                attempt = 0
+            delay = self.backoff.delay(attempt, self.rng)
+            attempt += 1
+            self.restarts += 1
+            self._set(False, f"{problem}; restarting in {delay:.0f} s")
+            log.error(
+                "opencode serve stopped; restarting",
+                extra=ctx(problem=problem, retry_in=round(delay, 1), log=str(self.log_path), tail=self._log_tail()),
+            )
+            await trio.sleep(delay)
+
+    def _command(self) -> list[str]:
+        return [
+            self.config.opencode.binary,
+            "serve",
+            "--hostname",
+            self.config.opencode.host,
+            "--port",
+            str(self.port),
+            "--print-logs",
+        ]
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # Own state directories: the server's database, snapshots and logs never mix
+        # with a user's interactive opencode. Config (providers, keys) is inherited
+        # unless opencode.env says otherwise.
+        for var, sub in (("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache")):
+            env[var] = str(self.state_dir / sub)
+        env["OPENCODE_DISABLE_AUTOUPDATE"] = "1"
+        env.update(self.config.opencode.env)
+        env.pop("OPENCODE_SERVER_PASSWORD", None)
+        if self.password:
+            env["OPENCODE_SERVER_PASSWORD"] = self.password
+        if self.config.opencode.username != "opencode":
+            env["OPENCODE_SERVER_USERNAME"] = self.config.opencode.username
+        return env
+
+    def _working_directory(self) -> Path:
+        for project in self.config.projects:
+            path = Path(project.directory)
+            if path.is_dir():
+                return path
+        return self.state_dir
+
+    def _open_log(self) -> int:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_path.exists() and self.log_path.stat().st_size > _LOG_MAX_BYTES:
+            self.log_path.replace(self.log_path.with_suffix(".log.1"))
+        return os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def _log_tail(self) -> str:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+                lines = deque(f.read().decode(errors="replace").splitlines(), maxlen=_TAIL_LINES)
+        except OSError:
+            return ""
+        return "\n".join(lines)
+
+    async def _run_once(self) -> str:
+        """Run one server process until it exits or hangs; returns why it stopped."""
+        self._set(False, "starting" if self.restarts == 0 else self.status)
+        try:
+            log_fd = self._open_log()
+        except OSError as exc:
+            return f"cannot write {self.log_path}: {exc}"
+        try:
+            process = await trio.lowlevel.open_process(
+                self._command(),
+                cwd=self._working_directory(),
+                env=self._environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                start_new_session=True,  # its tools' processes go down with it
+            )
+        except OSError as exc:
+            return f"cannot start {self.config.opencode.binary!r}: {exc.strerror or exc}"
+        finally:
+            os.close(log_fd)
+        self.pid = process.pid
+        log.info("opencode serve started", extra=ctx(pid=process.pid, port=self.port, log=str(self.log_path)))
+        try:
+            deadline = trio.current_time() + self.config.opencode.ready_timeout_sec
+            problem = await self._probe_until_ready(deadline, process)
+            if problem is not None:
+                return problem
+            log.info("opencode ready", extra=ctx(pid=process.pid, url=self.url, version=self.version))
+            self._set(True, "ok")
+            while True:
+                lost = self._lost.waiter()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_cancel_when_exited, process, nursery.cancel_scope)
+                    await lost.wait()
+                    nursery.cancel_scope.cancel()
+                if process.returncode is not None:
+                    return f"opencode serve (pid {process.pid}) exited with code {process.returncode}"
+                # Alive but not answering: give it the start-up allowance, then replace it.
+                problem = await self._probe_until_ready(trio.current_time() + self.config.opencode.ready_timeout_sec)
+                if problem is not None:
+                    return f"opencode serve (pid {process.pid}) stopped answering: {problem}"
+                self._set(True, "ok")
+        finally:
+            self._ready = False
+            self.pid = None
+            with trio.CancelScope(shield=True):
+                await _stop(process)
+
+
+async def _cancel_when_exited(process: trio.Process, scope: trio.CancelScope) -> None:
+    await process.wait()
+    scope.cancel()
+
+
+async def _stop(process: trio.Process) -> None:
+    """SIGTERM the server's process group, then SIGKILL after a grace period."""
+    if process.returncode is not None:
+        _kill_group(process.pid, signal.SIGKILL)  # leftover tool processes
+        return
+    _kill_group(process.pid, signal.SIGTERM)
+    with trio.move_on_after(_STOP_GRACE):
+        await process.wait()
+        _kill_group(process.pid, signal.SIGKILL)
+        return
+    log.warning("opencode serve ignored SIGTERM; killing it", extra=ctx(pid=process.pid))
+    _kill_group(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+def _kill_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
