@@ -234,7 +234,12 @@ async def _stop(process: trio.Process) -> None:
 
 @asynccontextmanager
 async def run_opencode(
-    cwd: Path, env: dict[str, str], password: str | None = None, *, log_path: Path | None = None
+    cwd: Path,
+    env: dict[str, str],
+    password: str | None = None,
+    *,
+    log_path: Path | None = None,
+    port: int | None = None,
 ) -> AsyncGenerator[RunningOpencode, None]:
     """Start ``opencode serve`` on a free loopback port in *cwd* and wait until it is healthy.
 
@@ -242,6 +247,7 @@ async def run_opencode(
         cwd: the server's working directory (its default instance).
         env: full process environment, usually from :func:`opencode_env`.
         password: sets ``OPENCODE_SERVER_PASSWORD`` (Basic auth, user ``opencode``).
+        port: the port to listen on (default: a free one).
         log_path: where stdout/stderr go; default ``opencode-<port>.log`` next to ``$XDG_STATE_HOME``
             (or in *cwd*'s parent without it).
 
@@ -255,7 +261,7 @@ async def run_opencode(
     context manager; leaving the block sends SIGTERM, waits up to 5 s, then SIGKILLs.
     """
     binary = opencode_binary()
-    port = _free_port()
+    port = port or _free_port()
     if log_path is None:
         state = env.get("XDG_STATE_HOME")
         log_path = (Path(state).parent if state else cwd.parent) / f"opencode-{port}.log"

@@ -16,7 +16,8 @@ from halswarm.convert import converter
 from halswarm.models import Command, Event, Node, Project, Session
 from halswarm.supervisor.app import SupervisorHandle
 from halswarm.testing import agent_config, api_client, open_supervisor, supervisor_config, wait_until
-from halswarm.testing.harness import open_agent
+from halswarm.testing.halctl import Result, run_halctl
+from halswarm.testing.harness import TEST_TOKEN, open_agent
 from halswarm.testing.processes import free_port
 from tests.opencode.realserver import make_project, opencode_binary, opencode_env
 from tests.opencode.stub_llm import StubLLM, open_stub_llm
@@ -47,6 +48,17 @@ class Fleet:
         backend = self.agent.backend
         assert isinstance(backend, OpencodeBackend)
         return backend
+
+    async def halctl(self, *args: str) -> Result:
+        """Run ``halctl ARGS`` against the supervisor."""
+        env = {"HALCTL_URL": f"http://127.0.0.1:{self.supervisor.http_port}", "HALCTL_TOKEN": TEST_TOKEN}
+        return await run_halctl(list(args), env={**env, "HOME": str(self.config.data_dir), "COLUMNS": "200"})
+
+    def opencode(self) -> httpx.AsyncClient:
+        """A client straight to the spawned opencode (what the agent does, checked independently)."""
+        runner = self.backend.runner
+        auth = (self.config.opencode.username, runner.password) if runner.password else None
+        return httpx.AsyncClient(base_url=runner.url, auth=auth, timeout=httpx.Timeout(10.0))
 
     async def command(self, type_: str, target: str, **args: object) -> Command:
         """POST a command and wait (up to 60 s) for its outcome."""
@@ -110,9 +122,15 @@ class Fleet:
 
 @asynccontextmanager
 async def open_fleet(
-    tmp_path: Path, *, opencode: OpencodeConfig | None = None, projects: int = 1
+    tmp_path: Path,
+    *,
+    opencode: OpencodeConfig | None = None,
+    port: int | None = None,
+    projects: int = 1,
+    ready: bool = True,
 ) -> AsyncGenerator[Fleet, None]:
-    """Stub LLM, supervisor (fast heartbeats) and an agent spawning the real opencode."""
+    """Stub LLM, supervisor (fast heartbeats) and an agent spawning the real opencode
+    (or attaching to one on *port*); waits until opencode is usable when *ready*."""
     binary = opencode_binary()
     async with open_stub_llm() as stub:
         made = [make_project(tmp_path / "projects", f"app{i + 1}", stub.base_url) for i in range(projects)]
@@ -131,12 +149,14 @@ async def open_fleet(
         async with open_supervisor(sup_config) as sup:
             config = attrs.evolve(
                 agent_config(sup.ws_port, tmp_path / "agent", node_id=NODE_ID, projects=project_list),
-                opencode_port=free_port(),
+                opencode_port=port or free_port(),
                 opencode=oc,
             )
             factory = opencode_factory(config, tmp_path / "agent")
             async with open_agent(config, factory) as agent, api_client(sup) as api:
                 fleet = Fleet(sup, agent, api, stub, project_list, config)
-                with trio.fail_after(45):
-                    await fleet.backend.runner.wait_ready()
+                await wait_until(lambda: sup.registry.online_count() == 1, within=15, what="agent online")
+                if ready:
+                    with trio.fail_after(45):
+                        await fleet.backend.runner.wait_ready()
                 yield fleet

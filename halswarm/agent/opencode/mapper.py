@@ -87,11 +87,11 @@ def trim(value: JSONValue, depth: int = 0) -> JSONValue:
     """Cut long strings and lists so an event stays small (the sink caps the rest)."""
     if isinstance(value, str):
         return value if len(value) <= _MAX_STRING else value[:_MAX_STRING] + f"… [{len(value)} chars]"
+    if depth > 8 and isinstance(value, list | dict):
+        return "…"  # lists too: a deeply nested list would otherwise hit the recursion limit
     if isinstance(value, list):
         return [trim(v, depth + 1) for v in value[:_MAX_LIST]]
     if is_json_object(value):
-        if depth > 8:
-            return "…"
         return {k: trim(v, depth + 1) for k, v in value.items()}
     return value
 
@@ -699,6 +699,8 @@ class SessionMapper:
             elif was != "idle":
                 root.base, root.idle_sent = "idle", True
                 root.turns += 1
+                if not root.turn_failed:  # the turn ended without an error: like _finish_turn
+                    root.state = attrs.evolve(root.state, consecutive_errors=0)
             root.own_tokens, root.own_cost = parse_tokens(info.get("tokens")), _num(info.get("cost"))
             if _obj(info.get("time")).get("archived"):
                 root.ended = True
@@ -751,6 +753,7 @@ class SessionMapper:
             root = _Root(state, base="busy" if state.status in ("busy", "retry", "waiting") else "idle")
             root.ended = state.status == "completed"
             root.turn_failed = state.status == "error"
+            root.idle_sent = root.base == "idle"  # a turn in flight still forwards its one idle
             self._roots[state.id] = root
 
 

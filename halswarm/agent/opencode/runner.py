@@ -42,6 +42,7 @@ __all__ = ["OpencodeRunner"]
 log = logging.getLogger(__name__)
 
 _PROBE_PAUSE: Final = 0.2
+_ATTACH_WINDOW: Final = 3.0  # probes per attach attempt (two or three 1.5 s tries)
 _STOP_GRACE: Final = 5.0
 _STABLE_AFTER: Final = 60.0  # a server up this long resets the restart backoff
 _LOG_MAX_BYTES: Final = 10 * 1024 * 1024
@@ -75,6 +76,7 @@ class OpencodeRunner:
         self.version = ""
         self.pid: int | None = None
         self.restarts = 0
+        self.attempts = 0  # failed attempts to get a usable server, ever
         self.status = "starting"
         self.changed = Signal()
         self._ready = False
@@ -123,10 +125,11 @@ class OpencodeRunner:
             with trio.CancelScope(shield=True):
                 await self.client.aclose()
 
-    async def _probe_until_ready(self, deadline: float | None, process: trio.Process | None = None) -> str | None:
-        """Poll ``/global/health`` until it answers; None when ready, else why not."""
+    async def _probe_until_ready(self, window: float, process: trio.Process | None = None) -> str | None:
+        """Poll ``/global/health`` for up to *window* seconds; None when ready, else why not."""
         last = "no answer yet"
-        while deadline is None or trio.current_time() < deadline:
+        deadline = trio.current_time() + window
+        while trio.current_time() < deadline:
             if process is not None and process.returncode is not None:
                 return f"exited with code {process.returncode} while starting"
             try:
@@ -141,7 +144,7 @@ class OpencodeRunner:
                     return None
                 last = "health check answered healthy=false"
             await trio.sleep(_PROBE_PAUSE)
-        return f"not ready after {self.config.opencode.ready_timeout_sec:g} s ({last})"
+        return last if process is None else f"not ready after {window:g} s ({last})"
 
     def _accept_version(self, version: str) -> None:
         if version != self.version:
@@ -153,7 +156,8 @@ class OpencodeRunner:
         attempt = 0
         while True:
             lost = self._lost.waiter()
-            problem = await self._probe_until_ready(trio.current_time() + self.config.opencode.ready_timeout_sec)
+            # One short round of probes per attempt: an unreachable server shows at once.
+            problem = await self._probe_until_ready(_ATTACH_WINDOW)
             if problem is None:
                 attempt = 0
                 log.info("attached to opencode", extra=ctx(url=self.url, version=self.version))
@@ -162,6 +166,7 @@ class OpencodeRunner:
                 continue
             delay = self.backoff.delay(attempt, self.rng)
             attempt += 1
+            self.attempts += 1
             self._set(False, f"{problem}; retrying in {delay:.0f} s")
             log.error("cannot use opencode", extra=ctx(url=self.url, problem=problem, retry_in=round(delay, 1)))
             await trio.sleep(delay)
@@ -176,6 +181,7 @@ class OpencodeRunner:
             delay = self.backoff.delay(attempt, self.rng)
             attempt += 1
             self.restarts += 1
+            self.attempts += 1
             self._set(False, f"{problem}; restarting in {delay:.0f} s")
             log.error(
                 "opencode serve stopped; restarting",
@@ -256,8 +262,7 @@ class OpencodeRunner:
         self.pid = process.pid
         log.info("opencode serve started", extra=ctx(pid=process.pid, port=self.port, log=str(self.log_path)))
         try:
-            deadline = trio.current_time() + self.config.opencode.ready_timeout_sec
-            problem = await self._probe_until_ready(deadline, process)
+            problem = await self._probe_until_ready(self.config.opencode.ready_timeout_sec, process)
             if problem is not None:
                 return problem
             log.info("opencode ready", extra=ctx(pid=process.pid, url=self.url, version=self.version))
@@ -271,7 +276,7 @@ class OpencodeRunner:
                 if process.returncode is not None:
                     return f"opencode serve (pid {process.pid}) exited with code {process.returncode}"
                 # Alive but not answering: give it the start-up allowance, then replace it.
-                problem = await self._probe_until_ready(trio.current_time() + self.config.opencode.ready_timeout_sec)
+                problem = await self._probe_until_ready(self.config.opencode.ready_timeout_sec, process)
                 if problem is not None:
                     return f"opencode serve (pid {process.pid}) stopped answering: {problem}"
                 self._set(True, "ok")
