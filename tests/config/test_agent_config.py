@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 import orjson
 import pytest
 
-from halswarm.config import AgentConfig, ConfigError, LinkConfig, load_agent_config, parse_agent_config
+from halswarm.config import (
+    AgentConfig,
+    ConfigError,
+    LinkConfig,
+    OpencodeConfig,
+    load_agent_config,
+    missing_project_directories,
+    parse_agent_config,
+)
 from halswarm.models import Project
 
 if TYPE_CHECKING:
@@ -222,3 +230,57 @@ def test_non_json_file(tmp_path: Path) -> None:
 def test_relative_data_dir_is_refused() -> None:
     (only,) = problems_of(example(data_dir="state/agent"))
     assert only == "data_dir: must be an absolute path, got 'state/agent'"
+
+
+def test_seed_keys_alone_spawn_opencode_from_path_on_opencode_port() -> None:
+    config = parse_agent_config(example(opencode_port=4111), env={})
+    assert config.opencode == OpencodeConfig()
+    assert (config.opencode.mode, config.opencode.binary, config.opencode.host) == ("spawn", "opencode", "127.0.0.1")
+    assert config.opencode.base_url(config.opencode_port) == "http://127.0.0.1:4111"
+
+
+@pytest.mark.parametrize(
+    ("opencode", "problem"),
+    [
+        ({"mode": "remote"}, "opencode.mode:"),
+        ({"binary": " "}, "opencode.binary: must not be empty"),
+        ({"host": "0.0.0.0"}, "opencode.host: spawn mode binds to loopback only"),
+        ({"handover_timeout_sec": 0}, "opencode.handover_timeout_sec: must be greater than 0"),
+        ({"restart_backoff_initial_sec": 9, "restart_backoff_max_sec": 1}, "opencode.restart_backoff_max_sec:"),
+        ({"env": {"BAD-NAME": "x"}}, "opencode.env.BAD-NAME: not a valid environment variable name"),
+        ({"continue_prompt": "  "}, "opencode.continue_prompt: must not be empty"),
+        ({"pasword": "typo"}, "opencode: unknown key(s): pasword"),
+    ],
+)
+def test_opencode_checks(opencode: JSONObject, problem: str) -> None:
+    (only,) = problems_of(example(opencode=opencode))
+    assert only.startswith(problem)
+
+
+def test_attach_mode_may_use_another_host() -> None:
+    config = parse_agent_config(example(opencode={"mode": "attach", "host": "10.0.0.5"}), env={})
+    assert config.opencode.base_url(4096) == "http://10.0.0.5:4096"
+
+
+def test_opencode_password_and_provider_keys_are_secrets() -> None:
+    raw = example(opencode={"env": {"ANTHROPIC_API_KEY": "sk-ant-not-a-real-key", "DEBUG": "1"}})
+    config = parse_agent_config(raw, env={"HALSWARM_OPENCODE_PASSWORD": "server-password"})
+    assert config.opencode.password == "server-password"
+    # Short values like "1" are not redacted: they would mangle every log line.
+    assert sorted(config.secrets()) == sorted([TOKEN, "server-password", "sk-ant-not-a-real-key"])
+
+
+def test_missing_project_directories_are_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    raw = example(
+        projects=[
+            {"name": "here", "directory": str(tmp_path)},
+            {"name": "gone", "directory": str(tmp_path / "gone")},
+            {"name": "file", "directory": str(tmp_path / "file")},
+        ]
+    )
+    config = parse_agent_config(raw, env={})
+    assert missing_project_directories(config) == [
+        f"projects[1].directory: {tmp_path / 'gone'} does not exist ('gone')",
+        f"projects[2].directory: {tmp_path / 'file'} is not a directory ('file')",
+    ]

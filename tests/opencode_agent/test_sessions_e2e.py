@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 import trio
 
 from tests.opencode_agent.fleet import open_fleet
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.slow
 
@@ -45,11 +42,18 @@ async def test_injected_prompt_runs_a_second_turn(tmp_path: Path) -> None:
             command = await fleet.command("prompt_session", session_id, prompt="first")
             assert command.status == "succeeded", command
             await fleet.wait_session(session_id, "one turn", lambda s: s.status == "idle" and s.tokens.input == 100)
+            # What the coding agent notes as its current task shows on the session.
+            context = Path(fleet.projects[0].directory) / ".context"
+            context.mkdir()
+            (context / "CURRENT_TASK.md").write_text("# Current task\n\nFix the flaky parser test\n")
             command = await fleet.command("prompt_session", session_id, prompt="second")
             assert command.status == "succeeded", command
             session = await fleet.wait_session(
-                session_id, "two turns", lambda s: s.status == "idle" and s.tokens.input == 200
+                session_id,
+                "two turns and the task",
+                lambda s: s.status == "idle" and s.tokens.input == 200 and s.current_task is not None,
             )
+            assert session.current_task == "Fix the flaky parser test"
             assert session.cost_usd == pytest.approx(2 * PLAIN_COST)
             assert [r.last_user_text for r in fleet.stub.of_kind("main")] == ["first", "second"]
 

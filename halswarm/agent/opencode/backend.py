@@ -86,16 +86,23 @@ def continuation_prompt(predecessor: str) -> str:
 
 
 def read_current_task(directory: str) -> str | None:
-    """The first meaningful line of ``<directory>/.context/CURRENT_TASK.md`` (blocking)."""
+    """The task line of ``<directory>/.context/CURRENT_TASK.md`` (blocking read).
+
+    The first line of text that is not a heading ("# Current task" says nothing), else
+    the first heading; list markers are dropped.
+    """
     try:
         text = (Path(directory) / _TASK_FILE).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+    heading: str | None = None
     for line in text.splitlines():
-        stripped = line.strip().lstrip("#").strip()
-        if stripped:
-            return stripped[:_TASK_MAX]
-    return None
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            heading = heading or stripped.lstrip("#").strip() or None
+        elif stripped:
+            return stripped.lstrip("-*> ").strip()[:_TASK_MAX] or heading
+    return heading[:_TASK_MAX] if heading else None
 
 
 class OpencodeBackend:
@@ -121,6 +128,7 @@ class OpencodeBackend:
         self.health_changed = Signal()
         self.applied = Signal()  # fired after every batch of events reached the outbox
         self._sink: EventSink | None = None
+        self._turn_ended = Signal()  # agents update CURRENT_TASK.md as a turn ends
         self._dirty = False
         self._lock = trio.Lock()  # one writer of mapper-derived events at a time
 
@@ -175,6 +183,8 @@ class OpencodeBackend:
         await self._sink.emit(events)
         self._dirty = True
         self.applied.fire()
+        if any(ev.type == "session.idle" for ev in events):
+            self._turn_ended.fire()
 
     async def _save(self) -> None:
         states = converter.unstructure(self.mapper.export())
@@ -260,11 +270,14 @@ class OpencodeBackend:
         return events, len(permissions) + len(questions)
 
     async def _task_watcher(self) -> None:
+        """Poll each project's CURRENT_TASK.md, and re-read it whenever a turn ends."""
         while True:
+            turn_ended = self._turn_ended.waiter()
             for project in self.projects:
                 task = await trio.to_thread.run_sync(read_current_task, project.directory)
                 await self._apply(functools.partial(self.mapper.set_current_task, project.name, task))
-            await trio.sleep(_TASK_POLL)
+            with trio.move_on_after(_TASK_POLL):
+                await turn_ended.wait()
 
     async def _apply(self, change: Callable[[], list[OutEvent]]) -> None:
         """Change the mapper and emit the result under the lock (a resync may be running)."""

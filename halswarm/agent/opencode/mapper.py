@@ -692,6 +692,7 @@ class SessionMapper:
             info = next((i for i in snapshot.sessions if _str(i.get("id")) == root_id), {})
             level = _str(_obj(snapshot.statuses.get(root_id)).get("type"), "idle")
             was = root.base
+            errors = root.state.consecutive_errors
             if level in ("busy", "retry"):
                 if was == "idle":
                     self._begin_turn(root)
@@ -699,8 +700,8 @@ class SessionMapper:
             elif was != "idle":
                 root.base, root.idle_sent = "idle", True
                 root.turns += 1
-                if not root.turn_failed:  # the turn ended without an error: like _finish_turn
-                    root.state = attrs.evolve(root.state, consecutive_errors=0)
+                if not root.turn_failed:  # the turn ended without an error, as in _finish_turn
+                    errors = 0
             root.own_tokens, root.own_cost = parse_tokens(info.get("tokens")), _num(info.get("cost"))
             if _obj(info.get("time")).get("archived"):
                 root.ended = True
@@ -709,6 +710,7 @@ class SessionMapper:
                 root_id,
                 title=_str(info.get("title")) or root.state.title,
                 model=_model_of(info) or root.state.model,
+                consecutive_errors=errors,
                 pending=Pending(
                     self._keep_asked_at(root.state.pending.permissions, permissions),
                     self._keep_asked_at(root.state.pending.questions, questions),
