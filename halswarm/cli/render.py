@@ -156,7 +156,7 @@ def nodes_table(nodes: list[Node], now: datetime, width: int = 120) -> Table:
 
 
 def node_detail(node: Node, now: datetime) -> RenderableType:
-    """Every field of a node, its projects and health checks."""
+    """Every field of a node, its projects, health checks and facts."""
     table = _details()
     table.add_row("id", node.id)
     table.add_row("status", status_text(node.status))
@@ -177,6 +177,11 @@ def node_detail(node: Node, now: datetime) -> RenderableType:
     for name, state in sorted(node.health.items()):
         health.add_row(name, Text(state, style="green" if state == "ok" else "yellow"))
     parts.append(health if node.health else Text("health: nothing reported"))
+    if node.facts:
+        facts = _details("facts")
+        for name, value in sorted(node.facts.items()):
+            facts.add_row(name, value)
+        parts.append(facts)
     return Group(*parts)
 
 

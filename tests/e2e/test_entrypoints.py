@@ -34,7 +34,11 @@ def run(
 
 @pytest.mark.parametrize(
     ("program", "example"),
-    [("hal-supervisor", "supervisor.config.json"), ("hal-agent", "agent.config.json")],
+    [
+        ("hal-supervisor", "supervisor.config.json"),
+        ("hal-agent", "agent.config.json"),
+        ("hal-agent", "agent.opencode.config.json"),
+    ],
 )
 def test_examples_validate(program: str, example: str) -> None:
     result = run(program, "--config", str(EXAMPLES / example), "--validate")

@@ -140,7 +140,7 @@ async def open_fleet(
         oc = opencode or OpencodeConfig()
         oc = attrs.evolve(
             oc,
-            binary=str(binary),
+            binary=str(binary) if oc.binary == OpencodeConfig().binary else oc.binary,
             env={**passed, **oc.env},
             restart_backoff_initial_sec=min(oc.restart_backoff_initial_sec, 0.5),
             restart_backoff_max_sec=min(oc.restart_backoff_max_sec, 2.0),

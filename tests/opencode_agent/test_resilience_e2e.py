@@ -78,6 +78,7 @@ async def test_wrong_password_is_reported_and_retried(tmp_path: Path) -> None:
                 assert node.exit_code == 0, node.stderr
                 assert "authentication failed" in node.stdout
                 assert "a-wrong-password" not in node.stdout
+                assert "opencode_mode" in node.stdout
                 assert (await fleet.node()).status == "degraded"
                 # Still trying, with backoff, without crashing.
                 probes = fleet.backend.runner.attempts
@@ -106,3 +107,16 @@ async def test_unreachable_opencode_is_reported_then_attached_when_it_comes_up(t
                 assert fleet.backend.runner.version == server.version
                 session_id = await fleet.started("hello")
                 await fleet.wait_session(session_id, "idle", lambda s: s.status == "idle")
+
+
+async def test_missing_binary_is_reported_without_crashing_the_agent(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        spawn = OpencodeConfig(binary=str(tmp_path / "no-such-opencode"))
+        async with open_fleet(tmp_path, opencode=spawn, ready=False) as fleet:
+
+            async def reported() -> bool:
+                return "No such file or directory" in (await node_health(fleet)).get("opencode", "")
+
+            await wait_until(reported, within=20, what="the missing binary in the node's health")
+            assert "no-such-opencode" in (await node_health(fleet))["opencode"]
+            assert (await fleet.node()).status == "degraded"
