@@ -313,7 +313,7 @@ class OpencodeClient:
                     await response.aread()
                     self._decode("GET", "/global/event", response)
                     raise OpencodeError("GET /global/event: expected an event stream from opencode")
-                yield _envelopes(response)
+                yield _EventStream(response)
         except httpx.TimeoutException:
             raise OpencodeUnavailableError(
                 f"event stream from {self.base_url} went silent for {self.event_read_timeout:g} s"
@@ -322,13 +322,27 @@ class OpencodeClient:
             raise OpencodeUnavailableError(f"event stream from {self.base_url} failed: {exc}") from None
 
 
-async def _envelopes(response: httpx.Response) -> AsyncIterator[JSONObject]:
-    """Parse SSE ``data:`` lines into JSON objects (opencode sends no ``event:``/``id:``)."""
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip())
-        elif not line and data:
+class _EventStream:
+    """Parses SSE ``data:`` lines into JSON objects (opencode sends no ``event:``/``id:``).
+
+    A plain async iterator rather than an async generator, so cancellation and cleanup
+    stay with the ``stream()`` block that owns the response.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._lines = response.aiter_lines()
+
+    def __aiter__(self) -> _EventStream:
+        return self
+
+    async def __anext__(self) -> JSONObject:
+        data: list[str] = []
+        async for line in self._lines:
+            if line.startswith("data:"):
+                data.append(line[5:].lstrip())
+                continue
+            if line or not data:
+                continue
             raw = "\n".join(data)
             data.clear()
             try:
@@ -337,4 +351,5 @@ async def _envelopes(response: httpx.Response) -> AsyncIterator[JSONObject]:
                 log.warning("opencode sent an event that is not JSON; skipped", extra={"ctx": {"bytes": len(raw)}})
                 continue
             if is_json_object(value):
-                yield value
+                return value
+        raise StopAsyncIteration
