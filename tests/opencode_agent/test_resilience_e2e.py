@@ -59,7 +59,7 @@ async def test_sigkilled_opencode_is_restarted_and_sessions_resynced(tmp_path: P
             )
 
 
-async def test_wrong_password_is_reported_and_retried(tmp_path: Path) -> None:
+async def test_wrong_password_is_reported_and_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with trio.fail_after(120):
         # A server someone else runs, with its own password; the agent attaches with a wrong one.
         project = make_project(tmp_path / "srv", "shared", "http://127.0.0.1:9/v1")
@@ -83,6 +83,9 @@ async def test_wrong_password_is_reported_and_retried(tmp_path: Path) -> None:
                 # Still trying, with backoff, without crashing.
                 probes = fleet.backend.runner.attempts
                 await wait_until(lambda: fleet.backend.runner.attempts >= probes + 2, within=20, what="more attempts")
+                [logged, *_] = [r for r in caplog.records if r.getMessage() == "cannot use opencode"]
+                assert "authentication failed" in str(logged.__dict__["ctx"]["problem"])
+                assert "a-wrong-password" not in caplog.text
                 failed = await fleet.command("start_session", fleet.projects[0].name, prompt="hello")
                 assert failed.status == "failed"
                 assert failed.error is not None

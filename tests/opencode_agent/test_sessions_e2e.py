@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from halswarm.config.agent import OpencodeConfig
 from tests.opencode_agent.fleet import open_fleet
 
 pytestmark = pytest.mark.slow
@@ -180,3 +181,48 @@ async def test_restart_hands_over_context_to_a_linked_new_session(tmp_path: Path
             assert ".context/PROGRESS.md" in first_text
             assert old_id in first_text
             assert info["metadata"]["halswarm_predecessor"] == old_id
+
+
+async def test_question_is_answered_through_halctl(tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        async with open_fleet(tmp_path) as fleet:
+            session_id = await fleet.started("ask me a QUESTION")
+            waiting = await fleet.wait_session(session_id, "waiting on a question", lambda s: s.status == "waiting")
+            [request] = waiting.pending.questions
+            assert [q.options for q in request.questions] == [["red", "blue"]]
+            wrong = await fleet.halctl("sessions", "answer", request.id, "--answer", "green")
+            assert wrong.exit_code == 2
+            answered = await fleet.halctl("sessions", "answer", request.id, "--answer", "blue")
+            assert answered.exit_code == 0, answered.stdout + answered.stderr
+            done = await fleet.wait_session(session_id, "turn finished", lambda s: s.status == "idle")
+            assert done.pending.is_empty()
+            types = await fleet.event_types(session_id)
+            assert types.index("question.asked") < types.index("question.replied")
+
+
+async def test_subagent_spend_is_added_to_its_session(tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        async with open_fleet(tmp_path) as fleet:
+            session_id = await fleet.started("delegate a TASK")
+            session = await fleet.wait_session(session_id, "idle", lambda s: s.status == "idle")
+            async with fleet.opencode() as opencode:
+                own = (await opencode.get(f"/session/{session_id}")).json()
+                children = (await opencode.get(f"/session/{session_id}/children")).json()
+            assert len(children) == 1
+            child = children[0]
+            # opencode's own total leaves the subagent out; halswarm's includes it.
+            assert child["cost"] > 0
+            assert session.cost_usd == pytest.approx(own["cost"] + child["cost"])
+            assert session.tokens.input == own["tokens"]["input"] + child["tokens"]["input"]
+            assert "session.child" in await fleet.event_types(session_id)
+
+
+async def test_resume_sends_the_configured_continue_prompt(tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        async with open_fleet(tmp_path, opencode=OpencodeConfig(continue_prompt="Keep going, please.")) as fleet:
+            session_id = await fleet.started("hello")
+            await fleet.wait_session(session_id, "idle", lambda s: s.status == "idle")
+            command = await fleet.command("resume_session", session_id)
+            assert command.status == "succeeded", command
+            await fleet.wait_session(session_id, "resumed turn", lambda s: s.status == "idle" and s.tokens.input == 200)
+            assert fleet.stub.of_kind("main")[-1].last_user_text == "Keep going, please."
