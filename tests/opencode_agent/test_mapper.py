@@ -376,6 +376,29 @@ def test_child_permission_makes_the_root_wait() -> None:
     assert r.only().status == "busy"
 
 
+def test_a_subagent_error_is_reported_but_does_not_fail_its_root() -> None:
+    envelopes = load("task")
+    root_id, [child_id] = session_ids(envelopes)
+    directory = project_dir(envelopes)
+    r = Replay.of(directory)
+    r.feed(envelopes[: index_of(envelopes, "session.created", child_id) + 1])
+    failure: JSONObject = {"sessionID": child_id, "error": {"name": "APIError", "data": {"message": "overloaded"}}}
+    [event] = r.feed([envelope(directory, "session.error", failure)])
+    assert (event.type, event.session_id, event.data["child_session_id"]) == ("session.error", root_id, child_id)
+    assert event.state is None
+    r.feed(envelopes[index_of(envelopes, "session.created", child_id) + 1 :])
+    assert (r.only().status, r.only().consecutive_errors) == ("idle", 0)
+
+
+def test_grandchildren_listed_before_their_parent_still_add_up_on_resync() -> None:
+    r = Replay.of("/srv/app")
+    root: JSONObject = {"id": "ses_root", "directory": "/srv/app", "cost": 1.0, "tokens": {"input": 10}}
+    child: JSONObject = {"id": "ses_child", "parentID": "ses_root", "directory": "/srv/app", "cost": 0.5}
+    grandchild: JSONObject = {"id": "ses_grand", "parentID": "ses_child", "directory": "/srv/app", "cost": 0.25}
+    r.mapper.resync(RestSnapshot([grandchild, root, child], {}, [], []))
+    assert r.only().cost_usd == 1.75
+
+
 def turn_of(envelopes: list[JSONObject]) -> list[JSONObject]:
     """A recording from its first ``session.status`` on: one prompt's turn."""
     return envelopes[index_of(envelopes, "session.status") :]

@@ -14,8 +14,9 @@ The rules (see the opencode API notes):
 - Status shown: ``completed`` once deleted or archived; else ``waiting`` while a
   permission or question is pending; else opencode's ``busy``/``retry``; at rest
   ``error`` if the last turn failed, otherwise ``idle``.
-- A ``session.error`` counts one consecutive error (an abort is not an error); a turn
-  that ends without one resets the count.
+- A ``session.error`` of the root counts one consecutive error (an abort is not an
+  error, a subagent's error is reported but not counted); a turn that ends without one
+  resets the count.
 - Forwarded: ``session.*``, completed assistant messages (as ``message.completed``),
   ``permission.*``, ``question.*``, ``file.edited``, ``todo.updated``. Dropped: streaming
   deltas, part updates, the ``sync`` log and server noise. Long strings are cut.
@@ -171,6 +172,8 @@ class _Root:
     ended: bool = False
     compaction_auto: bool | None = None
     last_emit: float = 0.0
+    #: Subagent sessions (at any depth) whose spend adds to this one.
+    children: set[str] = attrs.field(factory=set)
 
 
 @attrs.define
@@ -257,10 +260,17 @@ class SessionMapper:
     def _totals(self, root_id: str) -> tuple[Tokens, float]:
         root = self._roots[root_id]
         tokens, cost = root.own_tokens, root.own_cost
-        for child_id, child in self._children.items():
-            if self.root_of(child_id) == root_id:
-                tokens, cost = _add(tokens, child.tokens), cost + child.cost
+        for child_id in root.children:
+            child = self._children[child_id]
+            tokens, cost = _add(tokens, child.tokens), cost + child.cost
         return tokens, round(cost, 9)
+
+    def _attach(self, child_id: str) -> str | None:
+        """File a child under its root (once the chain up to a tracked root is known)."""
+        root_id = self.root_of(child_id)
+        if root_id is not None:
+            self._roots[root_id].children.add(child_id)
+        return root_id
 
     def _refresh(self, root_id: str, **changes: object) -> bool:
         """Recompute the derived fields; True when the state changed."""
@@ -299,7 +309,7 @@ class SessionMapper:
             child = self._children.setdefault(sid, _Child(parent))
             child.parent = parent
             child.tokens, child.cost = parse_tokens(info.get("tokens")), _num(info.get("cost"))
-            return self.root_of(sid)
+            return self._attach(sid)
         if sid in self._roots:
             return sid
         project = self.project_for(_str(info.get("directory")))
@@ -527,11 +537,15 @@ class SessionMapper:
             if key in err_data:
                 summary[key] = err_data[key]
         data: JSONObject = {"error": summary}
-        if root_id != _str(props.get("sessionID")):
-            data["child_session_id"] = _str(props.get("sessionID"))
         root = self._roots[root_id]
         if name in _ABORT_ERRORS:
             data["aborted"] = True
+        if root_id != _str(props.get("sessionID")):
+            # A subagent failed: the task tool reports it to the parent, whose own turn
+            # goes on; only the parent's errors count.
+            data["child_session_id"] = _str(props.get("sessionID"))
+            return [self._out("session.error", root_id, data, False)]
+        if name in _ABORT_ERRORS:
             return [self._out("session.error", root_id, data, False)]
         root.turn_failed = True
         changed = self._refresh(root_id, consecutive_errors=root.state.consecutive_errors + 1)
@@ -680,6 +694,10 @@ class SessionMapper:
                 new.add(sid)
             if self._track(info) is not None:
                 seen.add(sid)
+        # A grandchild listed before its parent could not be filed yet.
+        for child_id in self._children:
+            if self._attach(child_id) is not None:
+                seen.add(child_id)
         asks = self._pending_by_root(snapshot)
         for root_id, root in self._roots.items():
             if root.ended:
