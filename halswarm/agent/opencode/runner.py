@@ -23,6 +23,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+import psutil
 import trio
 
 from halswarm.agent.backoff import Backoff
@@ -64,6 +65,9 @@ class OpencodeRunner:
         self.url = oc.base_url(config.opencode_port)
         self.state_dir = data_dir / "opencode"
         self.log_path = self.state_dir / "serve.log"
+        #: The spawned server's pid: a server orphaned by a SIGKILLed agent is found
+        #: through it and stopped before a new one starts on the same port.
+        self.pid_path = self.state_dir / "serve.pid"
         self.client = OpencodeClient(
             self.url,
             password=self.password,
@@ -241,6 +245,9 @@ class OpencodeRunner:
     async def _run_once(self) -> str:
         """Run one server process until it exits or hangs; returns why it stopped."""
         self._set(False, "starting" if self.restarts == 0 else self.status)
+        orphan = await trio.to_thread.run_sync(reap_orphan, self.pid_path, self.port)
+        if orphan is not None:
+            log.warning("stopped an opencode serve left over by a previous agent", extra=ctx(pid=orphan))
         try:
             log_fd = self._open_log()
         except OSError as exc:
@@ -260,6 +267,7 @@ class OpencodeRunner:
         finally:
             os.close(log_fd)
         self.pid = process.pid
+        self._write_pid(process.pid)
         log.info("opencode serve started", extra=ctx(pid=process.pid, port=self.port, log=str(self.log_path)))
         try:
             problem = await self._probe_until_ready(self.config.opencode.ready_timeout_sec, process)
@@ -285,6 +293,54 @@ class OpencodeRunner:
             self.pid = None
             with trio.CancelScope(shield=True):
                 await _stop(process)
+            self.pid_path.unlink(missing_ok=True)
+
+    def _write_pid(self, pid: int) -> None:
+        try:
+            self.pid_path.write_text(f"{pid} {self.port}\n")
+        except OSError as exc:
+            log.warning("cannot record the opencode pid", extra=ctx(path=str(self.pid_path), error=str(exc)))
+
+
+def reap_orphan(pid_path: Path, port: int, grace: float = _STOP_GRACE) -> int | None:
+    """Stop the server a previous run recorded in *pid_path*, if it still runs (blocking).
+
+    Only a process that still looks like that server (``opencode ... serve ... --port
+    PORT``) is touched: after a reboot the pid may belong to anything. Returns the pid
+    stopped, or None.
+    """
+    try:
+        pid = int(pid_path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        process = psutil.Process(pid)
+        cmdline = process.cmdline()
+        group = os.getpgid(pid)
+    except (psutil.Error, ProcessLookupError):
+        pid_path.unlink(missing_ok=True)
+        return None
+    if "serve" not in cmdline or str(port) not in cmdline or not any("opencode" in part for part in cmdline[:2]):
+        pid_path.unlink(missing_ok=True)
+        return None
+    own_group = group == pid
+    if own_group:
+        _kill_group(pid, signal.SIGTERM)
+    else:
+        process.terminate()
+    try:
+        process.wait(grace)
+    except psutil.TimeoutExpired:
+        if own_group:
+            _kill_group(pid, signal.SIGKILL)
+        else:
+            process.kill()
+        with contextlib.suppress(psutil.TimeoutExpired):
+            process.wait(2.0)
+    if own_group:
+        _kill_group(pid, signal.SIGKILL)  # its tools' processes
+    pid_path.unlink(missing_ok=True)
+    return pid
 
 
 async def _cancel_when_exited(process: trio.Process, scope: trio.CancelScope) -> None:
