@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ import httpx
 import orjson
 import trio
 
-from halswarm.runtime import watch_signals
+from halswarm.runtime import terminate, watch_signals
 
 __all__ = ["main"]
 
@@ -113,15 +112,6 @@ Try, in another shell in this directory:
 """
 
 
-async def _stop(process: trio.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        with trio.move_on_after(_STOP_GRACE, shield=True):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-
-
 async def run_demo(directory: Path, sessions: int, rate: float) -> int:
     """Run supervisor and agent until Ctrl-C; returns the exit code."""
     sup_config, agent_config, token = prepare(directory, sessions)
@@ -173,8 +163,8 @@ async def run_demo(directory: Path, sessions: int, rate: float) -> int:
                 nursery.cancel_scope.cancel()
         finally:
             with trio.move_on_after(2 * _STOP_GRACE + 5, shield=True):
-                await _stop(agent)
-                await _stop(supervisor)
+                await terminate(agent, _STOP_GRACE)
+                await terminate(supervisor, _STOP_GRACE)
     print("demo stopped", flush=True)
     return 0
 

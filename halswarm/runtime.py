@@ -1,13 +1,16 @@
-"""Process plumbing shared by the daemons: signals become the shutdown event."""
+"""Process plumbing shared by the daemons: signals become the shutdown event; child
+processes are stopped politely, then firmly."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 
 import trio
 
-__all__ = ["exception_leaves", "listen_error", "watch_signals"]
+__all__ = ["exception_leaves", "listen_error", "terminate", "watch_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,32 @@ async def watch_signals(shutdown: trio.Event, cancel_scope: trio.CancelScope) ->
             else:
                 log.warning("%s received again: stopping now", name)
                 cancel_scope.cancel()
+
+
+async def terminate(process: trio.Process, grace: float, *, group: bool = False) -> None:
+    """SIGTERM, wait up to *grace* seconds, then SIGKILL. Shielded: runs in cleanup.
+
+    With *group*, the signals go to the process group the child leads (started with
+    ``start_new_session=True``), so whatever it spawned goes too, even after it exited.
+    """
+
+    def send(sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if group:
+                os.killpg(process.pid, sig)
+            elif process.returncode is None:
+                process.send_signal(sig)
+
+    with trio.CancelScope(shield=True):
+        if process.returncode is None:
+            send(signal.SIGTERM)
+            with trio.move_on_after(grace):
+                await process.wait()
+            if process.returncode is None:
+                log.warning("process %d ignored SIGTERM for %g s; killing it", process.pid, grace)
+        send(signal.SIGKILL)
+        with trio.move_on_after(grace):
+            await process.wait()
 
 
 def exception_leaves(error: BaseException) -> list[BaseException]:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Final
 import orjson
 import trio
 
+from halswarm.runtime import terminate
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -59,14 +61,7 @@ class Daemon:
 
     async def stop(self, grace: float = _STOP_GRACE) -> int:
         """SIGTERM, wait (bounded), then SIGKILL. Returns the exit code."""
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            with trio.move_on_after(grace, shield=True):
-                await self.process.wait()
-            if self.process.returncode is None:
-                self.process.kill()
-                with trio.move_on_after(5, shield=True):
-                    await self.process.wait()
+        await terminate(self.process, grace)
         code = self.process.returncode
         return code if code is not None else -9
 

@@ -12,7 +12,6 @@ Typical use::
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 from contextlib import asynccontextmanager
@@ -25,6 +24,8 @@ import httpx
 import orjson
 import pytest
 import trio
+
+from halswarm.runtime import terminate
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -47,7 +48,6 @@ _PROBE_TIMEOUT: Final = 1.5
 _PROBE_SLEEP: Final = 0.2
 _READY_DEADLINE: Final = 30.0
 _STOP_GRACE: Final = 5.0
-_KILL_WAIT: Final = 5.0
 _LOG_TAIL: Final = 4000
 _GIT_IDENTITY: Final = {
     "GIT_AUTHOR_NAME": "halswarm tests",
@@ -221,15 +221,8 @@ async def _wait_ready(process: trio.Process, url: str, password: str | None, log
 
 
 async def _stop(process: trio.Process) -> None:
-    """SIGTERM, bounded wait, then SIGKILL (bounded and shielded: runs in cleanup)."""
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        with trio.move_on_after(_STOP_GRACE, shield=True):
-            await process.wait()
-    if process.returncode is None:
-        process.kill()
-        with trio.move_on_after(_KILL_WAIT, shield=True):
-            await process.wait()
+    """SIGTERM, bounded wait, then SIGKILL (shielded: runs in cleanup)."""
+    await terminate(process, _STOP_GRACE)
 
 
 @asynccontextmanager
@@ -289,5 +282,5 @@ async def run_opencode(
                 version = await _wait_ready(process, url, password, log_path)
                 yield RunningOpencode(url=url, pid=process.pid, password=password, version=version, log_path=log_path)
             finally:
-                with trio.move_on_after(_STOP_GRACE + _KILL_WAIT + 1.0, shield=True):
+                with trio.move_on_after(_STOP_GRACE * 2 + 1, shield=True):
                     await _stop(process)

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from halswarm.convert import converter
-from halswarm.models import Session
+from halswarm.models import Node, Session
 from halswarm.testing import (
     TEST_TOKEN,
     api_client,
@@ -73,8 +73,8 @@ async def test_restarted_agent_replaces_the_orphaned_opencode_and_keeps_its_sess
                     response = await api.get("/api/v1/nodes/crashy")
                     if response.status_code != 200:
                         return False
-                    node = response.json()["node"]
-                    return node["status"] == "online" and node["health"].get("opencode") == "ok"
+                    node = converter.structure(response.json()["node"], Node)
+                    return node.status == "online" and node.health.get("opencode") == "ok"
 
                 await wait_until(healthy, within=60, what="agent online with opencode ready")
                 response = await api.post(
@@ -120,5 +120,7 @@ async def test_restarted_agent_replaces_the_orphaned_opencode_and_keeps_its_sess
 
                     await wait_until(second_turn, within=30, what="a turn on the new opencode")
                 finally:
-                    assert await agent.stop() == 0, agent.log_text()[-3000:]
+                    with trio.move_on_after(20, shield=True):
+                        code = await agent.stop()
+                assert code == 0, agent.log_text()[-3000:]
                 assert not (data_dir / "opencode" / "serve.pid").exists()

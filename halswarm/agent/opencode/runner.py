@@ -33,6 +33,7 @@ from halswarm.agent.opencode.client import (
     OpencodeError,
 )
 from halswarm.obs.logging import ctx
+from halswarm.runtime import terminate
 from halswarm.sync import Signal
 
 if TYPE_CHECKING:
@@ -291,8 +292,8 @@ class OpencodeRunner:
         finally:
             self._ready = False
             self.pid = None
-            with trio.CancelScope(shield=True):
-                await _stop(process)
+            with trio.move_on_after(2 * _STOP_GRACE + 1, shield=True):
+                await terminate(process, _STOP_GRACE, group=True)
             self.pid_path.unlink(missing_ok=True)
 
     def _write_pid(self, pid: int) -> None:
@@ -346,21 +347,6 @@ def reap_orphan(pid_path: Path, port: int, grace: float = _STOP_GRACE) -> int | 
 async def _cancel_when_exited(process: trio.Process, scope: trio.CancelScope) -> None:
     await process.wait()
     scope.cancel()
-
-
-async def _stop(process: trio.Process) -> None:
-    """SIGTERM the server's process group, then SIGKILL after a grace period."""
-    if process.returncode is not None:
-        _kill_group(process.pid, signal.SIGKILL)  # leftover tool processes
-        return
-    _kill_group(process.pid, signal.SIGTERM)
-    with trio.move_on_after(_STOP_GRACE):
-        await process.wait()
-        _kill_group(process.pid, signal.SIGKILL)
-        return
-    log.warning("opencode serve ignored SIGTERM; killing it", extra=ctx(pid=process.pid))
-    _kill_group(process.pid, signal.SIGKILL)
-    await process.wait()
 
 
 def _kill_group(pid: int, sig: signal.Signals) -> None:
