@@ -332,7 +332,6 @@ class AgentLink:
         """Send heartbeats on a fixed schedule (with resources, health and facts), and one
         at once whenever the backend's health changes (a degraded node shows at once)."""
         start = trio.current_time()
-        k = 0
         try:
             while True:
                 changed = self.health_changed.waiter() if self.health_changed is not None else trio.Event()
@@ -343,7 +342,9 @@ class AgentLink:
                     facts=self.facts() if self.facts is not None else None,
                 )
                 await conn.send(proto.heartbeat_frame(heartbeat))
-                k = max(k + 1, int((trio.current_time() - start) / interval) + 1)
+                # The next slot of the fixed schedule: an extra heartbeat never delays
+                # the regular ones (the supervisor counts silent intervals).
+                k = int((trio.current_time() - start) // interval) + 1
                 with trio.move_on_at(start + k * interval):
                     await changed.wait()
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, NoReturn, cast
 
 import attrs
@@ -31,14 +32,16 @@ from halswarm.agent.outbox import open_outbox
 from halswarm.config.agent import AgentConfig, LinkConfig
 from halswarm.models import Resources
 from halswarm.proto import CloseCode, Hello, decode
+from halswarm.sync import Signal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from datetime import datetime
     from pathlib import Path
     from types import TracebackType
 
+    from halswarm.agent.link import _Connection
     from halswarm.jsontypes import JSONObject
+    from halswarm.proto import AgentProtocol
     from halswarm.proto.messages import CommandMsg
 
 SEED: Final = 1234
@@ -306,3 +309,50 @@ async def test_the_guard_notices_a_thread_hop(
     assert len(thread_hops) == 1
     assert thread_hops[0].startswith("Outbox.count")
     thread_hops.clear()
+
+
+class RecordingConnection:
+    """Stands in for a live connection: records when each frame was sent."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    async def send(self, frame: str) -> None:
+        self.times.append(trio.current_time())
+
+
+class FrameMaker:
+    def heartbeat_frame(self, heartbeat: object) -> str:
+        return "heartbeat"
+
+
+async def test_extra_heartbeats_on_health_changes_keep_the_regular_schedule(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    changed = Signal()
+    config = AgentConfig(supervisor_url=URL, auth_token=TOKEN, node_id="node-h", data_dir=str(tmp_path), link=LINK)
+    async with open_outbox(tmp_path / "agent") as outbox:
+        link = AgentLink(
+            config,
+            outbox=outbox,
+            sink=EventSink(outbox, now=_fixed_now),
+            executor=Executor(NullBackend(), outbox),
+            shutdown=trio.Event(),
+            now=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+            rng=random.Random(SEED),
+            resources=Resources,
+            health=lambda: {"backend": "ok"},
+            health_changed=changed,
+        )
+        conn = RecordingConnection()
+        async with trio.open_nursery() as nursery:
+            start = trio.current_time()
+            beats = link._heartbeats(cast("_Connection", conn), cast("AgentProtocol", FrameMaker()), 30.0)
+            nursery.start_soon(lambda: beats)
+            for at in (5.0, 6.0, 7.0):
+                await trio.sleep_until(start + at)
+                changed.fire()
+            await trio.sleep_until(start + 95.0)
+            nursery.cancel_scope.cancel()
+    # One at once for each change, and the regular ones still every 30 s.
+    assert [t - start for t in conn.times] == [0.0, 5.0, 6.0, 7.0, 30.0, 60.0, 90.0]

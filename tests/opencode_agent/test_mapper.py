@@ -710,3 +710,48 @@ def test_any_shuffled_or_duplicated_subsequence_is_safe(name: str, picks: list[i
         if state.status != "completed":
             assert (state.status == "waiting") == (not state.pending.is_empty())
     assert {e.session_id for e in r.out} <= {s.id for s in r.mapper.sessions()} | {None}
+
+
+def test_restored_sessions_keep_their_totals_until_the_resync() -> None:
+    envelopes = load("plain")
+    first = replay("plain")
+    saved = first.mapper.export()
+    second = Replay.of(first.directory)
+    second.mapper.restore(saved)
+    # The task watcher may refresh a session before opencode is even reachable.
+    [event] = second.mapper.set_current_task("app", "Ship it")
+    assert event.state is not None
+    assert event.state.tokens.input == 100
+    assert event.state.cost_usd == pytest.approx(0.000405)
+    assert session_ids(envelopes)[0] == event.session_id
+
+
+def test_failed_messages_forward_a_summary_not_the_provider_response() -> None:
+    r = replay("err401")
+    failed = [e for e in r.of_type("message.completed") if "error" in e.data]
+    assert failed
+    for event in failed:
+        assert set(obj(event.data["error"])) <= {"name", "message", "statusCode", "isRetryable"}
+
+
+def test_impossible_times_do_not_break_the_mapper() -> None:
+    r = Replay.of("/srv/app")
+    info: JSONObject = {"id": "ses_x", "directory": "/srv/app", "time": {"created": 10**20, "updated": 2**62}}
+    [event] = r.mapper.adopt(info)
+    assert event.state is not None
+    assert event.state.started_at is not None
+
+
+def test_ended_sessions_are_forgotten_beyond_a_bound() -> None:
+    r = Replay.of("/srv/app")
+    for i in range(700):
+        sid = f"ses_{i:04d}"
+        r.mapper.adopt({"id": sid, "directory": "/srv/app"})
+        r.mapper.adopt({"id": f"ses_child_{i:04d}", "parentID": sid, "directory": "/srv/app", "cost": 0.1})
+        r.mapper.mark_ended(sid, "session.killed", {})
+    r.mapper.adopt({"id": "ses_live", "directory": "/srv/app"})
+    assert len(r.mapper.sessions()) == 501  # the 500 most recent ended, and the live one
+    assert r.mapper.get("ses_0000") is None
+    assert r.mapper.get("ses_0699") is not None
+    assert len(r.mapper._children) == 500
+    assert [s.id for s in r.mapper.export()] == ["ses_live"]

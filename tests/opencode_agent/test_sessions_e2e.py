@@ -226,3 +226,20 @@ async def test_resume_sends_the_configured_continue_prompt(tmp_path: Path) -> No
             assert command.status == "succeeded", command
             await fleet.wait_session(session_id, "resumed turn", lambda s: s.status == "idle" and s.tokens.input == 200)
             assert fleet.stub.of_kind("main")[-1].last_user_text == "Keep going, please."
+
+
+async def test_restart_of_a_stuck_session_gives_up_on_the_handover_and_restarts(tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        async with open_fleet(tmp_path, opencode=OpencodeConfig(handover_timeout_sec=3)) as fleet:
+            old_id = await fleet.started("SLOW work that never ends")
+            await fleet.wait_session(old_id, "busy", lambda s: s.status == "busy")
+            command = await fleet.command("restart_session", old_id)
+            assert command.status == "succeeded", command
+            assert command.result is not None
+            assert command.result["handover"] == "timed_out"
+            new_id = str(command.result["session_id"])
+            assert (await fleet.session(old_id)).status == "completed"
+            new = await fleet.wait_session(new_id, "first turn done", lambda s: s.status == "idle")
+            assert new.predecessor_id == old_id
+            # The slow stream was cut when the old session was aborted.
+            await fleet.stub.wait_until(lambda: any(r.disconnected for r in fleet.stub.requests))

@@ -63,6 +63,8 @@ _SAVE_EVERY: Final = 2.0
 _TASK_POLL: Final = 10.0
 _CONNECTED_WAIT: Final = 10.0
 _EFFECT_WAIT: Final = 5.0  # how long a command waits to see its effect in the stream
+_EMIT_LIMIT: Final = 30.0
+_RESTART_STEPS: Final = 20.0  # seconds a restart needs after the handover wait
 _STREAM_BACKOFF: Final = Backoff(0.5, 15.0)
 _TASK_FILE: Final = Path(".context") / "CURRENT_TASK.md"
 _TASK_MAX: Final = 200
@@ -160,8 +162,8 @@ class OpencodeBackend:
         if saved is not None:
             try:
                 self.mapper.restore(converter.structure(orjson.loads(saved), list[Session]))
-            except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-                log.warning("saved opencode session state unreadable; starting afresh", extra=ctx(error=str(exc)))
+            except Exception as exc:  # any shape change across versions: start afresh
+                log.warning("saved opencode session state unreadable; starting afresh", extra=ctx(error=repr(exc)))
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.runner.run)
@@ -180,7 +182,13 @@ class OpencodeBackend:
         if not events:
             return
         assert self._sink is not None
-        await self._sink.emit(events)
+        # The mapper already holds the change: a cancelled write (command deadline,
+        # shutdown) would lose it for good, so the write finishes, within bounds.
+        with trio.move_on_after(_EMIT_LIMIT, shield=True) as scope:
+            await self._sink.emit(events)
+        if scope.cancelled_caught:
+            log.error("events could not be written to the outbox in time", extra=ctx(events=len(events)))
+            return
         self._dirty = True
         self.applied.fire()
         if any(ev.type == "session.idle" for ev in events):
@@ -252,6 +260,12 @@ class OpencodeBackend:
 
     async def _resync_locked(self) -> tuple[list[OutEvent], int]:
         sessions = await self.client.all_sessions()
+        listed = {info.get("id") for info in sessions}
+        for state in self.mapper.sessions():
+            # Ended only when opencode says so, not because a list left it out.
+            if state.status != "completed" and state.id not in listed:
+                with contextlib.suppress(OpencodeNotFoundError):
+                    sessions.append(await self.client.session(state.id))
         # Sessions in sub-directories of a project have their own instance views.
         ours = {
             str(info.get("directory"))
@@ -265,7 +279,9 @@ class OpencodeBackend:
             statuses.update(await self.client.session_status(directory))
             permissions.extend(await self.client.permissions(directory))
             questions.extend(await self.client.questions(directory))
-        events = self.mapper.resync(RestSnapshot(sessions, statuses, permissions, questions))
+        events = self._mapped(
+            functools.partial(self.mapper.resync, RestSnapshot(sessions, statuses, permissions, questions))
+        )
         await self._emit(events)
         return events, len(permissions) + len(questions)
 
@@ -282,7 +298,15 @@ class OpencodeBackend:
     async def _apply(self, change: Callable[[], list[OutEvent]]) -> None:
         """Change the mapper and emit the result under the lock (a resync may be running)."""
         async with self._lock:
-            await self._emit(change())
+            await self._emit(self._mapped(change))
+
+    def _mapped(self, change: Callable[[], list[OutEvent]]) -> list[OutEvent]:
+        """Run a mapper change; odd input from opencode is logged and skipped, never fatal."""
+        try:
+            return change()
+        except Exception:
+            log.exception("could not map opencode data; skipped", extra=ctx(change=repr(change)[:200]))
+            return []
 
     async def _await_state(self, ready: Callable[[], bool], seconds: float) -> bool:
         """Wait until the stream shows what a command did; False after *seconds*."""
@@ -325,7 +349,7 @@ class OpencodeBackend:
             case ResumeArgs(prompt=prompt):
                 return await self._prompt(self._live(command.target), prompt or self.config.opencode.continue_prompt)
             case RestartArgs(handover=handover):
-                return await self._restart(self._live(command.target), handover)
+                return await self._restart(self._live(command.target), handover, command.deadline)
             case ReplyPermissionArgs(request_id=request_id, reply=reply, message=message):
                 return await self._reply_permission(self._live(command.target), request_id, reply, message)
             case AnswerQuestionArgs(request_id=request_id, answers=answers):
@@ -359,7 +383,16 @@ class OpencodeBackend:
         await self._apply(lambda: self.mapper.adopt(info))
         session_id = str(info.get("id", ""))
         if prompt:
-            await self.client.prompt_async(session_id, project.directory, prompt, model=model, agent=agent)
+            try:
+                await self.client.prompt_async(session_id, project.directory, prompt, model=model, agent=agent)
+            except OpencodeError:
+                # Do not leave an unprompted session behind a "failed" start (a retry
+                # would add another one).
+                with trio.move_on_after(_EFFECT_WAIT, shield=True), contextlib.suppress(OpencodeError):
+                    await self.client.delete(session_id, project.directory)
+                data: JSONObject = {"reason": "first prompt failed"}
+                await self._apply(lambda: self.mapper.mark_ended(session_id, "session.ended", data))
+                raise
             await self._apply(lambda: self.mapper.mark_prompted(session_id, prompt))
         return {"session_id": session_id, "project": project.name}
 
@@ -422,27 +455,27 @@ class OpencodeBackend:
         await self._await_state(answered, _EFFECT_WAIT)
         return {"session_id": session.id, "request_id": request_id}
 
-    async def _restart(self, old: Session, handover: bool) -> JSONObject:
-        """Context handover (DESIGN.md): notes first, bounded; then a fresh session."""
+    async def _restart(self, old: Session, handover: bool, deadline: float | None) -> JSONObject:
+        """Context handover (DESIGN.md): notes first, bounded; then a fresh session.
+
+        The new session exists before the old one is deleted, so a failure part-way
+        never leaves the project without a session.
+        """
         outcome = "skipped"
         if handover:
-            # A busy session runs the handover prompt after its current turn.
-            target = self.mapper.turns(old.id) + (2 if self.mapper.is_busy(old.id) else 1)
+            # A prompt sent while busy runs in the same loop: one more idle either way.
+            target = self.mapper.turns(old.id) + 1
+            wait = self.config.opencode.handover_timeout_sec
+            if deadline is not None:  # leave time for the steps after the wait
+                wait = max(1.0, min(wait, deadline - _RESTART_STEPS))
             await self.client.prompt_async(old.id, old.directory, HANDOVER_PROMPT)
             await self._apply(lambda: self.mapper.mark_prompted(old.id, HANDOVER_PROMPT))
-            done = await self._await_state(
-                lambda: self.mapper.turns(old.id) >= target, self.config.opencode.handover_timeout_sec
-            )
+            done = await self._await_state(lambda: self.mapper.turns(old.id) >= target, wait)
             outcome = "done" if done else "timed_out"
             if not done:
                 log.warning(
-                    "handover did not finish in time; restarting anyway",
-                    extra=ctx(session_id=old.id, timeout=self.config.opencode.handover_timeout_sec),
+                    "handover did not finish in time; restarting anyway", extra=ctx(session_id=old.id, waited=wait)
                 )
-        await self._abort_and_delete(old)
-        await self._apply(
-            lambda: self.mapper.mark_ended(old.id, "session.ended", {"reason": "restarted", "handover": outcome})
-        )
         info = await self.client.create_session(
             old.directory,
             title=f"{old.title} (continued)" if old.title else None,
@@ -451,8 +484,16 @@ class OpencodeBackend:
         )
         new_id = str(info.get("id", ""))
         await self._apply(lambda: self.mapper.adopt(info, predecessor=old.id))
+        await self._abort_and_delete(old)
+        ended: JSONObject = {"reason": "restarted", "handover": outcome, "successor_id": new_id}
+        await self._apply(lambda: self.mapper.mark_ended(old.id, "session.ended", ended))
         prompt = continuation_prompt(old.id)
-        await self.client.prompt_async(new_id, old.directory, prompt)
+        try:
+            await self.client.prompt_async(new_id, old.directory, prompt)
+        except OpencodeError as exc:
+            raise CommandFailedError(
+                f"session {new_id} replaced {old.id}, but its first prompt failed: {exc}"
+            ) from None
         await self._apply(lambda: self.mapper.mark_prompted(new_id, prompt))
         return {"session_id": new_id, "predecessor_id": old.id, "handover": outcome}
 

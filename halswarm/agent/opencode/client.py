@@ -35,6 +35,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _HEALTH_TIMEOUT: Final = 1.5
+_PAGE_SIZE: Final = 500
+_MAX_PAGES: Final = 200  # 100,000 sessions: a bound, never reached in practice
 
 
 class OpencodeError(Exception):
@@ -75,6 +77,10 @@ def split_model(model: str) -> tuple[str, str]:
     if not sep or not provider or not model_id:
         raise ValueError(f"model must look like provider/model, got {model!r}")
     return provider, model_id
+
+
+def _obj(value: JSONValue) -> JSONObject:
+    return value if is_json_object(value) else {}
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -207,9 +213,27 @@ class OpencodeClient:
 
     # ---- sessions ----------------------------------------------------------------------
 
-    async def all_sessions(self) -> list[JSONObject]:
-        """Sessions of every project (``GET /experimental/session``), for a full resync."""
-        return await self._list("GET", "/experimental/session")
+    async def all_sessions(self, *, page_size: int = _PAGE_SIZE) -> list[JSONObject]:
+        """Sessions of every project (``GET /experimental/session``), for a full resync.
+
+        The route answers 100 sessions by default, newest first: follow its ``cursor``
+        (the last session's ``time.updated``) to the end, so older sessions are not
+        mistaken for deleted ones.
+        """
+        sessions: dict[str, JSONObject] = {}
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            params = {"limit": str(page_size)}
+            if cursor is not None:
+                params["cursor"] = cursor
+            page = await self._list("GET", "/experimental/session", params=params)
+            fresh = [s for s in page if isinstance(s.get("id"), str) and s["id"] not in sessions]
+            sessions.update((str(s["id"]), s) for s in fresh)
+            updated = _obj(page[-1].get("time")).get("updated") if page else None
+            if len(page) < page_size or not fresh or not isinstance(updated, int | float):
+                break
+            cursor = str(updated)
+        return list(sessions.values())
 
     async def project_sessions(self, directory: str) -> list[JSONObject]:
         """Sessions of one directory, newest first."""

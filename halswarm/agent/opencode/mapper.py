@@ -55,6 +55,7 @@ _MAX_STRING: Final = 2000
 _MAX_LIST: Final = 200
 _ACTIVITY_EVERY: Final = 30.0  # seconds: busy sessions with only dropped events still show activity
 _SEEN_MESSAGES: Final = 4096
+_KEEP_ENDED: Final = 500  # ended sessions remembered (commands on them get "has ended")
 _ABORT_ERRORS: Final = frozenset({"MessageAbortedError"})
 _FORWARDED_AS_IS: Final = frozenset({"file.edited", "todo.updated"})
 
@@ -81,7 +82,10 @@ def _ms_ts(value: JSONValue) -> str | None:
     """opencode's epoch milliseconds -> our timestamp."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         return None
-    return format_ts(datetime.fromtimestamp(value / 1000, tz=UTC))
+    try:
+        return format_ts(datetime.fromtimestamp(value / 1000, tz=UTC))
+    except (OverflowError, OSError, ValueError):  # a time no clock can show
+        return None
 
 
 def trim(value: JSONValue, depth: int = 0) -> JSONValue:
@@ -194,6 +198,7 @@ class SessionMapper:
         self._children: dict[str, _Child] = {}
         self._tasks: dict[str, str | None] = {}
         self._seen_messages: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     # ---- lookups -----------------------------------------------------------------------
 
@@ -340,7 +345,7 @@ class SessionMapper:
         root = self._roots[root_id]
         root.own_tokens, root.own_cost = parse_tokens(info.get("tokens")), _num(info.get("cost"))
         if _obj(info.get("time")).get("archived"):
-            root.ended = True
+            self._end(root_id)
         return self._refresh(
             root_id,
             title=_str(info.get("title")) or root.state.title,
@@ -349,6 +354,8 @@ class SessionMapper:
 
     def adopt(self, info: JSONObject, *, predecessor: str | None = None) -> list[OutEvent]:
         """A session this agent just created (``POST /session`` answer)."""
+        if _str(info.get("parentID")):
+            return self._on_session_info({"info": info}, "session.created")
         new = _str(info.get("id")) not in self._roots
         root_id = self._track(info)
         if root_id is None:
@@ -378,10 +385,26 @@ class SessionMapper:
         root = self._roots.get(session_id)
         if root is None or root.ended:
             return []
-        root.ended = True
-        root.base = "idle"
+        self._end(session_id)
         self._refresh(session_id, pending=Pending())
-        return [self._out(etype, session_id, data, True)]
+        out = [self._out(etype, session_id, data, True)]
+        self._evict()
+        return out
+
+    def _end(self, root_id: str) -> None:
+        """The session is over for good: remembered for a while, then forgotten."""
+        root = self._roots[root_id]
+        root.ended, root.base = True, "idle"
+        self._ended[root_id] = None
+
+    def _evict(self) -> None:
+        """Forget the oldest ended sessions beyond the cap (memory stays bounded)."""
+        while len(self._ended) > _KEEP_ENDED:
+            root_id, _ = self._ended.popitem(last=False)
+            root = self._roots.pop(root_id, None)
+            if root is not None:
+                for child_id in root.children:
+                    self._children.pop(child_id, None)
 
     def set_current_task(self, project: str, task: str | None) -> list[OutEvent]:
         """The project's ``.context/CURRENT_TASK.md`` changed: update its live sessions."""
@@ -529,13 +552,8 @@ class SessionMapper:
         root_id = self._root_for_event(props)
         if root_id is None:
             return []
-        error = _obj(props.get("error"))
-        name = _str(error.get("name"), "UnknownError")
-        err_data = _obj(error.get("data"))
-        summary: JSONObject = {"name": name, "message": trim(_str(err_data.get("message")))}
-        for key in ("statusCode", "isRetryable"):
-            if key in err_data:
-                summary[key] = err_data[key]
+        summary = _error_summary(_obj(props.get("error")))
+        name = _str(summary["name"])
         data: JSONObject = {"error": summary}
         root = self._roots[root_id]
         if name in _ABORT_ERRORS:
@@ -598,7 +616,7 @@ class SessionMapper:
             "finish": _str(info.get("finish")),
         }
         if info.get("error"):
-            data["error"] = trim(info.get("error"))
+            data["error"] = _error_summary(_obj(info.get("error")))
         if sid != root_id:
             data["child_session_id"] = sid
         root = self._roots[root_id]
@@ -699,15 +717,16 @@ class SessionMapper:
             if self._attach(child_id) is not None:
                 seen.add(child_id)
         asks = self._pending_by_root(snapshot)
-        for root_id, root in self._roots.items():
+        by_id = {_str(i.get("id")): i for i in snapshot.sessions}
+        for root_id, root in list(self._roots.items()):
             if root.ended:
                 continue
             if root_id not in seen:
-                root.ended, root.base = True, "idle"
+                self._end(root_id)
                 self._refresh(root_id, pending=Pending())
                 out.append(self._out("session.deleted", root_id, {"resync": True}, True))
                 continue
-            info = next((i for i in snapshot.sessions if _str(i.get("id")) == root_id), {})
+            info = by_id.get(root_id, {})
             level = _str(_obj(snapshot.statuses.get(root_id)).get("type"), "idle")
             was = root.base
             errors = root.state.consecutive_errors
@@ -722,7 +741,7 @@ class SessionMapper:
                     errors = 0
             root.own_tokens, root.own_cost = parse_tokens(info.get("tokens")), _num(info.get("cost"))
             if _obj(info.get("time")).get("archived"):
-                root.ended = True
+                self._end(root_id)
             permissions, questions = asks.get(root_id, ([], []))
             changed = self._refresh(
                 root_id,
@@ -738,6 +757,7 @@ class SessionMapper:
                 out.append(self._out("session.created", root_id, {"title": root.state.title, "resync": True}, True))
             elif changed:
                 out.append(self._out("session.updated", root_id, {"resync": True}, True))
+        self._evict()
         return out
 
     def _pending_by_root(
@@ -764,8 +784,9 @@ class SessionMapper:
     # ---- persistence -------------------------------------------------------------------
 
     def export(self) -> list[Session]:
-        """States to save so a restarted agent does not re-announce unchanged sessions."""
-        return [r.state for r in self._roots.values()]
+        """Live states to save so a restarted agent does not re-announce unchanged sessions
+        (ended ones are final: their last state is already in the outbox)."""
+        return [r.state for r in self._roots.values() if not r.ended]
 
     def restore(self, states: list[Session]) -> None:
         """Load saved states (before the first resync)."""
@@ -774,7 +795,27 @@ class SessionMapper:
             root.ended = state.status == "completed"
             root.turn_failed = state.status == "error"
             root.idle_sent = root.base == "idle"  # a turn in flight still forwards its one idle
+            # Until the resync reads the real figures, the saved totals stand (children
+            # are not known yet): never show a live session at zero cost.
+            root.own_tokens, root.own_cost = state.tokens, state.cost_usd
             self._roots[state.id] = root
+            if root.ended:
+                self._ended[state.id] = None
+        self._evict()
+
+
+def _error_summary(error: JSONObject) -> JSONObject:
+    """Name, message, status and retryability of an opencode error; never the provider's
+    response body, headers or URL."""
+    err_data = _obj(error.get("data"))
+    summary: JSONObject = {
+        "name": _str(error.get("name"), "UnknownError"),
+        "message": trim(_str(err_data.get("message"))),
+    }
+    for key in ("statusCode", "isRetryable"):
+        if isinstance(err_data.get(key), int | bool):
+            summary[key] = err_data[key]
+    return summary
 
 
 def _data(props: JSONObject) -> JSONObject:

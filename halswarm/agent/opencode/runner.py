@@ -18,6 +18,7 @@ import os
 import random
 import secrets
 import signal
+import socket
 import subprocess
 from collections import deque
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = ["OpencodeRunner"]
 log = logging.getLogger(__name__)
 
 _PROBE_PAUSE: Final = 0.2
+_PRIVATE_ENV_PREFIXES: Final = ("HALSWARM_", "HALCTL_")
 _ATTACH_WINDOW: Final = 3.0  # probes per attach attempt (two or three 1.5 s tries)
 _STOP_GRACE: Final = 5.0
 _STABLE_AFTER: Final = 60.0  # a server up this long resets the restart backoff
@@ -206,7 +208,14 @@ class OpencodeRunner:
         ]
 
     def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # The coding agent's tools see this environment (`env` in a bash call): the
+        # supervisor token and other agent secrets must not be in it.
+        hidden = set(self.config.secrets()) - set(self.config.opencode.env.values())
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(_PRIVATE_ENV_PREFIXES) and value not in hidden
+        }
         # Own state directories: the server's database, snapshots and logs never mix
         # with a user's interactive opencode. Config (providers, keys) is inherited
         # unless opencode.env says otherwise.
@@ -249,6 +258,9 @@ class OpencodeRunner:
         orphan = await trio.to_thread.run_sync(reap_orphan, self.pid_path, self.port)
         if orphan is not None:
             log.warning("stopped an opencode serve left over by a previous agent", extra=ctx(pid=orphan))
+        if _port_taken(self.config.opencode.host, self.port):
+            # Probing would reach whoever holds it (another agent's server, anything).
+            return f"port {self.port} on {self.config.opencode.host} is in use by another program: set opencode_port"
         try:
             log_fd = self._open_log()
         except OSError as exc:
@@ -261,7 +273,7 @@ class OpencodeRunner:
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=log_fd,
-                start_new_session=True,  # its tools' processes go down with it
+                start_new_session=True,  # a process group of its own, stopped as a whole
             )
         except OSError as exc:
             return f"cannot start {self.config.opencode.binary!r}: {exc.strerror or exc}"
@@ -292,8 +304,11 @@ class OpencodeRunner:
         finally:
             self._ready = False
             self.pid = None
-            with trio.move_on_after(2 * _STOP_GRACE + 1, shield=True):
+            with trio.move_on_after(2 * _STOP_GRACE + 2, shield=True):
+                # Tool processes run in process groups of their own: find them first.
+                tools = await trio.to_thread.run_sync(_descendants, process.pid)
                 await terminate(process, _STOP_GRACE, group=True)
+                await trio.to_thread.run_sync(_kill_all, tools)
             self.pid_path.unlink(missing_ok=True)
 
     def _write_pid(self, pid: int) -> None:
@@ -325,6 +340,7 @@ def reap_orphan(pid_path: Path, port: int, grace: float = _STOP_GRACE) -> int | 
         pid_path.unlink(missing_ok=True)
         return None
     own_group = group == pid
+    tools = _descendants(pid)
     if own_group:
         _kill_group(pid, signal.SIGTERM)
     else:
@@ -339,9 +355,35 @@ def reap_orphan(pid_path: Path, port: int, grace: float = _STOP_GRACE) -> int | 
         with contextlib.suppress(psutil.TimeoutExpired):
             process.wait(2.0)
     if own_group:
-        _kill_group(pid, signal.SIGKILL)  # its tools' processes
+        _kill_group(pid, signal.SIGKILL)
+    _kill_all(tools)
     pid_path.unlink(missing_ok=True)
     return pid
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _kill_all(processes: list[psutil.Process]) -> None:
+    """SIGKILL what is left of *processes* (psutil checks each is still the same process)."""
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+
+
+def _port_taken(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 async def _cancel_when_exited(process: trio.Process, scope: trio.CancelScope) -> None:
