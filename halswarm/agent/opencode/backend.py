@@ -382,18 +382,22 @@ class OpencodeBackend:
             raise CommandFailedError(f"args.model: {exc}") from None
         await self._apply(lambda: self.mapper.adopt(info))
         session_id = str(info.get("id", ""))
-        if prompt:
-            try:
-                await self.client.prompt_async(session_id, project.directory, prompt, model=model, agent=agent)
-            except OpencodeError:
-                # Do not leave an unprompted session behind a "failed" start (a retry
-                # would add another one).
-                with trio.move_on_after(_EFFECT_WAIT, shield=True), contextlib.suppress(OpencodeError):
-                    await self.client.delete(session_id, project.directory)
-                data: JSONObject = {"reason": "first prompt failed"}
-                await self._apply(lambda: self.mapper.mark_ended(session_id, "session.ended", data))
-                raise
-            await self._apply(lambda: self.mapper.mark_prompted(session_id, prompt))
+        if not prompt:
+            return {"session_id": session_id, "project": project.name}
+        failure: OpencodeError | None = None
+        try:
+            await self.client.prompt_async(session_id, project.directory, prompt, model=model, agent=agent)
+        except OpencodeError as exc:
+            failure = exc
+        if failure is not None:
+            # Do not leave an unprompted session behind a "failed" start (a retry would
+            # add another one).
+            with trio.move_on_after(_EFFECT_WAIT, shield=True), contextlib.suppress(OpencodeError):
+                await self.client.delete(session_id, project.directory)
+            data: JSONObject = {"reason": "first prompt failed"}
+            await self._apply(lambda: self.mapper.mark_ended(session_id, "session.ended", data))
+            raise failure
+        await self._apply(lambda: self.mapper.mark_prompted(session_id, prompt))
         return {"session_id": session_id, "project": project.name}
 
     async def _prompt(self, session: Session, prompt: str) -> JSONObject:
