@@ -220,6 +220,8 @@ class AgentLink:
             capabilities=list(self.capabilities),
             last_seq=self.outbox.last_seq,
             sessions=self.sink.snapshots(),
+            health=self.health(),
+            facts=self.facts() if self.facts is not None else {},
         )
         proto = AgentProtocol(hello)
         # The connector applies connect_timeout_sec to the dial and handshake.

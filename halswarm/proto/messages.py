@@ -56,6 +56,10 @@ class Hello:
     capabilities: list[str] = attrs.field(factory=list)
     last_seq: int = 0
     sessions: list[SessionSnapshot] = attrs.field(factory=list)
+    #: Component health and facts as of connecting (then kept current by heartbeats),
+    #: so a node never shows "online" with a previous connection's health.
+    health: dict[str, str] = attrs.field(factory=dict)
+    facts: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen

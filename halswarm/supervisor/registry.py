@@ -153,6 +153,8 @@ class NodeRegistry:
         entry.online = True
         entry.last_seen = now
         entry.connected_at = wall
+        entry.health = dict(hello.health)
+        entry.facts = dict(hello.facts)
         entry.notify()
         if came_online:
             self._on_reachability(hello.node_id, True)

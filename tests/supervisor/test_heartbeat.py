@@ -14,7 +14,7 @@ import trio.testing
 
 from halswarm.models import Project, Session
 from halswarm.proto.errors import CloseCode
-from halswarm.proto.messages import CommandMsg, Hello
+from halswarm.proto.messages import CommandMsg, Heartbeat, Hello
 from halswarm.supervisor.heartbeat import HeartbeatMonitor
 from halswarm.supervisor.registry import NodeRegistry
 from halswarm.supervisor.tracker import SessionTracker
@@ -184,3 +184,16 @@ async def test_no_node_expires_while_the_pipeline_is_congested(autojump_clock: t
             assert at == pytest.approx(start + INTERVAL * COUNT * 11)
             assert node == "node-a"
             nursery.cancel_scope.cancel()
+
+
+def test_a_reconnecting_node_shows_the_health_of_its_hello_not_the_old_one() -> None:
+    w = _world()
+    w.registry.attach(_hello(), RecordingLink(), now=0.0, wall="t")
+    w.registry.heartbeat("node-a", Heartbeat(ts="t", health={"opencode": "ok"}), "t")
+    entry = w.registry.get("node-a")
+    assert entry is not None
+    assert entry.status() == "online"
+    restarted = attrs.evolve(_hello(), health={"opencode": "starting"}, facts={"opencode_mode": "spawn"})
+    w.registry.attach(restarted, RecordingLink(), now=1.0, wall="t2")
+    assert entry.status() == "degraded"
+    assert w.registry.to_node(entry, 0).facts == {"opencode_mode": "spawn"}
