@@ -76,6 +76,11 @@ class Fleet:
         assert command.result is not None
         return str(command.result["session_id"])
 
+    async def turn_done(self, prompt: str) -> tuple[str, Session]:
+        """Start a session with *prompt* and wait until its first turn ended (idle)."""
+        session_id = await self.started(prompt)
+        return session_id, await self.wait_session(session_id, "idle", lambda s: s.status == "idle")
+
     async def session(self, session_id: str) -> Session:
         """GET one session from the supervisor."""
         response = await self.api.get(f"/api/v1/sessions/{session_id}")

@@ -25,8 +25,7 @@ async def node_health(fleet: Fleet) -> dict[str, str]:
 async def test_sigkilled_opencode_is_restarted_and_sessions_resynced(tmp_path: Path) -> None:
     with trio.fail_after(150):
         async with open_fleet(tmp_path) as fleet:
-            session_id = await fleet.started("hello")
-            await fleet.wait_session(session_id, "idle", lambda s: s.status == "idle")
+            session_id, _ = await fleet.turn_done("hello")
             runner = fleet.backend.runner
             pid = runner.pid
             assert pid is not None
@@ -108,8 +107,7 @@ async def test_unreachable_opencode_is_reported_then_attached_when_it_comes_up(t
             async with run_opencode(Path(project.directory), env, port=port) as server:
                 await wait_until(lambda: fleet.backend.runner.ready, within=30, what="attached")
                 assert fleet.backend.runner.version == server.version
-                session_id = await fleet.started("hello")
-                await fleet.wait_session(session_id, "idle", lambda s: s.status == "idle")
+                await fleet.turn_done("hello")
 
 
 async def test_missing_binary_is_reported_without_crashing_the_agent(tmp_path: Path) -> None:

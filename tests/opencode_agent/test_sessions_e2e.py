@@ -142,8 +142,7 @@ async def test_abort_mid_stream_stops_the_turn_without_counting_an_error(tmp_pat
 async def test_kill_deletes_the_session_from_opencode(tmp_path: Path) -> None:
     with trio.fail_after(120):
         async with open_fleet(tmp_path) as fleet:
-            session_id = await fleet.started("hello")
-            await fleet.wait_session(session_id, "idle", lambda s: s.status == "idle")
+            session_id, _ = await fleet.turn_done("hello")
             command = await fleet.command("kill_session", session_id)
             assert command.status == "succeeded", command
             session = await fleet.session(session_id)
@@ -158,8 +157,7 @@ async def test_kill_deletes_the_session_from_opencode(tmp_path: Path) -> None:
 async def test_restart_hands_over_context_to_a_linked_new_session(tmp_path: Path) -> None:
     with trio.fail_after(150):
         async with open_fleet(tmp_path) as fleet:
-            old_id = await fleet.started("hello")
-            await fleet.wait_session(old_id, "idle", lambda s: s.status == "idle")
+            old_id, _ = await fleet.turn_done("hello")
             command = await fleet.command("restart_session", old_id)
             assert command.status == "succeeded", command
             assert command.result is not None
@@ -203,8 +201,7 @@ async def test_question_is_answered_through_halctl(tmp_path: Path) -> None:
 async def test_subagent_spend_is_added_to_its_session(tmp_path: Path) -> None:
     with trio.fail_after(120):
         async with open_fleet(tmp_path) as fleet:
-            session_id = await fleet.started("delegate a TASK")
-            session = await fleet.wait_session(session_id, "idle", lambda s: s.status == "idle")
+            session_id, session = await fleet.turn_done("delegate a TASK")
             async with fleet.opencode() as opencode:
                 own = (await opencode.get(f"/session/{session_id}")).json()
                 children = (await opencode.get(f"/session/{session_id}/children")).json()
@@ -220,8 +217,7 @@ async def test_subagent_spend_is_added_to_its_session(tmp_path: Path) -> None:
 async def test_resume_sends_the_configured_continue_prompt(tmp_path: Path) -> None:
     with trio.fail_after(120):
         async with open_fleet(tmp_path, opencode=OpencodeConfig(continue_prompt="Keep going, please.")) as fleet:
-            session_id = await fleet.started("hello")
-            await fleet.wait_session(session_id, "idle", lambda s: s.status == "idle")
+            session_id, _ = await fleet.turn_done("hello")
             command = await fleet.command("resume_session", session_id)
             assert command.status == "succeeded", command
             await fleet.wait_session(session_id, "resumed turn", lambda s: s.status == "idle" and s.tokens.input == 200)
