@@ -755,3 +755,20 @@ def test_ended_sessions_are_forgotten_beyond_a_bound() -> None:
     assert r.mapper.get("ses_0699") is not None
     assert len(r.mapper._children) == 500
     assert [s.id for s in r.mapper.export()] == ["ses_live"]
+
+
+def test_a_prompt_whose_turn_already_ended_leaves_the_session_idle() -> None:
+    envelopes = load("plain")
+    sid, _ = session_ids(envelopes)
+    r = Replay.of(project_dir(envelopes))
+    r.feed(envelopes[: index_of(envelopes, "session.status")])
+    before = r.mapper.turns(sid)
+    # The stream delivered the whole turn before the command recorded its prompt.
+    r.feed(envelopes[index_of(envelopes, "session.status") :])
+    [event] = r.mapper.mark_prompted(sid, "hello", before)
+    assert event.type == "session.prompted"
+    assert r.only().status == "idle"
+    # Without a finished turn in between, the prompt makes the session busy at once.
+    [event] = r.mapper.mark_prompted(sid, "again", r.mapper.turns(sid))
+    assert event.state is not None
+    assert event.state.status == "busy"

@@ -385,6 +385,7 @@ class OpencodeBackend:
         if not prompt:
             return {"session_id": session_id, "project": project.name}
         failure: OpencodeError | None = None
+        before = self.mapper.turns(session_id)
         try:
             await self.client.prompt_async(session_id, project.directory, prompt, model=model, agent=agent)
         except OpencodeError as exc:
@@ -397,12 +398,13 @@ class OpencodeBackend:
             data: JSONObject = {"reason": "first prompt failed"}
             await self._apply(lambda: self.mapper.mark_ended(session_id, "session.ended", data))
             raise failure
-        await self._apply(lambda: self.mapper.mark_prompted(session_id, prompt))
+        await self._apply(lambda: self.mapper.mark_prompted(session_id, prompt, before))
         return {"session_id": session_id, "project": project.name}
 
     async def _prompt(self, session: Session, prompt: str) -> JSONObject:
+        before = self.mapper.turns(session.id)
         await self.client.prompt_async(session.id, session.directory, prompt)
-        await self._apply(lambda: self.mapper.mark_prompted(session.id, prompt))
+        await self._apply(lambda: self.mapper.mark_prompted(session.id, prompt, before))
         return {"session_id": session.id, "queued": session.status in ("busy", "retry", "waiting")}
 
     async def _abort(self, session: Session) -> JSONObject:
@@ -473,7 +475,7 @@ class OpencodeBackend:
             if deadline is not None:  # leave time for the steps after the wait
                 wait = max(1.0, min(wait, deadline - _RESTART_STEPS))
             await self.client.prompt_async(old.id, old.directory, HANDOVER_PROMPT)
-            await self._apply(lambda: self.mapper.mark_prompted(old.id, HANDOVER_PROMPT))
+            await self._apply(lambda: self.mapper.mark_prompted(old.id, HANDOVER_PROMPT, target - 1))
             done = await self._await_state(lambda: self.mapper.turns(old.id) >= target, wait)
             outcome = "done" if done else "timed_out"
             if not done:
@@ -492,13 +494,14 @@ class OpencodeBackend:
         ended: JSONObject = {"reason": "restarted", "handover": outcome, "successor_id": new_id}
         await self._apply(lambda: self.mapper.mark_ended(old.id, "session.ended", ended))
         prompt = continuation_prompt(old.id)
+        before = self.mapper.turns(new_id)
         try:
             await self.client.prompt_async(new_id, old.directory, prompt)
         except OpencodeError as exc:
             raise CommandFailedError(
                 f"session {new_id} replaced {old.id}, but its first prompt failed: {exc}"
             ) from None
-        await self._apply(lambda: self.mapper.mark_prompted(new_id, prompt))
+        await self._apply(lambda: self.mapper.mark_prompted(new_id, prompt, before))
         return {"session_id": new_id, "predecessor_id": old.id, "handover": outcome}
 
 

@@ -370,12 +370,16 @@ class SessionMapper:
             data["predecessor_id"] = predecessor
         return [self._out("session.created" if new else "session.updated", root_id, data, True)]
 
-    def mark_prompted(self, session_id: str, prompt: str) -> list[OutEvent]:
-        """We queued a prompt: the session is busy from now (opencode confirms soon)."""
+    def mark_prompted(self, session_id: str, prompt: str, turns_before: int | None = None) -> list[OutEvent]:
+        """We queued a prompt: the session is busy from now (opencode confirms soon).
+
+        *turns_before* is :meth:`turns` from before the prompt was sent: if that turn
+        already ended (the stream was faster than this call), the session stays idle.
+        """
         root = self._roots.get(session_id)
         if root is None:
             return []
-        if root.base == "idle":
+        if root.base == "idle" and (turns_before is None or root.turns == turns_before):
             self._begin_turn(root)
         changed = self._refresh(session_id)
         return [self._out("session.prompted", session_id, {"prompt": trim(prompt)}, changed)]
