@@ -8,14 +8,16 @@ STAMP := $(VENV)/.installed
 OPENCODE_VERSION := 1.18.33
 TOOLS := .tools
 OPENCODE := $(TOOLS)/node_modules/.bin/opencode
-PY_SOURCES := halswarm tests
+PY_SOURCES := halswarm tests bench
 
-.PHONY: help venv demo test lint typecheck unit opencode clean
+.PHONY: help venv demo test lint typecheck unit opencode bench chaos clean
 
 help:
 	@echo "make demo    - set up .venv and run a local supervisor + agent with simulated sessions"
 	@echo "make test    - set up everything and run lint, type checks and the tests (what CI runs)"
 	@echo "make lint    - ruff, formatting, flake8-async and mypy only"
+	@echo "make bench   - run the benchmarks under bench/ and print their figures (docs/PERFORMANCE.md)"
+	@echo "make chaos   - the long chaos suite (the short one runs in make test)"
 	@echo "make clean   - remove .venv, .tools and the demo state in .halswarm"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -50,6 +52,12 @@ unit: $(STAMP) $(OPENCODE)
 	OPENCODE_BIN=$(abspath $(OPENCODE)) $(BIN)/pytest -q
 
 test: lint unit
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+chaos: $(STAMP)
+	HALSWARM_CHAOS=long $(BIN)/pytest -q -m chaos tests/chaos
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .halswarm .mypy_cache .ruff_cache
