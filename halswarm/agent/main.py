@@ -103,7 +103,8 @@ async def cli(
     log_level: str,
     log_format: LogFormat,
 ) -> None:
-    """Run a halswarm node agent."""
+    """Run a halswarm node agent: drive `opencode serve` for the configured projects (see
+    docs/OPENCODE.md), or simulated sessions with --simulate."""
     configure_logging(log_level, log_format)
     try:
         config = load_agent_config(config_path)
