@@ -1,0 +1,1 @@
+"""Chaos suite: real processes on loopback under injected network, process and disk faults."""

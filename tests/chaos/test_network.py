@@ -1,0 +1,87 @@
+"""Network chaos between agents and supervisor: blackholes (some longer than the heartbeat
+timeout), added latency, resets, refused connections and random resets at a rate (every
+reset makes an agent reconnect and resend what was not acknowledged: duplicates by
+reconnect). Afterwards every event is stored exactly once and everything is back online."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+from tests.chaos.cluster import HEARTBEAT_TIMEOUT, ChaosCluster, open_chaos_cluster, scale, seeded_rng
+
+if TYPE_CHECKING:
+    import random
+    from pathlib import Path
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+_KINDS = ("blackhole", "delay", "reset", "refuse", "random_resets")
+
+
+async def _inject(cluster: ChaosCluster, rng: random.Random, seconds: float) -> dict[str, int]:
+    """Random network faults for *seconds* (every kind at least once); returns counts."""
+    proxy = cluster.proxy
+    done = dict.fromkeys(_KINDS, 0)
+    first = list(_KINDS)
+    rng.shuffle(first)
+    end = trio.current_time() + seconds
+    while first or trio.current_time() < end:
+        kind = first.pop() if first else rng.choice(_KINDS)
+        hold = rng.uniform(0.2, 1.5)
+        if kind == "blackhole" and not done[kind]:
+            # The first blackhole hits established links and outlasts the heartbeat
+            # timeout: both sides must notice it and give up on the link.
+            await cluster.wait_online(within=30)
+            hold = HEARTBEAT_TIMEOUT + 0.7
+        print(f"chaos: {kind} for {hold:.2f}s")
+        match kind:
+            case "blackhole":
+                proxy.blackhole(True)
+            case "delay":
+                proxy.set_delay(rng.uniform(0.02, 0.3))
+            case "reset":
+                proxy.reset_all()
+                hold = 0.0
+            case "refuse":
+                proxy.refuse_for(hold)
+                proxy.reset_all()
+            case _:
+                proxy.set_reset_rate(rng.uniform(1.0, 5.0))
+        await trio.sleep(hold)
+        proxy.clear()
+        done[kind] += 1
+        await trio.sleep(rng.uniform(0.1, 0.6))
+    return done
+
+
+async def test_network_faults_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+    sc = scale()
+    rng = seeded_rng("network")
+    with trio.fail_after(900 if sc.long else 80):
+        async with open_chaos_cluster(tmp_path, sc, rng) as cluster:
+            await cluster.wait_online(within=20)
+            done = await _inject(cluster, rng, sc.fault_seconds)
+            print(f"chaos: injected {done}, proxy {cluster.proxy.stats}")
+            await cluster.assert_recovers(within=120 if sc.long else 30)
+
+            stats = cluster.proxy.stats
+            assert stats.resets > 0
+            assert stats.refused > 0
+            # Log lines: agents say why they lost the link and that they reconnect.
+            agent_logs = "".join(cluster.log(f"agent-{i}") for i in range(sc.agents))
+            assert "no frame from the supervisor for" in agent_logs  # the long blackhole
+            assert "reconnecting in" in agent_logs
+            assert agent_logs.count("connected to supervisor") > sc.agents
+            sup_log = cluster.log("supervisor")
+            assert "agent disconnected" in sup_log
+            assert "node offline: no frame for" in sup_log  # the long blackhole
+            # Metrics: the supervisor counted nodes going offline.
+            metrics = await cluster.metrics()
+            offline = sum(v for k, v in metrics.items() if k.startswith("hal_o_swarm_node_offline_transitions_total"))
+            assert offline >= 1
+            codes = await cluster.shut_down()
+    cluster.assert_no_crash(codes)
+    cluster.assert_memory_bounded()
