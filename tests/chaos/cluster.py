@@ -39,6 +39,7 @@ __all__ = [
     "SUPERVISOR_RSS_LIMIT_MB",
     "ChaosCluster",
     "Scale",
+    "node_id",
     "open_chaos_cluster",
     "scale",
     "seeded_rng",
@@ -100,6 +101,17 @@ def _store_counts(db: Path) -> dict[str, tuple[int, int, int, int]]:
     finally:
         conn.close()
     return {str(r[0]): (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
+
+
+def _outbox_state(data_dir: Path) -> tuple[int, int]:
+    """(last seq the agent assigned, rows still unacknowledged) of a stopped agent."""
+    conn = sqlite3.connect(f"file:{data_dir / 'outbox.db'}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+        pending = int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+    finally:
+        conn.close()
+    return (int(row[0]) if row else 0), pending
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -337,7 +349,10 @@ class ChaosCluster:
                 print(f"chaos: stored {await self.counts()}")
         counts = await self.counts()
         for n in sorted(want):
-            assert counts[n] == (m, m, 1, m), f"{n}: (rows, distinct, min, max) = {counts[n]}, want ({m}, {m}, 1, {m})"
+            rows, distinct, low, high = counts[n]
+            # 1..high each exactly once. high is M, or a little more when an agent was
+            # restarted after reaching M (see assert_all_delivered).
+            assert (rows, distinct, low) == (high, high, 1), f"{n}: (rows, distinct, min, max) = {counts[n]}"
         # Connections dropped by a fault close on the supervisor's side too (no leak).
         seen: dict[str, float] = {}
 
@@ -381,6 +396,16 @@ class ChaosCluster:
             text = path.read_text(errors="replace")
             assert "Traceback" not in text, f"{path.name}:\n{text[text.index('Traceback') - 500 :][:4000]}"
             assert "gap in event seqs" not in text, path.name
+
+    async def assert_all_delivered(self) -> None:
+        """After :meth:`shut_down`: every agent's outbox is empty (all acknowledged) and
+        the store holds exactly seqs 1..last_seq of it, the agent's own count of what it
+        produced, once each."""
+        counts = await self.counts()
+        for i in range(self.scale.agents):
+            last, pending = await trio.to_thread.run_sync(_outbox_state, self.workdir / f"agent-{i}")
+            assert pending == 0, f"agent-{i}: {pending} events never acknowledged"
+            assert counts[node_id(i)] == (last, last, 1, last), f"agent-{i} produced 1..{last}: {counts[node_id(i)]}"
 
     def assert_memory_bounded(self) -> None:
         """Peak RSS of each process stayed under the stated limits."""

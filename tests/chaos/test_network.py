@@ -83,5 +83,6 @@ async def test_network_faults_lose_and_duplicate_nothing(tmp_path: Path) -> None
             offline = sum(v for k, v in metrics.items() if k.startswith("hal_o_swarm_node_offline_transitions_total"))
             assert offline >= 1
             codes = await cluster.shut_down()
+            await cluster.assert_all_delivered()
     cluster.assert_no_crash(codes)
     cluster.assert_memory_bounded()
