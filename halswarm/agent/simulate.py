@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import attrs
 import orjson
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from halswarm.jsontypes import JSONObject
     from halswarm.proto.messages import CommandMsg
 
-__all__ = ["SimulatedBackend", "default_projects", "simulated_factory"]
+__all__ = ["SimulatedBackend", "default_projects", "sample_events", "simulated_factory"]
 
 log = logging.getLogger(__name__)
 
@@ -525,3 +525,25 @@ def simulated_factory(
         )
 
     return factory
+
+
+def sample_events(n: int, *, node_id: str = "sample", sessions: int = 20, seed: int = 0) -> list[OutEvent]:
+    """*n* events shaped as the unpaced simulator makes them, without an outbox.
+
+    For benchmarks that measure the machine's limits on the same event shapes the
+    agents send (``bench/ingest.py``). The first *sessions* events create the sessions.
+    """
+    # Generation never touches the outbox (only run() and its saves do).
+    backend = SimulatedBackend(
+        node_id=node_id,
+        projects=[],
+        sessions=sessions,
+        rate=0,
+        outbox=cast("Outbox", None),
+        now=system_now,
+        rng=random.Random(seed),
+    )
+    events = [backend._create(backend.projects[i % len(backend.projects)]) for i in range(sessions)]
+    while len(events) < n:
+        events += backend._generate(min(_CHUNK, n - len(events)))
+    return events[:n]
