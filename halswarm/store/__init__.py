@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from halswarm.store.sql import AuditRecord, EventQuery, IngestBatch, NodeRecord, StoredState
+from halswarm.store.sql import AuditRecord, EventQuery, IngestBatch, IngestSummary, NodeRecord, StoredState
 from halswarm.store.store import Store, StoreError, open_store
 
-__all__ = ["AuditRecord", "EventQuery", "IngestBatch", "NodeRecord", "Store", "StoreError", "StoredState", "open_store"]
+__all__ = [
+    "AuditRecord",
+    "EventQuery",
+    "IngestBatch",
+    "IngestSummary",
+    "NodeRecord",
+    "Store",
+    "StoreError",
+    "StoredState",
+    "open_store",
+]

@@ -5,6 +5,7 @@ Each public function is one logical transaction on the connection it is given.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ __all__ = [
     "AuditRecord",
     "EventQuery",
     "IngestBatch",
+    "IngestSummary",
     "NodeRecord",
     "StoredState",
     "fail_unfinished_commands",
@@ -45,6 +47,18 @@ class IngestBatch:
 
     node_id: str
     events: Sequence[WireEvent]
+
+
+@attrs.frozen
+class IngestSummary:
+    """What one :func:`ingest` transaction stored, for the in-memory views."""
+
+    #: The newest state of each session, with the seq of the event that carried it.
+    states: dict[str, tuple[int, Session]]
+    #: The latest event time of each session.
+    activity: dict[str, str]
+    #: Events per type.
+    types: collections.Counter[str]
 
 
 @attrs.frozen
@@ -122,13 +136,18 @@ def _session_row(seq: int, session: Session, now: str) -> tuple[str, str, str, s
     return (session.id, session.node_id, session.project, session.status, seq, data, now)
 
 
-def ingest(conn: sqlite3.Connection, batches: Iterable[IngestBatch], now: str) -> None:
+def ingest(conn: sqlite3.Connection, batches: Iterable[IngestBatch], now: str) -> IngestSummary:
     """Persist event batches and the session states they carry, in one transaction.
 
     Duplicates (same node and seq) are ignored, so a resent batch is harmless. A session
     state is only written when it is at least as new as the stored one.
+
+    Returns:
+        What the caller's memory needs from the batches (one pass over the events,
+        shared with the caller: this runs for every event ingested).
     """
     event_rows: list[tuple[str, int, str, str | None, str | None, str, str]] = []
+    append = event_rows.append
     states: dict[str, tuple[int, Session]] = {}
     node_seqs: dict[str, int] = {}
     activity: dict[str, str] = {}
@@ -137,11 +156,13 @@ def ingest(conn: sqlite3.Connection, batches: Iterable[IngestBatch], now: str) -
         node_id = batch.node_id
         for ev in batch.events:
             data = ev.data_json if ev.data_json is not None else dumps(ev.data)
-            event_rows.append((node_id, ev.seq, ev.ts, ev.session_id, ev.project, ev.type, data.decode()))
-            if ev.state is not None:
-                states[ev.state.id] = (ev.seq, ev.state)
-            if ev.session_id is not None and ev.ts > activity.get(ev.session_id, ""):
-                activity[ev.session_id] = ev.ts
+            sid = ev.session_id
+            append((node_id, ev.seq, ev.ts, sid, ev.project, ev.type, data.decode()))
+            state = ev.state
+            if state is not None:
+                states[state.id] = (ev.seq, state)
+            if sid is not None and ev.ts > activity.get(sid, ""):
+                activity[sid] = ev.ts
         if batch.events:
             node_seqs[node_id] = max(node_seqs.get(node_id, 0), batch.events[-1].seq)
     with conn:
@@ -150,6 +171,7 @@ def ingest(conn: sqlite3.Connection, batches: Iterable[IngestBatch], now: str) -
             conn.executemany(_UPSERT_SESSION, [_session_row(seq, s, now) for seq, s in states.values()])
         conn.executemany(_BUMP_NODE_SEQ, [(seq, node_id) for node_id, seq in node_seqs.items()])
         conn.executemany(_TOUCH_SESSION, [(ts, sid) for sid, ts in activity.items()])
+    return IngestSummary(states, activity, collections.Counter(row[5] for row in event_rows))
 
 
 def upsert_sessions(conn: sqlite3.Connection, snapshots: Iterable[tuple[int, Session]], now: str) -> None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from halswarm.models import Command, Event, Session
-    from halswarm.store.sql import AuditRecord, EventQuery, IngestBatch, NodeRecord, StoredState
+    from halswarm.store.sql import AuditRecord, EventQuery, IngestBatch, IngestSummary, NodeRecord, StoredState
 
 __all__ = ["Store", "StoreError", "open_store"]
 
@@ -108,9 +108,9 @@ class Store:
 
     # ---- writes ----------------------------------------------------------------------
 
-    async def ingest(self, batches: list[IngestBatch], now: str) -> None:
-        """Persist event batches in one transaction (duplicates ignored)."""
-        await self._write(sql.ingest, batches, now)
+    async def ingest(self, batches: list[IngestBatch], now: str) -> IngestSummary:
+        """Persist event batches in one transaction (duplicates ignored); see :func:`sql.ingest`."""
+        return await self._write(sql.ingest, batches, now)
 
     async def upsert_sessions(self, snapshots: Iterable[tuple[int, Session]], now: str) -> None:
         """Write session states, keeping newer stored ones."""

@@ -190,19 +190,17 @@ class Pipeline:
                 batches.append(IngestBatch(job.node_id, fresh))
                 positions[job.node_id] = fresh[-1].seq
         if batches:
-            await self.store.ingest(batches, format_ts(self.now()))
+            summary = await self.store.ingest(batches, format_ts(self.now()))
             self.metrics.ingest_batches.inc()
+            # The store made the one pass over the events; here it is per session.
+            apply, touch = self.tracker.apply, self.tracker.touch
+            for seq, state in summary.states.values():
+                apply(seq, state)
+            for session_id, ts in summary.activity.items():
+                touch(session_id, ts)
+            self.metrics.count_events(summary.types)
         self._last_seq = positions
         self._supervisor_seq = own_seq
-        counts: collections.Counter[str] = collections.Counter()
-        for batch in batches:
-            for ev in batch.events:
-                counts[ev.type] += 1
-                if ev.state is not None:
-                    self.tracker.apply(ev.seq, ev.state)
-                if ev.session_id is not None:
-                    self.tracker.touch(ev.session_id, ev.ts)
-        self.metrics.count_events(counts)
         for job in jobs:
             if job.on_stored is not None:
                 job.on_stored(job.events[-1].seq)
