@@ -196,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=4, help="bench.agents processes")
     parser.add_argument("--sessions", type=int, default=10, help="sessions per agent")
-    parser.add_argument("--rate", type=float, default=1.0, help="events/s per agent")
+    parser.add_argument("--rate", type=float, default=0.2, help="events/s per agent")
     parser.add_argument("--heartbeat", type=float, default=5.0, help="server.heartbeat_interval_sec")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds of steady flow before the kill")
     parser.add_argument("--start-rate", type=float, default=100.0, help="agents started per second per process")
