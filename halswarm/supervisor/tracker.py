@@ -29,6 +29,9 @@ class _Entry:
     session: Session
     last_activity: str | None
     cached_json: bytes | None = None
+    # The list order (start time, then id), kept with the state so listing 10,000
+    # sessions sorts precomputed keys instead of reading attributes in the sort.
+    order: tuple[str, str] = ("", "")
 
 
 class SessionTracker:
@@ -38,6 +41,9 @@ class SessionTracker:
         self._entries: dict[str, _Entry] = {}
         self._by_node: dict[str, set[str]] = collections.defaultdict(set)
         self._reachable_nodes: set[str] = set()
+        # Every entry in list order; rebuilt only when a session appears or its start
+        # time changes (rare), so a list of 10,000 sessions does not sort each time.
+        self._ordered: list[_Entry] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -53,12 +59,17 @@ class SessionTracker:
         if entry is not None and seq < entry.seq:
             return False
         last = _later(entry.last_activity if entry else None, session.last_activity)
+        order = (session.started_at or "", session.id)
         if entry is None:
-            self._entries[session.id] = _Entry(seq, session, last)
+            self._entries[session.id] = _Entry(seq, session, last, order=order)
+            self._ordered = None
         else:
             if entry.session.node_id != session.node_id:
                 self._by_node[entry.session.node_id].discard(session.id)
             entry.seq, entry.session, entry.last_activity, entry.cached_json = seq, session, last, None
+            if entry.order != order:
+                entry.order = order
+                self._ordered = None
         self._by_node[session.node_id].add(session.id)
         return True
 
@@ -104,30 +115,44 @@ class SessionTracker:
         entry = self._entries.get(session_id)
         return entry.session.status if entry is not None else None
 
+    def _matching(self, status: str | None, project: str | None, node_id: str | None) -> list[_Entry]:
+        """Entries matching the filters, ordered by start time (then id).
+
+        Filters read the entry, never a view: building 10,000 views (``attrs.evolve``)
+        was most of the cost of listing them (see docs/PERFORMANCE.md, "API").
+        """
+        if node_id is not None:
+            entries = self._entries
+            matched = sorted((entries[sid] for sid in self._by_node.get(node_id, ())), key=_order)
+        else:
+            if self._ordered is None:
+                self._ordered = sorted(self._entries.values(), key=_order)
+            matched = self._ordered
+        if project is not None:
+            matched = [e for e in matched if e.session.project == project]
+        if status is not None:
+            matched = [e for e in matched if self._status(e) == status]
+        return matched
+
     def sessions(
         self, *, status: str | None = None, project: str | None = None, node_id: str | None = None
     ) -> list[Session]:
         """Sessions matching the filters, ordered by start time (then id)."""
-        ids: Iterable[str] = self._by_node.get(node_id, set()) if node_id is not None else self._entries
-        out = []
-        for session_id in ids:
-            view = self._view(self._entries[session_id])
-            if (status is None or view.status == status) and (project is None or view.project == project):
-                out.append(view)
-        out.sort(key=lambda s: (s.started_at or "", s.id))
-        return out
+        return [self._view(entry) for entry in self._matching(status, project, node_id)]
 
     def sessions_json(
         self, *, status: str | None = None, project: str | None = None, node_id: str | None = None
     ) -> bytes:
-        """``{"sessions": [...]}`` as JSON bytes, reusing each session's cached encoding."""
-        parts = []
-        for view in self.sessions(status=status, project=project, node_id=node_id):
-            entry = self._entries[view.id]
-            if entry.cached_json is None:
-                entry.cached_json = orjson.dumps(converter.unstructure(view))
-            parts.append(entry.cached_json)
+        """``{"sessions": [...]}`` as JSON bytes, reusing each session's cached encoding.
+
+        A view is built (and encoded) only for sessions that changed since the last list.
+        """
+        parts = [entry.cached_json or self._encode(entry) for entry in self._matching(status, project, node_id)]
         return b'{"sessions":[' + b",".join(parts) + b"]}"
+
+    def _encode(self, entry: _Entry) -> bytes:
+        entry.cached_json = orjson.dumps(converter.unstructure(self._view(entry)))
+        return entry.cached_json
 
     def active_for_project(self, project: str) -> Session | None:
         """The project's live session with the latest activity (for project-targeted commands)."""
@@ -151,6 +176,10 @@ class SessionTracker:
         for entry in self._entries.values():
             counts[self._status(entry)] += 1
         return counts
+
+
+def _order(entry: _Entry) -> tuple[str, str]:
+    return entry.order
 
 
 def _later(a: str | None, b: str | None) -> str | None:
