@@ -7,6 +7,7 @@ broken peer closes that connection only; the hub keeps serving everyone else.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 from functools import partial
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 
 _HANDSHAKE_TIMEOUT: Final = 10.0
 _CLOSE_TIMEOUT: Final = 3.0
+#: What a peer that vanished mid-handshake raises (trio-websocket or the stream below it).
+_PEER_GONE: Final = (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
 _RECEIVE_BUFFER: Final = 256 * 1024
 _WS_PATHS: Final = frozenset({"/ws", "/"})
 
@@ -235,13 +238,18 @@ class Hub:
             return
         if not self._authorized(request.headers):
             self.metrics.auth_failures.labels("ws").inc()
-            log.warning("agent rejected: missing or invalid bearer token", extra=ctx(remote=str(request.remote)))
+            log.warning("agent rejected: missing or invalid bearer token", extra=ctx(remote=_peer(request)))
             await _reject(request, 401, "unauthorized", "missing or invalid bearer token")
             return
         if self._draining:
             await _reject(request, 503, "unavailable", "supervisor is shutting down")
             return
-        ws = await request.accept()
+        try:
+            ws = await request.accept()
+        except _PEER_GONE as exc:
+            # Reset before our 101 went out: only this handler ends.
+            log.info("agent connection lost during the handshake", extra=ctx(remote=_peer(request), error=repr(exc)))
+            return
         self._serving += 1
         try:
             await self._serve(ws)
@@ -277,7 +285,7 @@ class Hub:
             log.warning("closing agent connection: %s", exc.reason, extra=ctx(node_id=node_id, code=int(code)))
         except trio.TooSlowError:
             code, reason = CloseCode.POLICY_VIOLATION, f"no hello within {_HANDSHAKE_TIMEOUT:g}s"
-            log.warning("closing agent connection: %s", reason, extra=ctx(remote=str(ws.remote)))
+            log.warning("closing agent connection: %s", reason, extra=ctx(remote=_peer(ws)))
         except ConnectionClosed:
             return
         except StoreError as exc:
@@ -395,10 +403,18 @@ class Hub:
                 await conn.send(conn.proto.heartbeat_frame(Heartbeat(ts=format_ts(self.now()))))
 
 
+def _peer(conn: WebSocketRequest | WebSocketConnection) -> str:
+    """The peer's address for logs; a peer already gone has none (getpeername fails)."""
+    try:
+        return str(conn.remote)
+    except OSError:
+        return "(disconnected)"
+
+
 async def _reject(request: WebSocketRequest, status: int, code: str, message: str) -> None:
     body = orjson.dumps({"error": {"code": code, "message": message}})
     headers = [(b"content-type", b"application/json")]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="halswarm"'))
-    with trio.move_on_after(_CLOSE_TIMEOUT):
+    with trio.move_on_after(_CLOSE_TIMEOUT), contextlib.suppress(*_PEER_GONE):
         await request.reject(status, extra_headers=headers, body=body)

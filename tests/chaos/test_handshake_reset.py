@@ -1,11 +1,9 @@
 """Found by the long network chaos run: an agent whose TCP connection is reset during the
-WebSocket handshake takes the whole supervisor down.
+WebSocket handshake used to take the whole supervisor down.
 
-``Hub.handle_request`` awaits ``request.accept()`` outside any error handling; when the
-peer is gone by then, trio-websocket raises ``ConnectionClosed`` (1006), which escapes
-the per-connection handler, the hub's handler nursery and ``run_supervisor``: the
-process exits with a traceback (house-style rule 8: one connection's failure must never
-take the hub down).
+``request.accept()`` raised ``ConnectionClosed`` (1006) for a peer already gone, and it
+escaped the per-connection handler, the hub's handler nursery and ``run_supervisor``
+(house-style rule 8: one connection's failure must never take the hub down).
 """
 
 from __future__ import annotations
@@ -39,11 +37,6 @@ async def _upgrade_then_reset(port: int) -> None:
     stream.socket.close()  # RST before the server's 101 goes out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub.handle_request lets ConnectionClosed from request.accept() escape: a reset during the "
-    "WebSocket handshake crashes the supervisor (found by the long chaos run)",
-)
 async def test_a_reset_during_the_handshake_does_not_crash_the_supervisor(tmp_path: Path) -> None:
     with trio.fail_after(30):
         async with open_supervisor(supervisor_config(tmp_path / "supervisor.db")) as sup:
