@@ -57,7 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 chaos: $(STAMP)
-	HALSWARM_CHAOS=long $(BIN)/pytest -q -m chaos tests/chaos
+	HALSWARM_CHAOS=long $(BIN)/pytest -q -o faulthandler_timeout=0 -m chaos tests/chaos
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .halswarm .mypy_cache .ruff_cache
