@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import attrs
+import psutil
 import trio
 
 from bench.agents import Fleet, open_fleet
 from bench.common import TOKEN, Figure, SupervisorProcess, report, supervisor_process, wait_ready
-from bench.fanin import nodes_view, wait_all_online
+from bench.fanin import MachineLoad, nodes_view, wait_all_online
 from halswarm.testing import Daemon, start_daemon
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ async def _kill_and_recover(
     backlog = fleet.total_of(lambda s: s.pending)
     connections = fleet.total_of(lambda s: s.connections)
     seq_before = fleet.total_of(lambda s: s.last_seq)
+    machine = MachineLoad()
     t.killed = trio.current_time()
     sup.daemon.kill()
     await sup.daemon.process.wait()
@@ -158,6 +160,7 @@ async def _kill_and_recover(
     await fleet.wait_for(lambda: fleet.total_of(lambda s: s.behind_mark) == 0, args.within)
     t.drained = trio.current_time()
     rate = (fleet.total_of(lambda s: s.last_seq) - seq_before) / (t.drained - t.killed)
+    busy = machine.sample()
     online = (await nodes_view(api)).online
     total = t.drained - t.killed
     figures = [
@@ -170,6 +173,7 @@ async def _kill_and_recover(
         Figure("kill -> every backlog drained", total, "s", f"<= {RECOVERY_TARGET_S:g} s", total <= RECOVERY_TARGET_S),
         Figure("  (of which marking the backlogs)", marked - t.ready, "s"),
         Figure("nodes online in the API after recovery", online, "", f"{args.agents:,}", online == args.agents),
+        Figure("machine CPU busy during recovery", busy, "%", f"of {100 * (psutil.cpu_count() or 1)} %"),
     ]
     return figures
 
