@@ -43,7 +43,7 @@ from halswarm.timeutil import parse_ts, system_now
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["NodesView", "main", "nodes_view", "wait_all_online"]
+__all__ = ["MachineLoad", "NodesView", "main", "nodes_view", "progress", "wait_all_online"]
 
 RSS_TARGET_MB: Final = 300.0
 _MIB: Final = 2**20 / 1e6  # MB per MiB
@@ -100,7 +100,7 @@ async def wait_all_online(fleet: Fleet, api: httpx.AsyncClient, *, within: float
     """
     began = trio.current_time()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_progress, fleet)
+        nursery.start_soon(progress, fleet)
         await fleet.wait_for(lambda: fleet.complete() and fleet.total_of(lambda s: s.connected) >= fleet.total, within)
         nursery.cancel_scope.cancel()
     took = trio.current_time() - began
@@ -118,7 +118,7 @@ def _cpu_seconds() -> tuple[float, float]:
     return sum(times), times.idle + getattr(times, "iowait", 0.0)
 
 
-async def _progress(fleet: Fleet, every: float = 5.0) -> None:
+async def progress(fleet: Fleet, every: float = 5.0) -> None:
     """A line every few seconds while the agents connect (a slow ramp is visible)."""
     began = trio.current_time()
     while True:

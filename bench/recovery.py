@@ -24,6 +24,7 @@ import argparse
 import sqlite3
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -33,7 +34,7 @@ import trio
 
 from bench.agents import Fleet, open_fleet
 from bench.common import TOKEN, Figure, SupervisorProcess, report, supervisor_process, wait_ready
-from bench.fanin import MachineLoad, nodes_view, wait_all_online
+from bench.fanin import MachineLoad, nodes_view, progress, wait_all_online
 from halswarm.testing import Daemon, start_daemon
 
 if TYPE_CHECKING:
@@ -155,10 +156,13 @@ async def _kill_and_recover(
             fleet.total_of(lambda s: s.connections) >= connections + fleet.total
         )
 
-    await fleet.wait_for(back, args.within)
-    t.back = trio.current_time()
-    await fleet.wait_for(lambda: fleet.total_of(lambda s: s.behind_mark) == 0, args.within)
-    t.drained = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(progress, fleet, every=1.0))
+        await fleet.wait_for(back, args.within)
+        t.back = trio.current_time()
+        await fleet.wait_for(lambda: fleet.total_of(lambda s: s.behind_mark) == 0, args.within)
+        t.drained = trio.current_time()
+        nursery.cancel_scope.cancel()
     rate = (fleet.total_of(lambda s: s.last_seq) - seq_before) / (t.drained - t.killed)
     busy = machine.sample()
     online = (await nodes_view(api)).online
