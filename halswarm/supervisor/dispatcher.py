@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 _MIN_BUDGET: Final = 1.0
 _ANSWER_MARGIN: Final = 2.0  # seconds kept back for the result's way home
 _STORE_TIMEOUT: Final = 5.0
-_SENT_RECORD_DELAY: Final = 1.0  # seconds unanswered before "sent" is written to the store
 _FINISHED_MAX: Final = 1000
 # A handover restart waits up to 60 s for the old session to go idle, then starts anew.
 _MIN_TIMEOUT: Final[dict[str, float]] = {"restart_session": 150.0}
@@ -271,14 +270,10 @@ class Dispatcher:
                     continue
                 if inflight.command.status == "pending":
                     inflight.command = attrs.evolve(inflight.command, status="sent")
-                    # Most answers come back within milliseconds: their "sent" row would be
-                    # overwritten at once, so it is written only for a command still
-                    # unanswered after a moment (one store write less per command; see
-                    # docs/PERFORMANCE.md, "Commands"). Memory says "sent" from now on.
-                    with trio.move_on_after(_SENT_RECORD_DELAY):
-                        await wait_any(inflight.answered, changed)
-                    if inflight.result is None:
-                        await self._record_sent(inflight.command)
+                    try:
+                        await self.store.update_command(inflight.command)
+                    except StoreError as exc:  # the outcome write is what matters; carry on
+                        log.warning("could not record that a command was sent: %s", exc)
                 await wait_any(inflight.answered, changed)
         result = inflight.result
         if result is None:
@@ -287,12 +282,6 @@ class Dispatcher:
             await self._finish(inflight, "succeeded", result=result.result)
         else:
             await self._finish(inflight, "failed", error=result.error or "command failed", result=result.result)
-
-    async def _record_sent(self, command: Command) -> None:
-        try:
-            await self.store.update_command(command)
-        except StoreError as exc:  # the outcome write is what matters; carry on
-            log.warning("could not record that a command was sent: %s", exc)
 
     def on_result(self, node_id: str, result: CommandResult) -> None:
         """A command_result frame arrived (from the hub's reader: must not block)."""
