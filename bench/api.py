@@ -59,6 +59,7 @@ PREFILL_BATCH: Final = 50_000  # events per transaction
 EVENT_SPAN: Final = timedelta(days=7)  # the stored events' timestamps cover this much
 EVENT_REQUESTS: Final = 200  # per query shape
 EVENTS_TARGET_MS: Final = 100.0
+FLEET_REQUESTS: Final = 30  # GET /api/v1/events with one filter, for context
 
 # The simulator's mix of event types (halswarm/agent/simulate.py), with sample data.
 _EVENT_MIX: Final[list[tuple[float, str, bytes]]] = [
@@ -261,6 +262,20 @@ async def bench_events(workdir: Path) -> list[Figure]:
                     p99 <= EVENTS_TARGET_MS,
                 ),
                 Figure(f"session events, {label}: events/response", count / EVENT_REQUESTS, ""),
+            ]
+        # For context: the fleet-wide event list with one filter (no session).
+        fleet: list[tuple[str, dict[str, str | int]]] = [
+            ("type=session.status", {"type": "session.status", "limit": 100}),
+            ("node=<one of 10>", {"node": "bench-node-3", "limit": 100}),
+        ]
+        for label, fixed in fleet:
+            latencies = []
+            for _ in range(FLEET_REQUESTS):
+                elapsed, _ = await timed("/api/v1/events", fixed)
+                latencies.append(elapsed)
+            figures += [
+                Figure(f"all events, {label}: p50", percentile(latencies, 50), "ms"),
+                Figure(f"all events, {label}: p99", percentile(latencies, 99), "ms"),
             ]
     return figures
 
