@@ -287,6 +287,18 @@ class _Agents:
             log.warning("unknown control word %r", word)
 
 
+def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a benchmark that runs a fleet of these processes (fan-in, recovery)."""
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=4, help="bench.agents processes")
+    parser.add_argument("--sessions", type=int, default=10, help="sessions per agent")
+    parser.add_argument("--rate", type=float, default=0.2, help="events/s per agent")
+    parser.add_argument("--heartbeat", type=float, default=5.0, help="server.heartbeat_interval_sec")
+    parser.add_argument("--start-rate", type=float, default=100.0, help="agents started per second per process")
+    parser.add_argument("--workdir", help="keep the databases and logs here (default: a temporary directory)")
+    parser.add_argument("--json", action="store_true", help="also print one JSON line per figure")
+
+
 def _emit(line: dict[str, object]) -> None:
     # A few short lines a second into a pipe the driver always reads: never blocks long.
     sys.stdout.write(orjson.dumps(line).decode() + "\n")

@@ -35,7 +35,7 @@ import attrs
 import psutil
 import trio
 
-from bench.agents import SENT_AT_FACT, Fleet, open_fleet
+from bench.agents import SENT_AT_FACT, Fleet, add_fleet_arguments, open_fleet
 from bench.common import TOKEN, Figure, ProcessSampler, percentile, report, supervisor_process
 from halswarm.testing import wait_until
 from halswarm.timeutil import parse_ts, system_now
@@ -250,17 +250,10 @@ async def _steady(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.fanin", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--processes", type=int, default=4, help="bench.agents processes")
-    parser.add_argument("--sessions", type=int, default=10, help="sessions per agent")
-    parser.add_argument("--rate", type=float, default=0.2, help="events/s per agent")
-    parser.add_argument("--heartbeat", type=float, default=5.0, help="server.heartbeat_interval_sec")
+    add_fleet_arguments(parser)
     parser.add_argument("--window", type=float, default=30.0, help="seconds of steady measurement")
     parser.add_argument("--poll", type=float, default=2.5, help="seconds between GET /api/v1/nodes polls")
-    parser.add_argument("--start-rate", type=float, default=100.0, help="agents started per second per process")
     parser.add_argument("--within", type=float, default=120.0, help="give up if not all online by then")
-    parser.add_argument("--workdir", help="keep the databases and logs here (default: a temporary directory)")
-    parser.add_argument("--json", action="store_true", help="also print one JSON line per figure")
     return parser
 
 

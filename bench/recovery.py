@@ -32,7 +32,7 @@ import attrs
 import psutil
 import trio
 
-from bench.agents import Fleet, open_fleet
+from bench.agents import Fleet, add_fleet_arguments, open_fleet
 from bench.common import TOKEN, Figure, SupervisorProcess, report, supervisor_process, wait_ready
 from bench.fanin import MachineLoad, nodes_view, progress, wait_all_online
 from halswarm.testing import Daemon, start_daemon
@@ -201,16 +201,9 @@ async def _verify(args: argparse.Namespace, sup: SupervisorProcess, fleet: Fleet
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.recovery", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--processes", type=int, default=4, help="bench.agents processes")
-    parser.add_argument("--sessions", type=int, default=10, help="sessions per agent")
-    parser.add_argument("--rate", type=float, default=0.2, help="events/s per agent")
-    parser.add_argument("--heartbeat", type=float, default=5.0, help="server.heartbeat_interval_sec")
+    add_fleet_arguments(parser)
     parser.add_argument("--settle", type=float, default=10.0, help="seconds of steady flow before the kill")
-    parser.add_argument("--start-rate", type=float, default=100.0, help="agents started per second per process")
     parser.add_argument("--within", type=float, default=120.0, help="give up on a phase after this long")
-    parser.add_argument("--workdir", help="keep the databases and logs here (default: a temporary directory)")
-    parser.add_argument("--json", action="store_true", help="also print one JSON line per figure")
     return parser
 
 
