@@ -21,6 +21,7 @@ from halswarm.models import SUPERVISOR_NODE_ID
 from halswarm.obs.logging import ctx
 from halswarm.proto.messages import WireEvent
 from halswarm.store import IngestBatch, Store, StoreError
+from halswarm.sync import Signal
 from halswarm.timeutil import Clock, format_ts
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class Pipeline:
         last_seqs: dict[str, int],
         queue_size: int = 256,
         max_events_per_txn: int = 20_000,
+        max_queued_events: int = 50_000,
     ) -> None:
         self.store = store
         self.tracker = tracker
@@ -67,6 +69,11 @@ class Pipeline:
         self.max_events_per_txn = max_events_per_txn
         self._last_seq = dict(last_seqs)  # committed position per node
         self._send, self._receive = trio.open_memory_channel[IngestJob](queue_size)
+        # Jobs are bounded by count, and their size by events too: with a stalled store
+        # and many agents, 256 full batches alone would hold hundreds of MB.
+        self.max_queued_events = max_queued_events
+        self._queued_events = 0
+        self._room = Signal()
         self._supervisor_seq = self._last_seq.get(SUPERVISOR_NODE_ID, 0)
         self._overflow: collections.deque[IngestJob] = collections.deque(maxlen=_OVERFLOW_MAX)
         self._idle = trio.Event()
@@ -80,7 +87,19 @@ class Pipeline:
     async def submit(self, job: IngestJob) -> None:
         """Queue a batch (waits while the queue is full: backpressure to the agent)."""
         self._mark_busy()
-        await self._send.send(job)
+        size = len(job.events)
+        while True:
+            room = self._room.waiter()
+            if self._queued_events == 0 or self._queued_events + size <= self.max_queued_events:
+                break
+            await room.wait()
+        self._queued_events += size
+        try:
+            await self._send.send(job)
+        except BaseException:  # cancelled (connection closed): the job was not queued
+            self._queued_events -= size
+            self._room.fire()
+            raise
 
     def emit(
         self, event_type: str, data: JSONObject, *, session_id: str | None = None, project: str | None = None
@@ -108,12 +127,21 @@ class Pipeline:
     def congested(self) -> bool:
         """True while the store is failing or the queue is full (agents are waiting on us)."""
         stats = self._receive.statistics()
-        return self.stalled_since is not None or stats.current_buffer_used >= stats.max_buffer_size
+        return (
+            self.stalled_since is not None
+            or stats.current_buffer_used >= stats.max_buffer_size
+            or self._queued_events >= self.max_queued_events
+        )
 
     def queue_stats(self) -> JSONObject:
         """Channel statistics for readiness output."""
         stats = self._receive.statistics()
-        return {"queued": stats.current_buffer_used, "capacity": stats.max_buffer_size}
+        return {
+            "queued": stats.current_buffer_used,
+            "capacity": stats.max_buffer_size,
+            "queued_events": self._queued_events,
+            "max_queued_events": self.max_queued_events,
+        }
 
     async def wait_idle(self) -> None:
         """Return once every submitted job is committed."""
@@ -140,6 +168,9 @@ class Pipeline:
             while self._overflow:
                 jobs.append(self._overflow.popleft())
             await self._commit_with_retry(jobs)
+            # Memory of these jobs is released now (not when taken from the channel).
+            self._queued_events -= sum(len(j.events) for j in jobs if j.node_id != SUPERVISOR_NODE_ID)
+            self._room.fire()
             if self._receive.statistics().current_buffer_used == 0:
                 self._idle.set()
 
