@@ -60,7 +60,7 @@ class Pipeline:
         last_seqs: dict[str, int],
         queue_size: int = 256,
         max_events_per_txn: int = 20_000,
-        max_queued_events: int = 50_000,
+        max_queued_events: int = 20_000,
     ) -> None:
         self.store = store
         self.tracker = tracker
