@@ -22,7 +22,8 @@ import orjson
 import psutil
 import trio
 
-from halswarm.testing import Daemon, free_port, start_daemon, wait_until, write_json
+from halswarm.testing import Daemon, free_port, start_daemon, write_json
+from halswarm.testing import wait_supervisor_ready as wait_ready
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Sequence
@@ -141,19 +142,6 @@ class SupervisorProcess:
             headers={"Authorization": f"Bearer {TOKEN}"},
             timeout=httpx.Timeout(timeout),
         )
-
-
-async def wait_ready(http_port: int, within: float = 30.0) -> None:
-    """Until ``/readyz`` answers 200."""
-
-    async def probe() -> bool:
-        try:
-            async with httpx.AsyncClient(timeout=1.0) as client:
-                return (await client.get(f"http://127.0.0.1:{http_port}/readyz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await wait_until(probe, within=within, interval=0.1, what="supervisor ready")
 
 
 @asynccontextmanager

@@ -17,7 +17,14 @@ from halswarm.testing.harness import (
     supervisor_config,
     wait_until,
 )
-from halswarm.testing.processes import Daemon, free_port, start_daemon, write_json
+from halswarm.testing.processes import (
+    Daemon,
+    free_port,
+    start_daemon,
+    stored_seqs,
+    wait_supervisor_ready,
+    write_json,
+)
 
 __all__ = [
     "TEST_TOKEN",
@@ -30,7 +37,9 @@ __all__ = [
     "open_sim_agent",
     "open_supervisor",
     "start_daemon",
+    "stored_seqs",
     "supervisor_config",
+    "wait_supervisor_ready",
     "wait_until",
     "write_json",
 ]

@@ -5,19 +5,22 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Final
 
+import httpx
 import orjson
 import trio
 
 from halswarm.runtime import terminate
+from halswarm.testing.harness import wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["Daemon", "free_port", "start_daemon", "write_json"]
+__all__ = ["Daemon", "free_port", "start_daemon", "stored_seqs", "wait_supervisor_ready", "write_json"]
 
 _STOP_GRACE: Final = 10.0
 
@@ -83,3 +86,34 @@ async def start_daemon(program: str, args: list[str], log_path: Path, env: dict[
             env=full_env,
         )
     return Daemon(process, log_path, f"{program}:{process.pid}")
+
+
+def stored_seqs(db: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Per agent node in a supervisor database: (rows, distinct seqs, min seq, max seq).
+
+    Read-only and blocking (call it in a worker thread): the exactly-once check of the
+    crash, chaos and recovery runs (rows == distinct == max - min + 1 means no loss and
+    no duplicate).
+    """
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT node_id, COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM events "
+            "WHERE node_id != 'supervisor' GROUP BY node_id"
+        ).fetchall()
+    finally:
+        conn.close()
+    return {str(r[0]): (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
+
+
+async def wait_supervisor_ready(http_port: int, within: float = 30.0) -> None:
+    """Until the supervisor on 127.0.0.1:*http_port* answers ``/readyz`` with 200."""
+
+    async def probe() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=1.0) as client:
+                return (await client.get(f"http://127.0.0.1:{http_port}/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_until(probe, within=within, interval=0.1, what="supervisor ready")

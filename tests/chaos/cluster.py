@@ -26,7 +26,7 @@ import orjson
 import psutil
 import trio
 
-from halswarm.testing import Daemon, free_port, start_daemon, wait_until, write_json
+from halswarm.testing import Daemon, free_port, start_daemon, stored_seqs, wait_until, write_json
 from tests.chaos.proxy import ChaosProxy
 
 if TYPE_CHECKING:
@@ -88,19 +88,6 @@ def seeded_rng(name: str) -> random.Random:
 def node_id(i: int) -> str:
     """The node id of agent *i*."""
     return f"node-{i:02d}"
-
-
-def _store_counts(db: Path) -> dict[str, tuple[int, int, int, int]]:
-    """Per node: (rows, distinct seqs, min seq, max seq), read-only."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        rows = conn.execute(
-            "SELECT node_id, COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM events "
-            "WHERE node_id != 'supervisor' GROUP BY node_id"
-        ).fetchall()
-    finally:
-        conn.close()
-    return {str(r[0]): (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
 
 
 def _outbox_state(data_dir: Path) -> tuple[int, int]:
@@ -326,7 +313,7 @@ class ChaosCluster:
 
     async def counts(self) -> dict[str, tuple[int, int, int, int]]:
         """Per node: (rows, distinct seqs, min seq, max seq) in the supervisor's store."""
-        return await trio.to_thread.run_sync(_store_counts, self.db)
+        return await trio.to_thread.run_sync(stored_seqs, self.db)
 
     # ---- the checks every scenario makes ---------------------------------------------
 

@@ -10,11 +10,18 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 import trio
 
-from halswarm.testing import Daemon, free_port, start_daemon, wait_until, write_json
+from halswarm.testing import (
+    Daemon,
+    free_port,
+    start_daemon,
+    stored_seqs,
+    wait_supervisor_ready,
+    wait_until,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,36 +38,12 @@ def _node(i: int) -> str:
     return f"node-{i:02d}"
 
 
-def _store_counts(db: Path) -> dict[str, tuple[int, int, int, int]]:
-    """Per node: (rows, distinct seqs, min seq, max seq) — read-only, in a worker thread."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        rows = conn.execute(
-            "SELECT node_id, COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM events "
-            "WHERE node_id != 'supervisor' GROUP BY node_id"
-        ).fetchall()
-    finally:
-        conn.close()
-    return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
-
-
 def _outbox_rows(data_dir: Path) -> int:
     conn = sqlite3.connect(data_dir / "outbox.db")
     try:
         return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
     finally:
         conn.close()
-
-
-async def _ready(http_port: int) -> None:
-    async def probe() -> bool:
-        try:
-            async with httpx.AsyncClient(timeout=1.0) as client:
-                return (await client.get(f"http://127.0.0.1:{http_port}/readyz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await wait_until(probe, within=20, interval=0.1, what="supervisor ready")
 
 
 async def test_every_event_stored_exactly_once_across_crashes(tmp_path: Path) -> None:
@@ -105,7 +88,7 @@ async def test_every_event_stored_exactly_once_across_crashes(tmp_path: Path) ->
         daemon = await start_daemon(
             "supervisor", ["--config", str(sup_config), "--log-format", "text"], logs / "sup.log"
         )
-        await _ready(http_port)
+        await wait_supervisor_ready(http_port, within=20)
         return daemon
 
     async def start_agent(i: int) -> Daemon:
@@ -133,14 +116,14 @@ async def test_every_event_stored_exactly_once_across_crashes(tmp_path: Path) ->
             supervisor = await start_supervisor()
 
             def all_stored() -> bool:
-                counts = _store_counts(db)
+                counts = stored_seqs(db)
                 return len(counts) == AGENTS and all(c[0] >= EVENTS_PER_AGENT for c in counts.values())
 
             async def stored() -> bool:
                 return await trio.to_thread.run_sync(all_stored)
 
             await wait_until(stored, within=120, interval=0.5, what="every agent's events stored")
-            counts = await trio.to_thread.run_sync(_store_counts, db)
+            counts = await trio.to_thread.run_sync(stored_seqs, db)
             for i in range(AGENTS):
                 rows, distinct, low, high = counts[_node(i)]
                 # None lost (1..N all present), none duplicated (rows == distinct == N).
