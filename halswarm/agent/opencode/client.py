@@ -290,12 +290,6 @@ class OpencodeClient:
         """Delete a session and its history."""
         await self._call("DELETE", f"/session/{session_id}", directory=directory)
 
-    async def summarize(self, session_id: str, directory: str, model: str) -> None:
-        """Compact a session now; returns when compaction is done."""
-        provider, model_id = split_model(model)
-        body: JSONObject = {"providerID": provider, "modelID": model_id}
-        await self._call("POST", f"/session/{session_id}/summarize", directory=directory, body=body)
-
     # ---- human in the loop -------------------------------------------------------------
 
     async def permissions(self, directory: str) -> list[JSONObject]:
