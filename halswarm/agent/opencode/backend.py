@@ -147,10 +147,6 @@ class OpencodeBackend:
             facts["opencode_version"] = self.runner.version
         return facts
 
-    def sessions(self) -> list[Session]:
-        """Every tracked session."""
-        return self.mapper.sessions()
-
     async def run(self, sink: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run opencode and pump its events into *sink* until cancelled.
 
