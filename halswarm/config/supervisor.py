@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SUPERVISOR_ENV",
     "AnthropicProvider",
+    "BudgetsConfig",
     "CostConfig",
     "DatabaseConfig",
     "DiscordChannel",
@@ -97,16 +98,24 @@ class ChannelsConfig:
 
 @attrs.frozen
 class AnthropicProvider:
-    """Anthropic Admin API access."""
+    """Anthropic Admin API access (usage and cost reports)."""
 
     admin_api_key: str = ""
+    #: API root; override for proxies and tests.
+    base_url: str = "https://api.anthropic.com"
+    #: Anthropic workspace id -> halswarm project name (unmapped workspaces keep their id).
+    workspaces: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen
 class OpenAIProvider:
-    """OpenAI organisation admin access."""
+    """OpenAI organisation admin access (usage and costs)."""
 
     org_api_key: str = ""
+    #: API root including ``/v1``; override for proxies and tests.
+    base_url: str = "https://api.openai.com/v1"
+    #: OpenAI project id -> halswarm project name (unmapped projects keep their id).
+    projects: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -119,10 +128,31 @@ class ProvidersConfig:
 
 @attrs.frozen
 class CostConfig:
-    """Cost polling."""
+    """Cost polling and opencode estimates."""
 
     poll_interval_minutes: float = 60.0
     providers: ProvidersConfig = ProvidersConfig()
+    #: Days fetched on the first poll of a provider (nothing stored yet).
+    backfill_days: int = 31
+    #: Trailing days re-fetched on every later poll: provider data settles late.
+    repoll_days: int = 3
+    #: How often opencode's per-session costs are folded into the daily estimates.
+    estimate_interval_seconds: float = 60.0
+    #: Per-request deadline for provider APIs.
+    request_timeout_sec: float = 30.0
+    #: Attempts per request before a poll of that provider is given up (5xx, timeouts, 429).
+    max_attempts: int = 5
+
+
+@attrs.frozen
+class BudgetsConfig:
+    """Daily spending limits; crossing ``warn_percent`` and 100 % emits cost events."""
+
+    #: Fleet-wide daily limit in USD (None: no fleet budget).
+    daily_usd: float | None = None
+    #: Project name -> daily limit in USD.
+    projects: dict[str, float] = attrs.Factory(dict)
+    warn_percent: float = 80.0
 
 
 @attrs.frozen
@@ -150,6 +180,7 @@ class SupervisorConfig:
     security: SecurityConfig = SecurityConfig()
     channels: ChannelsConfig = ChannelsConfig()
     cost: CostConfig = CostConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
     policies: PoliciesConfig = PoliciesConfig()
 
     def secrets(self) -> list[str]:
@@ -190,6 +221,37 @@ def _port_problem(key: str, port: int, allow_zero: bool) -> list[str]:
     return [] if low <= port <= 65535 else [f"{key}: must be between {low} and 65535, got {port}"]
 
 
+def _cost_problems(config: SupervisorConfig) -> list[str]:
+    cost = config.cost
+    problems: list[str] = []
+    for key in ("poll_interval_minutes", "estimate_interval_seconds", "request_timeout_sec"):
+        if getattr(cost, key) <= 0:
+            problems.append(f"cost.{key}: must be greater than 0")
+    if cost.backfill_days < 1:
+        problems.append("cost.backfill_days: must be at least 1")
+    if not 1 <= cost.repoll_days <= cost.backfill_days:
+        problems.append("cost.repoll_days: must be between 1 and cost.backfill_days")
+    if cost.max_attempts < 1:
+        problems.append("cost.max_attempts: must be at least 1")
+    anthropic, openai = cost.providers.anthropic, cost.providers.openai
+    if anthropic is not None and not anthropic.admin_api_key:
+        problems.append("cost.providers.anthropic.admin_api_key: required (or set HALSWARM_ANTHROPIC_ADMIN_KEY)")
+    if openai is not None and not openai.org_api_key:
+        problems.append("cost.providers.openai.org_api_key: required (or set HALSWARM_OPENAI_ADMIN_KEY)")
+    for name, provider in (("anthropic", anthropic), ("openai", openai)):
+        if provider is not None and not provider.base_url.startswith(("http://", "https://")):
+            problems.append(f"cost.providers.{name}.base_url: must start with http:// or https://")
+    budgets = config.budgets
+    if budgets.daily_usd is not None and budgets.daily_usd <= 0:
+        problems.append("budgets.daily_usd: must be greater than 0")
+    for project, limit in budgets.projects.items():
+        if limit <= 0:
+            problems.append(f"budgets.projects.{project}: must be greater than 0")
+    if not 0 < budgets.warn_percent < 100:
+        problems.append("budgets.warn_percent: must be between 0 and 100 (exclusive)")
+    return problems
+
+
 def check_supervisor_config(config: SupervisorConfig) -> list[str]:
     """Semantic checks beyond types: every problem, each naming its key path."""
     server = config.server
@@ -223,8 +285,7 @@ def check_supervisor_config(config: SupervisorConfig) -> list[str]:
     tls = config.security.tls
     if tls.enabled:
         problems.append("security.tls.enabled: TLS is not available in this version yet (planned); set false")
-    if config.cost.poll_interval_minutes <= 0:
-        problems.append("cost.poll_interval_minutes: must be greater than 0")
+    problems += _cost_problems(config)
     policy = config.policies.resume_on_idle
     if policy.idle_threshold_seconds <= 0:
         problems.append("policies.resume_on_idle.idle_threshold_seconds: must be greater than 0")
