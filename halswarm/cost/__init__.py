@@ -1,0 +1,1 @@
+"""Cost tracking: provider admin APIs, opencode's estimates, daily buckets, reports, budgets."""
