@@ -13,7 +13,7 @@ the fault never races the component's own use of them.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
 
     from halswarm.store import Store
+    from halswarm.store.gate import WriteGate
 
 __all__ = ["disk_full", "reads_failing"]
+
+T = TypeVar("T")
 
 _RESTORE_TIMEOUT: Final = 5.0
 
@@ -40,18 +43,26 @@ def _uncap(conn: sqlite3.Connection, previous: int) -> None:
     conn.execute(f"PRAGMA max_page_count = {previous}")
 
 
+async def _under(gate: trio.CapacityLimiter | WriteGate, fn: Callable[[], T]) -> T:
+    """Run *fn* in a thread while holding the gate its owner serialises the connection with."""
+    if isinstance(gate, trio.CapacityLimiter):
+        return await trio.to_thread.run_sync(fn, limiter=gate)
+    async with gate.hold(urgent=True):
+        return await trio.to_thread.run_sync(fn)
+
+
 @asynccontextmanager
-async def disk_full(conn: sqlite3.Connection, gate: trio.CapacityLimiter) -> AsyncGenerator[None, None]:
+async def disk_full(conn: sqlite3.Connection, gate: trio.CapacityLimiter | WriteGate) -> AsyncGenerator[None, None]:
     """Inside the block, writes on *conn* that need a new page fail (the disk is "full").
 
-    *gate* is the limiter its owner runs every call on *conn* under.
+    *gate* is the limiter or write gate its owner runs every call on *conn* under.
     """
-    previous = await trio.to_thread.run_sync(_cap, conn, limiter=gate)
+    previous = await _under(gate, lambda: _cap(conn))
     try:
         yield
     finally:
         with trio.move_on_after(_RESTORE_TIMEOUT, shield=True):
-            await trio.to_thread.run_sync(_uncap, conn, previous, limiter=gate)
+            await _under(gate, lambda: _uncap(conn, previous))
 
 
 def _abort() -> int:

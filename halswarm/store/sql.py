@@ -34,6 +34,7 @@ __all__ = [
     "insert_audit",
     "insert_command",
     "load_state",
+    "mark_command_sent",
     "query_events",
     "update_command",
     "upsert_node",
@@ -357,6 +358,16 @@ def update_command(conn: sqlite3.Connection, command: Command, audit: AuditRecor
         )
         if audit is not None:
             _insert_audit(conn, audit)
+
+
+def mark_command_sent(conn: sqlite3.Connection, command_id: str) -> None:
+    """Move a command from ``pending`` to ``sent``; a no-op once it has an outcome.
+
+    The guard lets the dispatcher record this off the command's critical path: it may
+    land after the outcome and must not overwrite it.
+    """
+    with conn:
+        conn.execute("UPDATE commands SET status = 'sent' WHERE id = ? AND status = 'pending'", (command_id,))
 
 
 def fail_unfinished_commands(conn: sqlite3.Connection, now: str, reason: str) -> int:

@@ -17,6 +17,7 @@ import trio
 from sqlite_utils import Database
 
 from halswarm.store import sql
+from halswarm.store.gate import WriteGate
 from halswarm.store.schema import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -71,7 +72,9 @@ class Store:
     def __init__(self, path: Path, writer: sqlite3.Connection, readers: list[sqlite3.Connection]) -> None:
         self.path = path
         self._writer = writer
-        self._write_gate = trio.CapacityLimiter(1)
+        self._write_gate = WriteGate()
+        # The gate already serialises writes; this only lends the writer one thread.
+        self._write_thread = trio.CapacityLimiter(1)
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         for conn in readers:
             self._readers.put(conn)
@@ -80,10 +83,22 @@ class Store:
         self.last_error: str | None = None
 
     async def _write(self, fn: Callable[Concatenate[sqlite3.Connection, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._write_as(False, fn, *args, **kwargs)
+
+    async def _write_urgent(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], R], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        # Commands: a human (or a policy) is waiting on these, not a batch of events.
+        return await self._write_as(True, fn, *args, **kwargs)
+
+    async def _write_as(
+        self, urgent: bool, fn: Callable[Concatenate[sqlite3.Connection, P], R], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
         try:
-            result: R = await trio.to_thread.run_sync(
-                functools.partial(fn, self._writer, *args, **kwargs), limiter=self._write_gate
-            )
+            async with self._write_gate.hold(urgent=urgent):
+                result: R = await trio.to_thread.run_sync(
+                    functools.partial(fn, self._writer, *args, **kwargs), limiter=self._write_thread
+                )
         except sqlite3.Error as exc:
             self.healthy = False
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -122,11 +137,15 @@ class Store:
 
     async def insert_command(self, command: Command, audit: AuditRecord) -> Command | None:
         """Persist a new command; returns the existing one if its idempotency key is taken."""
-        return await self._write(sql.insert_command, command, audit)
+        return await self._write_urgent(sql.insert_command, command, audit)
 
     async def update_command(self, command: Command, audit: AuditRecord | None = None) -> None:
         """Store a command's progress or outcome."""
-        await self._write(sql.update_command, command, audit)
+        await self._write_urgent(sql.update_command, command, audit)
+
+    async def mark_command_sent(self, command_id: str) -> None:
+        """Record that a command went out, unless it already has an outcome."""
+        await self._write_urgent(sql.mark_command_sent, command_id)
 
     async def fail_unfinished_commands(self, now: str, reason: str) -> int:
         """Fail commands a previous run left without an outcome; returns how many."""

@@ -270,10 +270,9 @@ class Dispatcher:
                     continue
                 if inflight.command.status == "pending":
                     inflight.command = attrs.evolve(inflight.command, status="sent")
-                    try:
-                        await self.store.update_command(inflight.command)
-                    except StoreError as exc:  # the outcome write is what matters; carry on
-                        log.warning("could not record that a command was sent: %s", exc)
+                    # Off the critical path: the answer may already be on its way back.
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._record_sent, command.id)
                 await wait_any(inflight.answered, changed)
         result = inflight.result
         if result is None:
@@ -282,6 +281,12 @@ class Dispatcher:
             await self._finish(inflight, "succeeded", result=result.result)
         else:
             await self._finish(inflight, "failed", error=result.error or "command failed", result=result.result)
+
+    async def _record_sent(self, command_id: str) -> None:
+        try:
+            await self.store.mark_command_sent(command_id)
+        except StoreError as exc:  # the outcome write is what matters; carry on
+            log.warning("could not record that a command was sent: %s", exc, extra=ctx(command_id=command_id))
 
     def on_result(self, node_id: str, result: CommandResult) -> None:
         """A command_result frame arrived (from the hub's reader: must not block)."""

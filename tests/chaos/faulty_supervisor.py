@@ -88,7 +88,8 @@ async def _apply_faults(store: Store, path: Path) -> None:
             delay = wanted.get("commit_delay_ms", 0)
             delay_ms = float(delay) if isinstance(delay, int | float) else 0.0
             if delay_ms != applied.get("commit_delay_ms", 0.0):
-                await trio.to_thread.run_sync(_slow_commits, writer, delay_ms, limiter=gate)
+                async with gate.hold(urgent=True):
+                    await trio.to_thread.run_sync(_slow_commits, writer, delay_ms)
                 log.warning("chaos: store fault: commit delay %g ms", delay_ms)
             applied = {"disk_full": is_full, "commit_delay_ms": delay_ms}
             await trio.sleep(_POLL_INTERVAL)

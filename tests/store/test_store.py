@@ -314,13 +314,19 @@ async def test_command_outcome_and_audit_rows(tmp_path: Path, store: Store) -> N
             finished_at=ts(9),
         )
         await store.update_command(done, audit("abort_session", "succeeded"))
+        # The dispatcher records "sent" in the background: landing late, it must not undo the outcome.
+        await store.mark_command_sent(cmd.id)
         await store.insert_command(command("cmd-2", "key-2"), audit("abort_session", "accepted", "ses-2"))
+        await store.mark_command_sent("cmd-2")
+        sent = await store.get_command("cmd-2")
         failed = await store.fail_unfinished_commands(NOW, "supervisor restarted")
         await store.insert_audit(audit("login", "ok", "-"))
         stored = await store.get_command("cmd-1")
         orphan = await store.get_command("cmd-2")
         audit_rows = await sql_rows(tmp_path / "s.db", "SELECT action, outcome, target FROM audit_log ORDER BY id")
     assert stored == done
+    assert sent is not None
+    assert sent.status == "sent"
     assert failed == 1
     assert orphan is not None
     assert (orphan.status, orphan.error, orphan.finished_at) == ("failed", "supervisor restarted", NOW)
