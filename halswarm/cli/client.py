@@ -173,6 +173,10 @@ class ApiClient:
 
     # ---- commands ------------------------------------------------------------------------
 
+    async def cost(self, params: dict[str, str]) -> JSONObject:
+        """``GET /api/v1/cost`` as sent (the caller keeps it for ``-o json``)."""
+        return await self._request("GET", "/api/v1/cost", params=params)
+
     async def submit(self, request: CommandRequest, *, wait: float) -> Command:
         """``POST /api/v1/commands?wait=``: the command as it stands after at most *wait* s.
 

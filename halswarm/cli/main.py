@@ -17,6 +17,7 @@ Commands::
     halctl sessions reject REQUEST [--message TEXT]
     halctl sessions answer REQUEST --answer LABEL[,LABEL...] [--answer ...]
     halctl commands get COMMAND_ID [--wait S]
+    halctl cost [today|week|month] [--by project|model|provider|day] [--from DAY [--to DAY]]
     halctl health
 
 Session commands take ``--wait S`` (default 60) and ``--idempotency-key K``. Every
@@ -44,6 +45,7 @@ from halswarm import __version__
 from halswarm.cli.actions import SESSION_ACTIONS, commands
 from halswarm.cli.client import ClientError
 from halswarm.cli.context import OUTPUT_FORMATS, App, Io, app_of, fail, output_option
+from halswarm.cli.cost import cost
 from halswarm.cli.exits import EXIT_CODES_HELP, EXIT_USAGE, describe_error
 from halswarm.cli.hitl import PENDING_COMMANDS
 from halswarm.cli.logs import logs
@@ -127,6 +129,7 @@ for _action in (*SESSION_ACTIONS, *PENDING_COMMANDS):
 cli.add_command(nodes)
 cli.add_command(sessions)
 cli.add_command(commands)
+cli.add_command(cost)
 
 
 def main() -> None:

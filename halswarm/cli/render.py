@@ -7,6 +7,7 @@ wall clock stays injected (house-style rule 14).
 from __future__ import annotations
 
 import collections
+import math
 from typing import TYPE_CHECKING, Final
 
 import orjson
@@ -37,6 +38,7 @@ __all__ = [
     "sessions_totals",
     "short_id",
     "status_text",
+    "usd",
 ]
 
 SHORT_ID_LEN: Final = 12  # "ses_" plus 8 hex digits: unique in practice, and accepted as a prefix
@@ -96,8 +98,23 @@ def _when(ts: str | None, now: datetime) -> str:
     return f"{ts} ({ago(ts, now)})" if ts else "-"
 
 
+def usd(value: float, *, decimals: int = 2) -> str:
+    """Dollars with *decimals* places: ``$1,234.50``, ``-$0.25``.
+
+    A non-zero amount smaller than the last place keeps two significant digits instead
+    (``$0.0004``, ``$0.000012``), so a small spend never reads as no spend.
+    """
+    sign = "-" if value < 0 else ""
+    size = abs(value)
+    if 0 < size < 10**-decimals:
+        places = 1 - math.floor(math.log10(size))  # two significant digits
+        digits = f"{size:.{places}f}".rstrip("0").removesuffix(".")
+        return f"{sign}${digits}"
+    return f"{sign}${size:,.{decimals}f}"
+
+
 def _usd(value: float) -> str:
-    return f"${value:,.4f}"
+    return usd(value, decimals=4)
 
 
 def _mem(mb: float) -> str:
