@@ -173,7 +173,7 @@ class ApiClient:
 
     # ---- commands ------------------------------------------------------------------------
 
-    async def cost(self, params: dict[str, str]) -> JSONObject:
+    async def cost(self, params: dict[str, str | int | float]) -> JSONObject:
         """``GET /api/v1/cost`` as sent (the caller keeps it for ``-o json``)."""
         return await self._request("GET", "/api/v1/cost", params=params)
 

@@ -73,7 +73,6 @@ _KEY_MIN_WIDTH: Final = 8
 _TOKENS_FROM_WIDTH: Final = 64  # narrower terminals leave the token columns out
 _BAR_MAX: Final = 60  # cells; wider bars read no better
 _BAR_EIGHTHS: Final = " ▏▎▍▌▋▊▉"
-_BUDGET_WARN: Final = 80.0  # percent, as in the budget events (issue 5)
 _BUDGET_OVER: Final = 100.0
 
 
@@ -332,13 +331,13 @@ def _budget_row(budget: BudgetStatus) -> tuple[list[str], str]:
     cells = [budget.scope, f"{usd(budget.spent_usd)} of {usd(budget.limit_usd)}", percent]
     if budget.percent >= _BUDGET_OVER:
         return [*cells, "exceeded"], "bold red"
-    if budget.percent >= _BUDGET_WARN:
-        return [*cells, f"above {_BUDGET_WARN:.0f}%"], "yellow"
+    if budget.percent >= budget.warn_percent:
+        return [*cells, f"above {budget.warn_percent:g}%"], "yellow"
     return [*cells, ""], ""
 
 
 def budgets_table(budgets: list[BudgetStatus]) -> Table:
-    """Today's spend per budget; 80 % and more in yellow, 100 % and more in bold red."""
+    """Today's spend per budget; from its warning level in yellow, 100 % and more in bold red."""
     table = Table.grid(padding=(0, 2))
     table.title = "budgets today"
     table.title_justify = "left"

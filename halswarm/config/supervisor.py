@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from halswarm.config._load import EnvBinding, load_config_file, parse_config
+from halswarm.config.policies import PoliciesConfig, ResumeOnIdlePolicy, check_policies
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -156,22 +157,6 @@ class BudgetsConfig:
 
 
 @attrs.frozen
-class ResumeOnIdlePolicy:
-    """Resume sessions idle beyond a threshold."""
-
-    enabled: bool = False
-    idle_threshold_seconds: float = 300.0
-    max_retries: int = 3
-
-
-@attrs.frozen
-class PoliciesConfig:
-    """Auto-intervention policies."""
-
-    resume_on_idle: ResumeOnIdlePolicy = ResumeOnIdlePolicy()
-
-
-@attrs.frozen
 class SupervisorConfig:
     """The whole supervisor config file."""
 
@@ -181,7 +166,7 @@ class SupervisorConfig:
     channels: ChannelsConfig = ChannelsConfig()
     cost: CostConfig = CostConfig()
     budgets: BudgetsConfig = BudgetsConfig()
-    policies: PoliciesConfig = PoliciesConfig()
+    policies: PoliciesConfig = attrs.Factory(PoliciesConfig)
 
     def secrets(self) -> list[str]:
         """Every secret value in this config, for log redaction."""
@@ -199,8 +184,6 @@ class SupervisorConfig:
         notes = []
         if self.channels.discord is not None:
             notes.append("channels.discord")
-        if self.cost.providers.anthropic is not None or self.cost.providers.openai is not None:
-            notes.append("cost.providers")
         if self.policies.resume_on_idle.enabled:
             notes.append("policies.resume_on_idle")
         return notes
@@ -223,10 +206,8 @@ def _port_problem(key: str, port: int, allow_zero: bool) -> list[str]:
 
 def _cost_problems(config: SupervisorConfig) -> list[str]:
     cost = config.cost
-    problems: list[str] = []
-    for key in ("poll_interval_minutes", "estimate_interval_seconds", "request_timeout_sec"):
-        if getattr(cost, key) <= 0:
-            problems.append(f"cost.{key}: must be greater than 0")
+    positive = ("poll_interval_minutes", "estimate_interval_seconds", "request_timeout_sec")
+    problems = [f"cost.{key}: must be greater than 0" for key in positive if getattr(cost, key) <= 0]
     if cost.backfill_days < 1:
         problems.append("cost.backfill_days: must be at least 1")
     if not 1 <= cost.repoll_days <= cost.backfill_days:
@@ -286,11 +267,7 @@ def check_supervisor_config(config: SupervisorConfig) -> list[str]:
     if tls.enabled:
         problems.append("security.tls.enabled: TLS is not available in this version yet (planned); set false")
     problems += _cost_problems(config)
-    policy = config.policies.resume_on_idle
-    if policy.idle_threshold_seconds <= 0:
-        problems.append("policies.resume_on_idle.idle_threshold_seconds: must be greater than 0")
-    if policy.max_retries < 0:
-        problems.append("policies.resume_on_idle.max_retries: must not be negative")
+    problems += check_policies(config.policies)
     return problems
 
 

@@ -155,6 +155,7 @@ class BudgetStatus:
     limit_usd: float
     spent_usd: float
     percent: float
+    warn_percent: float = 80.0  # budgets.warn_percent: where cost.budget_warning fires
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from halswarm.http.api_commands import register_commands
+from halswarm.http.api_cost import register_cost
 from halswarm.http.api_nodes import register_nodes
 from halswarm.http.api_sessions import register_sessions
 from halswarm.http.probes import register_probes
@@ -90,4 +91,5 @@ def create_app(api: ApiContext) -> QuartTrio:
     register_sessions(app, api)
     register_nodes(app, api)
     register_commands(app, api)
+    register_cost(app, api)
     return app

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from halswarm.cost.reporter import CostReporter
 from halswarm.jsontypes import JSONObject
 from halswarm.obs.metrics import Metrics
 from halswarm.store import Store
@@ -31,3 +32,4 @@ class ApiContext:
     metrics: Metrics
     readiness: Readiness
     queue_stats: Callable[[], JSONObject]
+    cost: CostReporter

@@ -24,13 +24,21 @@ def register_probes(app: Quart, api: ApiContext) -> None:
     @app.get("/readyz")
     async def readyz() -> Response:
         components = await api.readiness()
-        healthy = all(v == "ok" for v in components.values())
+        # A "degraded: ..." component (a cost provider that cannot be polled) is worth
+        # showing but must not take a working supervisor out of service.
+        failing = [v for v in components.values() if v != "ok" and not v.startswith("degraded")]
+        if failing:
+            status = "unhealthy"
+        elif all(v == "ok" for v in components.values()):
+            status = "healthy"
+        else:
+            status = "degraded"
         body = {
-            "status": "healthy" if healthy else "unhealthy",
+            "status": status,
             "components": components,
             "details": {"pipeline_queue": api.queue_stats()},
         }
-        return json_response(body, 200 if healthy else 503)
+        return json_response(body, 503 if failing else 200)
 
     @app.get("/metrics")
     async def metrics() -> Response:

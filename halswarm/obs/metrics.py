@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
 import attrs
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -83,6 +83,25 @@ class Metrics:
         )
         self.nodes_offline_total = Counter(
             "hal_o_swarm_node_offline_transitions", "Nodes marked offline.", ["reason"], registry=r
+        )
+        # Cost tracking (issue 5): set by the cost poller.
+        self.cost_polls = Counter(
+            "hal_o_swarm_cost_polls",
+            "Provider cost polls, by provider and outcome.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.cost_today_usd = Gauge(
+            "hal_o_swarm_cost_today_usd",
+            "Today's (UTC) spend by provider: the provider's data where polled, else opencode's estimate.",
+            ["provider"],
+            registry=r,
+        )
+        self.cost_budget_used_percent = Gauge(
+            "hal_o_swarm_cost_budget_used_percent",
+            "Today's spend as a percentage of each daily budget (scope: fleet or a project).",
+            ["scope"],
+            registry=r,
         )
         self._event_types: set[str] = set()
 

@@ -107,3 +107,44 @@ def _initial(db: Database) -> None:
         CREATE INDEX audit_ts ON audit_log(ts);
         """,
     )
+
+
+@MIGRATIONS(name="0002_cost")
+def _cost(db: Database) -> None:
+    # Money is INTEGER nano-dollars (1e-9 USD): exact, additive in SQL (the estimate
+    # upserts add deltas in place) and 1000 times finer than the micro-dollars reports
+    # show. See halswarm/store/cost_sql.py and docs/COST.md.
+    _run_statements(
+        db,
+        """
+        CREATE TABLE cost_daily (
+            day TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            project TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('provider', 'estimate')),
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_nanos INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (day, provider, model, project, source)
+        ) WITHOUT ROWID;
+        CREATE INDEX cost_daily_provider_day ON cost_daily(provider, source, day);
+        CREATE TABLE cost_estimate_sessions (
+            session_id TEXT PRIMARY KEY,
+            cost_nanos INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cache_read_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE cost_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        """,
+    )

@@ -16,14 +16,17 @@ from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, TypeVar
 import trio
 from sqlite_utils import Database
 
-from halswarm.store import sql
+from halswarm.store import cost_sql, sql
 from halswarm.store.gate import WriteGate
 from halswarm.store.schema import MIGRATIONS
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import AsyncGenerator, Callable, Iterable
     from pathlib import Path
 
+    from halswarm.cost.estimates import SessionCost
+    from halswarm.cost.model import CostBucket
     from halswarm.models import Command, Event, Session
     from halswarm.store.sql import AuditRecord, EventQuery, IngestBatch, IngestSummary, NodeRecord, StoredState
 
@@ -185,6 +188,37 @@ class Store:
                 self._readers.get_nowait().close()
             except queue.Empty:
                 break
+
+    # ---- cost tracking (issue 5; SQL in halswarm.store.cost_sql) ----------------------
+
+    async def replace_provider_costs(
+        self, provider: str, start: dt.date, end: dt.date, buckets: list[CostBucket], now: str
+    ) -> int:
+        """Replace a provider's days ``start <= day < end`` and record a successful poll.
+
+        See :func:`cost_sql.replace_provider_days`; returns the rows the range now holds.
+        """
+        return await self._write(cost_sql.replace_provider_days, provider, start, end, buckets, now)
+
+    async def add_cost_estimates(self, deltas: list[CostBucket], seen: dict[str, SessionCost], now: str) -> None:
+        """Add estimate deltas and the sessions' bookkeeping in one transaction."""
+        await self._write(cost_sql.add_estimates, deltas, seen, now)
+
+    async def load_estimate_seen(self) -> dict[str, SessionCost]:
+        """What the estimates booked of each session so far."""
+        return await self._read(cost_sql.load_estimate_seen)
+
+    async def cost_buckets(self, first: dt.date, last: dt.date) -> list[CostBucket]:
+        """Stored cost buckets of UTC days ``first..last`` (inclusive), both sources."""
+        return await self._read(cost_sql.cost_buckets, first, last)
+
+    async def cost_state(self, prefix: str) -> dict[str, str]:
+        """Cost poller and budget state entries whose key starts with *prefix*."""
+        return await self._read(cost_sql.cost_state, prefix)
+
+    async def put_cost_state(self, items: dict[str, str], now: str) -> None:
+        """Set cost poller and budget state entries in one transaction."""
+        await self._write(cost_sql.put_cost_state, items, now)
 
 
 @asynccontextmanager

@@ -4,7 +4,7 @@
 
     run_supervisor
     └─ store (thread gate)                 open for the whole run, closed last
-       └─ core nursery                     pipeline, dispatcher, heartbeat monitor
+       └─ core nursery                     pipeline, dispatcher, heartbeat monitor, cost poller
           └─ edge nursery                  hub (:8420), HTTP API (:8421)
 
 Shutdown (the ``shutdown`` event): the hub and HTTP server stop accepting; in-flight
@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from halswarm.cost.poller import CostPoller
+from halswarm.cost.providers import sources_from_config
+from halswarm.cost.reporter import CostReporter
 from halswarm.http.context import ApiContext
 from halswarm.http.server import HttpServer
 from halswarm.obs.logging import ctx
@@ -35,7 +38,10 @@ from halswarm.supervisor.tracker import SessionTracker
 from halswarm.timeutil import Clock, format_ts, system_now
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from halswarm.config.supervisor import SupervisorConfig
+    from halswarm.cost.model import CostSource
 
 __all__ = ["SupervisorHandle", "run_supervisor"]
 
@@ -62,9 +68,12 @@ async def run_supervisor(
     *,
     shutdown: trio.Event,
     now: Clock = system_now,
+    cost_sources: Sequence[CostSource] | None = None,
     task_status: trio.TaskStatus[SupervisorHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the supervisor until *shutdown* is set.
+
+    *cost_sources* replaces the provider APIs built from ``config.cost`` (tests).
 
     Raises:
         StoreError: the database cannot be opened.
@@ -127,6 +136,18 @@ async def run_supervisor(
             )
         )
 
+        sources: list[CostSource] = list(cost_sources) if cost_sources is not None else sources_from_config(config.cost)
+        cost_poller = CostPoller(
+            config.cost,
+            config.budgets,
+            sources,
+            store,
+            sessions=tracker.sessions,
+            emit=pipeline.emit,
+            now=now,
+            metrics=metrics,
+        )
+
         async def readiness() -> dict[str, str]:
             components = {"database": "ok", "hub": "ok", "pipeline": "ok", "http": "ok"}
             try:
@@ -140,6 +161,8 @@ async def run_supervisor(
                 components["hub"] = "not accepting connections"
             if pipeline.stalled_since is not None:
                 components["pipeline"] = f"stalled for {trio.current_time() - pipeline.stalled_since:.0f}s"
+            if cost_poller.sources:  # degraded (not failing) while a provider cannot be polled
+                components["cost"] = cost_poller.readiness()
             return components
 
         api = ApiContext(
@@ -151,6 +174,13 @@ async def run_supervisor(
             metrics=metrics,
             readiness=readiness,
             queue_stats=pipeline.queue_stats,
+            cost=CostReporter(
+                store,
+                polled=cost_poller.polled,
+                statuses=cost_poller.source_statuses,
+                budgets=config.budgets,
+                now=now,
+            ),
         )
         http = HttpServer(
             api,
@@ -163,6 +193,7 @@ async def run_supervisor(
             await core.start(pipeline.run)
             await core.start(dispatcher.run)
             await core.start(monitor.run)
+            await core.start(cost_poller.run)
             async with trio.open_nursery() as edge:
                 ws_port = await edge.start(hub.run)
                 http_port = await edge.start(http.run)

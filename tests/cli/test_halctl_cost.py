@@ -105,6 +105,7 @@ REPORT: Final = CostReport(
         BudgetStatus("fleet", 50.0, 42.5, 85.0),
         BudgetStatus("payments-api", 30.0, 36.0, 120.0),
         BudgetStatus("web", 20.0, 2.0, 10.0),
+        BudgetStatus("docs", 10.0, 7.5, 75.0, warn_percent=70.0),
     ],
 )
 CHART_ROW = re.compile(r"^(\d{4}-\d\d-\d\d)  (.*?) +(\$[0-9.,]+)$")
@@ -301,6 +302,8 @@ async def test_header_groups_providers_and_budgets(api: FakeCostApi, tmp_path: P
     assert row(budgets, "fleet") == ["fleet", "$42.50", "of", "$50.00", "85%", "above", "80%"]
     assert row(budgets, "payments-api") == ["payments-api", "$36.00", "of", "$30.00", "120%", "exceeded"]
     assert row(budgets, "web") == ["web", "$2.00", "of", "$20.00", "10%"]
+    # The warning level is the configured one (budgets.warn_percent), not a fixed 80 %.
+    assert row(budgets, "docs") == ["docs", "$7.50", "of", "$10.00", "75%", "above", "70%"]
 
 
 async def test_chart_has_every_day_scaled_to_the_biggest(api: FakeCostApi, tmp_path: Path) -> None:
