@@ -14,12 +14,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import attrs
+import httpx
 import pytest
 import trio
 
 from halswarm.config.supervisor import AnthropicProvider, CostConfig, OpenAIProvider, ProvidersConfig
 from halswarm.convert import structure_strict
 from halswarm.cost.model import CostReport
+from halswarm.supervisor.app import SupervisorHandle
 from halswarm.testing import TEST_TOKEN, api_client, open_supervisor, supervisor_config, wait_until
 from halswarm.testing.halctl import run_halctl
 from tests.cost.fake_providers import (
@@ -30,6 +32,9 @@ from tests.cost.fake_providers import (
     OPENAI_MODELS,
     OPENAI_PROJECTS,
     Dataset,
+    FakeAnthropic,
+    FakeOpenAI,
+    FakeServer,
     open_fake_anthropic,
     open_fake_openai,
 )
@@ -37,11 +42,6 @@ from tests.cost.fake_providers import (
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
     from pathlib import Path
-
-    import httpx
-
-    from halswarm.supervisor.app import SupervisorHandle
-    from tests.cost.fake_providers import FakeAnthropic, FakeOpenAI, FakeServer
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,9 @@ async def polling_fleet(tmp_path: Path) -> AsyncGenerator[Fleet, None]:
     """A supervisor whose cost poller reads both fakes every 1.2 s, first poll done."""
     async with open_fake_anthropic(ANTHROPIC_BILL) as anthropic, open_fake_openai(OPENAI_BILL) as openai:
         providers = ProvidersConfig(
-            anthropic=AnthropicProvider(admin_api_key=ANTHROPIC_KEY, base_url=anthropic.base_url, workspaces=WORKSPACES),
+            anthropic=AnthropicProvider(
+                admin_api_key=ANTHROPIC_KEY, base_url=anthropic.base_url, workspaces=WORKSPACES
+            ),
             openai=OpenAIProvider(org_api_key=OPENAI_KEY, base_url=openai.base_url, projects=PROJECTS),
         )
         cost = CostConfig(
