@@ -36,6 +36,7 @@ def run(
     ("program", "example"),
     [
         ("hal-supervisor", "supervisor.config.json"),
+        ("hal-supervisor", "supervisor.cost.config.json"),
         ("hal-agent", "agent.config.json"),
         ("hal-agent", "agent.opencode.config.json"),
     ],
