@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from halswarm.config._load import EnvBinding, load_config_file, parse_config
+from halswarm.config.dependencies import DependencyStartConfig, check_dependencies
 from halswarm.config.policies import PoliciesConfig, ResumeOnIdlePolicy, check_policies
 
 if TYPE_CHECKING:
@@ -167,6 +168,9 @@ class SupervisorConfig:
     cost: CostConfig = CostConfig()
     budgets: BudgetsConfig = BudgetsConfig()
     policies: PoliciesConfig = attrs.Factory(PoliciesConfig)
+    #: Project -> the projects it depends on (see docs/POLICIES.md, "Dependencies").
+    dependencies: dict[str, list[str]] = attrs.Factory(dict)
+    dependency_start: DependencyStartConfig = attrs.Factory(DependencyStartConfig)
 
     def secrets(self) -> list[str]:
         """Every secret value in this config, for log redaction."""
@@ -268,6 +272,7 @@ def check_supervisor_config(config: SupervisorConfig) -> list[str]:
         problems.append("security.tls.enabled: TLS is not available in this version yet (planned); set false")
     problems += _cost_problems(config)
     problems += check_policies(config.policies)
+    problems += check_dependencies(config.dependencies, config.dependency_start)
     return problems
 
 
