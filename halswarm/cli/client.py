@@ -25,9 +25,11 @@ import cattrs
 import httpx
 import orjson
 
+from halswarm.audit import AuditEntry
 from halswarm.convert import converter, describe_errors, unstructure
 from halswarm.jsontypes import JSONObject, JSONValue, is_json_object
 from halswarm.models import Command, Event, Node, Session
+from halswarm.policy.views import PolicyInfo
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -211,6 +213,46 @@ class ApiClient:
             read_timeout=wait + self.timeouts.wait_margin_s,
         )
         return self._structure(body, "command", Command)
+
+    # ---- policies and the audit log ------------------------------------------------------
+
+    async def policies(self) -> list[PolicyInfo]:
+        """Every policy with its config and live state, in priority order."""
+        body = await self._request("GET", "/api/v1/policies")
+        return self._structure(body, "policies", list[PolicyInfo])
+
+    async def set_policy(self, name: str, *, enabled: bool) -> PolicyInfo:
+        """``POST /api/v1/policies/{name}/enable|disable``: the policy afterwards.
+
+        Raises:
+            NotFoundError: no policy has that name.
+            ApiError: 409 ``policy_not_configured`` (kill_on_cost without any limit).
+        """
+        verb = "enable" if enabled else "disable"
+        body = await self._request("POST", f"/api/v1/policies/{_segment(name)}/{verb}")
+        return self._structure(body, "policy", PolicyInfo)
+
+    async def audit(
+        self,
+        *,
+        limit: int,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before: int | None = None,
+    ) -> list[AuditEntry]:
+        """Audit rows, newest first; *actor* and *action* take a trailing ``*`` as a prefix match.
+
+        *since* (inclusive) and *until* (exclusive) are RFC 3339 times; *before* an audit
+        row id, to page back.
+        """
+        params = _params(
+            limit=limit, actor=actor, action=action, target=target, since=since, until=until, before=before
+        )
+        body = await self._request("GET", "/api/v1/audit", params=params)
+        return self._structure(body, "audit", list[AuditEntry])
 
     # ---- plumbing ------------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ report schema the API, halctl and Discord share (issue 5). halctl parses it with
 strict converter, so a field the server renamed fails loudly (exit 1, naming the key)
 instead of printing zeros, the original's bug. The table output is:
 
-* a header: period and days, total, daily average; provider bill, opencode's estimate
-  and the gap between them;
+* a header: period and days, total, daily average; how the total splits into the
+  providers' bill and opencode's estimate where no bill counts, all of opencode's
+  estimate, and the gap between the total and it;
 * the groups of ``--by`` with cost, estimate, share and tokens, and their total;
 * every provider with its models (the product spec's layout);
 * a bar per day, scaled to the costliest day; days without spend show as ``$0.00``;
@@ -209,7 +210,12 @@ def _token_cells(tokens: TokenCounts, shown: bool) -> list[str]:
 
 
 def cost_header(report: CostReport) -> Text:
-    """Two lines: period, days, total and daily average; bill, estimate and gap."""
+    """Two lines: period, days, total and daily average; the bill in the total, estimate and gap.
+
+    The second line splits the total truthfully: ``bill_usd`` is the providers' own data
+    in it, the rest is opencode's estimate for providers and days no bill covers. A
+    supervisor too old to send ``bill_usd`` gets the estimate and gap only.
+    """
     span = report.start if report.start == report.end else f"{report.start}..{report.end}"
     period = f"{report.period} " if report.period else ""
     days = f"{report.days} day{'' if report.days == 1 else 's'}"
@@ -218,10 +224,11 @@ def cost_header(report: CostReport) -> Text:
     text.append(usd(report.total_usd), style="bold")
     text.append(", daily average ")
     text.append(usd(report.daily_average_usd), style="bold")
-    text.append(
-        f"\nprovider bill {usd(report.total_usd)}, opencode estimate {usd(report.estimate_usd)}, "
-        f"gap {usd(report.gap_usd)}"
-    )
+    text.append("\n")
+    if report.bill_usd is not None:
+        unbilled = max(0.0, report.total_usd - report.bill_usd)
+        text.append(f"provider bill {usd(report.bill_usd)} + estimated {usd(unbilled)}; ")
+    text.append(f"opencode estimate {usd(report.estimate_usd)}, gap {usd(report.gap_usd)}")
     return text
 
 
@@ -316,11 +323,15 @@ def _source_line(source: SourceStatus, now: dt.datetime) -> Text:
     line = Text(f"{source.provider}: ")
     line.append_text(status_text(source.status))
     if source.status == "pending":
-        line.append(", not polled yet: its figures are opencode's estimate")
+        line.append(", not polled yet")
     elif source.last_success:
-        line.append(f", last good poll {ago(source.last_success, now)}: its figures may be out of date")
+        line.append(f", last good poll {ago(source.last_success, now)}")
     else:
-        line.append(", never polled successfully: its figures are opencode's estimate")
+        line.append(", never polled successfully")
+    if source.billed_through:
+        line.append(f": its bill counts through {source.billed_through}, opencode's estimate after")
+    else:
+        line.append(": its figures are opencode's estimate")
     if source.last_error:
         line.append(f" ({source.last_error})")
     return line
@@ -409,8 +420,8 @@ async def cost(
     """Spend and tokens over a period, grouped, per provider and model, and per day.
 
     The period is today (the default), week or month; or give whole UTC days with
-    --from/--to. Totals are the providers' bills where they are polled and opencode's
-    own estimate elsewhere; the header shows both and the gap.
+    --from/--to. Totals are the providers' bills on the days their polls cover and
+    opencode's own estimate elsewhere; the header shows both and the gap.
     """
     app = app_of(ctx)
     today = app.io.now().astimezone(dt.UTC).date()

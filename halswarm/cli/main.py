@@ -18,6 +18,8 @@ Commands::
     halctl sessions answer REQUEST --answer LABEL[,LABEL...] [--answer ...]
     halctl commands get COMMAND_ID [--wait S]
     halctl cost [today|week|month] [--by project|model|provider|day] [--from DAY [--to DAY]]
+    halctl policies list | enable NAME | disable NAME
+    halctl audit [--actor A] [--action A] [--target T] [--since TIME] [--until TIME] [--limit N] [--before ID]
     halctl health
 
 Session commands take ``--wait S`` (default 60) and ``--idempotency-key K``. Every
@@ -43,6 +45,7 @@ from rich.text import Text
 
 from halswarm import __version__
 from halswarm.cli.actions import SESSION_ACTIONS, commands
+from halswarm.cli.audit import audit
 from halswarm.cli.client import ClientError
 from halswarm.cli.context import OUTPUT_FORMATS, App, Io, app_of, fail, output_option
 from halswarm.cli.cost import cost
@@ -50,6 +53,7 @@ from halswarm.cli.exits import EXIT_CODES_HELP, EXIT_USAGE, describe_error
 from halswarm.cli.hitl import PENDING_COMMANDS
 from halswarm.cli.logs import logs
 from halswarm.cli.nodes import nodes
+from halswarm.cli.policies import policies
 from halswarm.cli.sessions import sessions
 from halswarm.cli.settings import DEFAULT_URL, SettingsError, resolve_settings
 
@@ -130,6 +134,8 @@ cli.add_command(nodes)
 cli.add_command(sessions)
 cli.add_command(commands)
 cli.add_command(cost)
+cli.add_command(policies)
+cli.add_command(audit)
 
 
 def main() -> None:

@@ -64,11 +64,12 @@ class OpencodeConfig:
     binary: str = "opencode"
     host: str = "127.0.0.1"
     #: Basic-auth password. Spawn mode generates a random one when unset; attach mode
-    #: sends it when set (the server's OPENCODE_SERVER_PASSWORD).
-    password: str | None = None
+    #: sends it when set (the server's OPENCODE_SERVER_PASSWORD). Never in a repr.
+    password: str | None = attrs.field(default=None, repr=False)
     username: str = "opencode"
     #: Extra environment for the spawned server (provider API keys, OPENCODE_CONFIG...).
-    env: dict[str, str] = attrs.field(factory=dict)
+    #: Its values may be secrets: never in a repr.
+    env: dict[str, str] = attrs.field(factory=dict, repr=False)
     continue_prompt: str = DEFAULT_CONTINUE_PROMPT
     #: How long a restart with handover waits for the old session to write its notes.
     handover_timeout_sec: float = 300.0
@@ -90,7 +91,7 @@ class AgentConfig:
     """The whole agent config file."""
 
     supervisor_url: str = ""
-    auth_token: str = ""
+    auth_token: str = attrs.field(default="", repr=False)  # a secret: never in a repr
     opencode_port: int = 4096
     projects: list[Project] = attrs.field(factory=list)
     node_id: str | None = None

@@ -29,6 +29,9 @@ __all__ = [
 #: comes back one hour after the first action of a window.
 DEFAULT_RESET_WINDOW_SECONDS = 3600.0
 
+#: Default interval of the policy engine's ticks (``policies.tick_seconds``).
+DEFAULT_TICK_SECONDS = 10.0
+
 
 @attrs.frozen
 class ResumeOnIdlePolicy:
@@ -60,7 +63,9 @@ class RestartOnCompactionPolicy:
 class KillOnCostPolicy:
     """Stop the fleet's (or a project's) active sessions when today's spend reaches a limit.
 
-    Driven by the day's totals from cost tracking, never by one session's cost.
+    Driven by the day's totals from cost tracking, never by one session's cost. With
+    neither ``daily_limit_usd`` nor ``projects`` set, the engine uses the daily budgets
+    (``budgets.daily_usd`` and ``budgets.projects``) as the limits.
     """
 
     enabled: bool = False
@@ -114,6 +119,8 @@ class PoliciesConfig:
     error_loop: ErrorLoopPolicy = ErrorLoopPolicy()
     stuck_busy: StuckBusyPolicy = StuckBusyPolicy()
     node_offline: NodeOfflinePolicy = NodeOfflinePolicy()
+    #: Seconds between two runs of every enabled policy (the engine's tick).
+    tick_seconds: float = DEFAULT_TICK_SECONDS
 
 
 def _positive(key: str, value: float) -> list[str]:
@@ -129,15 +136,21 @@ def _retry_caps(key: str, max_retries: int, reset_window_seconds: float) -> list
     return problems + _positive(f"{key}.reset_window_seconds", reset_window_seconds)
 
 
-def check_policies(config: PoliciesConfig) -> list[str]:
+def check_policies(config: PoliciesConfig, *, budget_limits: bool = False) -> list[str]:
     """Semantic checks of ``policies``: every problem, each naming its key path.
 
     Types, unknown keys and ``action`` values are checked when the file is structured;
     this adds ranges and combinations.
+
+    Args:
+        config: the ``policies`` section.
+        budget_limits: ``budgets`` sets a daily limit (fleet or project), which
+            ``kill_on_cost`` falls back to when it has no limit of its own.
     """
+    problems = _positive("policies.tick_seconds", config.tick_seconds)
     key = "policies.resume_on_idle"
     idle = config.resume_on_idle
-    problems = _positive(f"{key}.idle_threshold_seconds", idle.idle_threshold_seconds)
+    problems += _positive(f"{key}.idle_threshold_seconds", idle.idle_threshold_seconds)
     problems += _retry_caps(key, idle.max_retries, idle.reset_window_seconds)
     if idle.prompt is not None and not idle.prompt.strip():
         problems.append(f"{key}.prompt: must not be empty (leave it out to use the agent's continue prompt)")
@@ -156,8 +169,10 @@ def check_policies(config: PoliciesConfig) -> list[str]:
             problems.append(f"{key}.projects: a project name must not be empty")
         else:
             problems += _positive(f"{key}.projects.{project}", limit)
-    if cost.enabled and cost.daily_limit_usd is None and not cost.projects:
-        problems.append(f"{key}: enabled but no limit is set (daily_limit_usd or projects)")
+    if cost.enabled and cost.daily_limit_usd is None and not cost.projects and not budget_limits:
+        problems.append(
+            f"{key}: enabled but no limit is set (daily_limit_usd or projects, or budgets.daily_usd / budgets.projects)"
+        )
 
     key = "policies.error_loop"
     errors = config.error_loop

@@ -45,7 +45,7 @@ __all__ = [
 class ServerConfig:
     """Listeners, auth and link tuning."""
 
-    auth_token: str = ""
+    auth_token: str = attrs.field(default="", repr=False)  # a secret: never in a repr
     port: int = 8420
     http_port: int = 8421
     host: str = "0.0.0.0"
@@ -87,7 +87,7 @@ class SecurityConfig:
 class DiscordChannel:
     """Discord bot credentials."""
 
-    bot_token: str = ""
+    bot_token: str = attrs.field(default="", repr=False)  # a secret: never in a repr
     guild_id: str = ""
 
 
@@ -102,7 +102,7 @@ class ChannelsConfig:
 class AnthropicProvider:
     """Anthropic Admin API access (usage and cost reports)."""
 
-    admin_api_key: str = ""
+    admin_api_key: str = attrs.field(default="", repr=False)  # a secret: never in a repr
     #: API root; override for proxies and tests.
     base_url: str = "https://api.anthropic.com"
     #: Anthropic workspace id -> halswarm project name (unmapped workspaces keep their id).
@@ -113,7 +113,7 @@ class AnthropicProvider:
 class OpenAIProvider:
     """OpenAI organisation admin access (usage and costs)."""
 
-    org_api_key: str = ""
+    org_api_key: str = attrs.field(default="", repr=False)  # a secret: never in a repr
     #: API root including ``/v1``; override for proxies and tests.
     base_url: str = "https://api.openai.com/v1"
     #: OpenAI project id -> halswarm project name (unmapped projects keep their id).
@@ -188,8 +188,6 @@ class SupervisorConfig:
         notes = []
         if self.channels.discord is not None:
             notes.append("channels.discord")
-        if self.policies.resume_on_idle.enabled:
-            notes.append("policies.resume_on_idle")
         return notes
 
 
@@ -206,6 +204,15 @@ _MIN_TOKEN_LEN: Final = 16
 def _port_problem(key: str, port: int, allow_zero: bool) -> list[str]:
     low = 0 if allow_zero else 1
     return [] if low <= port <= 65535 else [f"{key}: must be between {low} and 65535, got {port}"]
+
+
+def _api_key_problems(path: str, key: str) -> list[str]:
+    """A provider key that cannot work as an HTTP header value (the value is never quoted)."""
+    if key != key.strip():
+        return [f"{path}: has leading or trailing whitespace (a copy-paste slip?); remove it"]
+    if not key.isascii() or not key.isprintable():
+        return [f"{path}: must be printable ASCII (it is sent as an HTTP header); check for pasted quotes or dashes"]
+    return []
 
 
 def _cost_problems(config: SupervisorConfig) -> list[str]:
@@ -226,6 +233,12 @@ def _cost_problems(config: SupervisorConfig) -> list[str]:
     for name, provider in (("anthropic", anthropic), ("openai", openai)):
         if provider is not None and not provider.base_url.startswith(("http://", "https://")):
             problems.append(f"cost.providers.{name}.base_url: must start with http:// or https://")
+    keys = [
+        ("cost.providers.anthropic.admin_api_key", anthropic.admin_api_key if anthropic else ""),
+        ("cost.providers.openai.org_api_key", openai.org_api_key if openai else ""),
+    ]
+    for path, key in keys:
+        problems += _api_key_problems(path, key)
     budgets = config.budgets
     if budgets.daily_usd is not None and budgets.daily_usd <= 0:
         problems.append("budgets.daily_usd: must be greater than 0")
@@ -271,7 +284,8 @@ def check_supervisor_config(config: SupervisorConfig) -> list[str]:
     if tls.enabled:
         problems.append("security.tls.enabled: TLS is not available in this version yet (planned); set false")
     problems += _cost_problems(config)
-    problems += check_policies(config.policies)
+    budgets = config.budgets
+    problems += check_policies(config.policies, budget_limits=budgets.daily_usd is not None or bool(budgets.projects))
     problems += check_dependencies(config.dependencies, config.dependency_start)
     return problems
 

@@ -1,7 +1,14 @@
 """Daily budgets (pure decisions): today's spend per scope, and which events to raise.
 
 Scopes are the fleet (``budgets.daily_usd``) and each project in ``budgets.projects``.
-Today's spend follows the totals rule of :mod:`halswarm.cost.report`.
+
+**What a budget measures** (:func:`today_spend`). Per provider, the larger of its bill
+(its ``provider`` rows, on a day its polls cover) and opencode's estimate: the bill for
+today lags (minutes at Anthropic, sometimes more) and is incomplete until the day
+settles, so budgets react to the estimates at once and to the bill when it is higher.
+A project's spend is, per provider, the larger of the bill rows attributed to that
+project (its workspace or project id mapped to it) and that project's estimates, so a
+provider whose ids are not mapped still counts through the estimates.
 
 Invariants of :func:`decide`:
 
@@ -11,8 +18,9 @@ Invariants of :func:`decide`:
 - Spend that jumps past 100 % in one step raises only ``cost.budget_exceeded`` (a
   warning after it would say less than what was already said); the warning then counts
   as sent for that day.
-- A new UTC day re-arms every scope. What was sent is returned as state to persist, so
-  a restart does not raise it again.
+- A new UTC day re-arms every scope. What was sent (:meth:`BudgetNotice.sent`) is
+  persisted by the caller once the event is queued, so a restart does not raise it again
+  and an event that could not be queued is raised again on the next check.
 """
 
 from __future__ import annotations
@@ -26,21 +34,19 @@ from typing import TYPE_CHECKING, Final, Literal
 import attrs
 import orjson
 
-from halswarm.cost.model import BudgetStatus
-from halswarm.cost.money import report_usd
-from halswarm.cost.report import counts_toward_total
+from halswarm.cost.model import BudgetStatus, Coverage
+from halswarm.cost.money import percent_of, report_usd
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable
+    from collections.abc import Callable, Collection, Iterable
 
-    from halswarm.config.supervisor import BudgetsConfig
+    from halswarm.config.supervisor import BudgetsConfig, CostConfig
     from halswarm.cost.model import CostBucket
     from halswarm.jsontypes import JSONObject
 
 __all__ = [
     "BUDGET_EXCEEDED",
     "BUDGET_WARNING",
-    "BudgetDecision",
     "BudgetNotice",
     "BudgetScope",
     "Notified",
@@ -49,6 +55,7 @@ __all__ = [
     "budget_statuses",
     "decide",
     "today_spend",
+    "unmapped_budget_warnings",
 ]
 
 BUDGET_WARNING: Final = "cost.budget_warning"
@@ -56,6 +63,7 @@ BUDGET_EXCEEDED: Final = "cost.budget_exceeded"
 
 BudgetLevel = Literal["warning", "exceeded"]
 _HUNDRED: Final = Decimal(100)
+_ZERO: Final = Decimal(0)
 
 
 @attrs.frozen
@@ -78,11 +86,10 @@ class BudgetScope:
 
 @attrs.frozen
 class TodaySpend:
-    """Today's spend by the totals rule: fleet-wide, per project and per provider."""
+    """Today's spend as budgets measure it (see the module docstring): fleet and per project."""
 
     fleet: Decimal = Decimal(0)
     projects: Mapping[str, Decimal] = attrs.field(factory=dict)
-    providers: Mapping[str, Decimal] = attrs.field(factory=dict)
 
     def of(self, scope: BudgetScope) -> Decimal:
         """The spend a scope is measured by."""
@@ -127,6 +134,17 @@ class BudgetNotice:
         """``cost.budget_warning`` or ``cost.budget_exceeded``."""
         return BUDGET_WARNING if self.level == "warning" else BUDGET_EXCEEDED
 
+    def sent(self, before: Notified | None) -> Notified:
+        """What counts as raised for the scope once this event is queued.
+
+        An exceeded notice also counts as the warning (no late warning after it).
+        """
+        levels = before.levels if before is not None and before.day == self.day else frozenset()
+        raised: frozenset[BudgetLevel] = (
+            frozenset({"warning", "exceeded"}) if self.level == "exceeded" else frozenset({"warning"})
+        )
+        return Notified(self.day, levels | raised)
+
     def data(self) -> JSONObject:
         """The event's data: ``{scope, project?, day, limit_usd, spent_usd, percent}``."""
         data: JSONObject = {"scope": "fleet" if self.scope.project is None else "project"}
@@ -139,14 +157,6 @@ class BudgetNotice:
         return data
 
 
-@attrs.frozen
-class BudgetDecision:
-    """Events to raise and the per-scope state to persist (changed entries only)."""
-
-    notices: list[BudgetNotice]
-    notified: dict[str, Notified]
-
-
 def budget_scopes(config: BudgetsConfig) -> list[BudgetScope]:
     """Every configured budget: the fleet first, then projects by name."""
     scopes = []
@@ -156,21 +166,43 @@ def budget_scopes(config: BudgetsConfig) -> list[BudgetScope]:
     return scopes
 
 
-def today_spend(buckets: Iterable[CostBucket], polled: Collection[str]) -> TodaySpend:
-    """Sum one day's buckets by the totals rule."""
-    fleet = Decimal(0)
-    projects: dict[str, Decimal] = collections.defaultdict(Decimal)
-    providers: dict[str, Decimal] = collections.defaultdict(Decimal)
+def _covers(coverage: Collection[str]) -> Callable[[str, dt.date], bool]:
+    if isinstance(coverage, Coverage):
+        return coverage.covers
+    # A plain set of provider names (older callers): each named provider's data counts on every day.
+    return lambda provider, _day: provider in coverage
+
+
+def today_spend(buckets: Iterable[CostBucket], coverage: Collection[str]) -> TodaySpend:
+    """One day's buckets as budgets measure them (see the module docstring).
+
+    Args:
+        buckets: the buckets of today (both sources).
+        coverage: a :class:`~halswarm.cost.model.Coverage`; a plain collection of
+            provider names counts those providers' bills on every day.
+    """
+    covers = _covers(coverage)
+    bill: dict[tuple[dt.date, str, str | None], Decimal] = collections.defaultdict(Decimal)
+    estimate: dict[tuple[dt.date, str, str | None], Decimal] = collections.defaultdict(Decimal)
     for b in buckets:
-        if counts_toward_total(b, polled):
-            fleet += b.cost_usd
-            projects[b.project] += b.cost_usd
-            providers[b.provider] += b.cost_usd
-    return TodaySpend(fleet, dict(projects), dict(providers))
-
-
-def _percent(spent: Decimal, limit: Decimal) -> Decimal:
-    return spent * _HUNDRED / limit
+        if b.source == "estimate":
+            side = estimate
+        elif covers(b.provider, b.day):
+            side = bill
+        else:
+            continue  # a provider's rows outside its coverage count nowhere (the totals rule)
+        side[b.day, b.provider, None] += b.cost_usd  # the provider's whole day
+        side[b.day, b.provider, b.project] += b.cost_usd
+    fleet = _ZERO
+    projects: dict[str, Decimal] = collections.defaultdict(Decimal)
+    for key in bill.keys() | estimate.keys():
+        larger = max(bill.get(key, _ZERO), estimate.get(key, _ZERO))
+        project = key[2]
+        if project is None:
+            fleet += larger
+        else:
+            projects[project] += larger
+    return TodaySpend(fleet, dict(projects))
 
 
 def budget_statuses(config: BudgetsConfig, spend: TodaySpend) -> list[BudgetStatus]:
@@ -180,7 +212,7 @@ def budget_statuses(config: BudgetsConfig, spend: TodaySpend) -> list[BudgetStat
             scope=s.label,
             limit_usd=report_usd(s.limit_usd),
             spent_usd=report_usd(spend.of(s)),
-            percent=round(float(_percent(spend.of(s), s.limit_usd)), 2),
+            percent=round(float(percent_of(spend.of(s), s.limit_usd)), 2),
             warn_percent=config.warn_percent,
         )
         for s in budget_scopes(config)
@@ -189,7 +221,7 @@ def budget_statuses(config: BudgetsConfig, spend: TodaySpend) -> list[BudgetStat
 
 def decide(
     config: BudgetsConfig, spend: TodaySpend, today: dt.date, notified: Mapping[str, Notified]
-) -> BudgetDecision:
+) -> list[BudgetNotice]:
     """Which budget events to raise now.
 
     Args:
@@ -200,27 +232,47 @@ def decide(
             ignored: a new day re-arms).
 
     Returns:
-        The events to raise (warnings before exceeded, fleet before projects) and the
-        state entries that changed.
+        The events to raise, warnings before exceeded, fleet before projects. The caller
+        records :meth:`BudgetNotice.sent` for each one it managed to queue.
     """
     warn_at = Decimal(repr(config.warn_percent))
     notices: list[BudgetNotice] = []
-    changed: dict[str, Notified] = {}
     for scope in budget_scopes(config):
         before = notified.get(scope.key)
         sent = before.levels if before is not None and before.day == today else frozenset()
         spent = spend.of(scope)
-        percent = _percent(spent, scope.limit_usd)
-        levels: set[BudgetLevel] = set(sent)
+        percent = percent_of(spent, scope.limit_usd)
         if percent >= _HUNDRED:
             if "exceeded" not in sent:
                 notices.append(BudgetNotice("exceeded", scope, today, spent, percent))
-            levels |= {"warning", "exceeded"}
-        elif percent >= warn_at:
-            if "warning" not in sent:
-                notices.append(BudgetNotice("warning", scope, today, spent, percent))
-            levels.add("warning")
-        if frozenset(levels) != sent:
-            changed[scope.key] = Notified(today, frozenset(levels))
+        elif percent >= warn_at and "warning" not in sent:
+            notices.append(BudgetNotice("warning", scope, today, spent, percent))
     notices.sort(key=lambda n: n.level == "exceeded")
-    return BudgetDecision(notices, changed)
+    return notices
+
+
+def unmapped_budget_warnings(cost: CostConfig, budgets: BudgetsConfig) -> list[str]:
+    """Project budgets a configured provider's bill cannot reach (logged at start).
+
+    A provider's rows carry the halswarm project only where its workspace (Anthropic)
+    or project (OpenAI) id is mapped to it; a project budget then still counts that
+    provider through opencode's estimates, never through its bill.
+    """
+    if not budgets.projects:
+        return []
+    warnings = []
+    maps = [
+        ("anthropic", "workspaces", cost.providers.anthropic.workspaces if cost.providers.anthropic else None),
+        ("openai", "projects", cost.providers.openai.projects if cost.providers.openai else None),
+    ]
+    for provider, key, mapping in maps:
+        if mapping is None:
+            continue
+        unmapped = sorted(set(budgets.projects) - set(mapping.values()))
+        if unmapped:
+            warnings.append(
+                f"budgets.projects: no cost.providers.{provider}.{key} entry maps to {', '.join(unmapped)}; "
+                f"{'that budget counts' if len(unmapped) == 1 else 'those budgets count'} opencode's estimate "
+                f"of {provider} spend, never {provider}'s bill"
+            )
+    return warnings

@@ -12,32 +12,62 @@ Invariants (the sans-IO core, :func:`estimate_update`):
   booked in integer nano-dollars, and each delta is ``nanos(new) - nanos(booked)``.
 - A figure that goes down (a stale snapshot) books nothing and lowers nothing, so the
   growth after it is not counted twice.
-- Growth of a session already booked goes to *today* (UTC). A session seen for the first
-  time (a supervisor upgraded with sessions already in its store, or one that started
-  and finished while the supervisor was down) books its whole cost on the UTC day of
-  its last activity (its start when there is none), never later than today, so old
-  sessions do not land on today's bill and trip today's budgets.
+- Growth is booked on the UTC day of the session's last activity, never later than
+  today: the growth of a known session after a supervisor outage lands on the day it
+  happened, not on the day the supervisor came back. A session seen for the first time
+  (a supervisor upgraded with sessions already in its store, or one that started and
+  finished while the supervisor was down) books its whole cost the same way (on its
+  start day when it has no activity). So old spend does not land on today's bill and
+  trip today's budgets.
 - opencode's reasoning tokens are counted as output tokens (providers bill them so).
+- A figure beyond :data:`MAX_SESSION_USD` or :data:`MAX_SESSION_TOKENS` is corrupt (no
+  session costs a million dollars): the session is skipped, named in the result, and
+  nothing of it is booked until its figures are sane again. Stored integers stay far
+  from SQLite's 64-bit limit.
+- A session that completed more than :data:`SETTLED_AFTER_DAYS` days ago (beyond every
+  named period) is *settled*: it is neither booked nor kept in the bookkeeping, which
+  the poller prunes (completed sessions never grow again).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
 import attrs
 
 from halswarm.cost.model import CostBucket
 from halswarm.cost.money import from_nanos, to_nanos, usd_from_float
+from halswarm.obs.logging import ctx
 from halswarm.timeutil import parse_ts
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Iterable, Mapping
 
     from halswarm.cost.storage import CostStore
     from halswarm.models import Session
 
-__all__ = ["EstimateBook", "EstimateUpdate", "SessionCost", "estimate_update", "split_model"]
+__all__ = [
+    "MAX_SESSION_TOKENS",
+    "MAX_SESSION_USD",
+    "SETTLED_AFTER_DAYS",
+    "EstimateBook",
+    "EstimateUpdate",
+    "SessionCost",
+    "estimate_update",
+    "is_settled",
+    "split_model",
+]
+
+log = logging.getLogger(__name__)
+
+#: A session figure above these is corrupt, not spend (see the module invariants).
+MAX_SESSION_USD: Final = Decimal(10**6)
+MAX_SESSION_TOKENS: Final = 10**12
+#: Days after its last activity a completed session is settled (beyond the 30-day month).
+SETTLED_AFTER_DAYS: Final = 35
 
 # Model names opencode may report without their provider prefix (the simulator, old
 # configs): the provider is inferred from the family name so polled providers' rules apply.
@@ -57,15 +87,30 @@ class SessionCost:
 
     @classmethod
     def of(cls, session: Session) -> SessionCost:
-        """A session's current cumulative figures."""
+        """A session's current cumulative figures.
+
+        Raises:
+            ValueError: a figure is beyond :data:`MAX_SESSION_USD` or
+                :data:`MAX_SESSION_TOKENS` (the message says which).
+        """
+        usd = usd_from_float(session.cost_usd)
+        if usd > MAX_SESSION_USD:
+            raise ValueError(f"cost_usd {session.cost_usd!r} is beyond ${MAX_SESSION_USD:,}")
         t = session.tokens
-        return cls(
-            cost_nanos=to_nanos(usd_from_float(session.cost_usd)),
+        figures = cls(
+            cost_nanos=to_nanos(usd),
             input_tokens=max(0, t.input),
             output_tokens=max(0, t.output) + max(0, t.reasoning),
             cache_read_tokens=max(0, t.cache_read),
             cache_write_tokens=max(0, t.cache_write),
         )
+        if max(figures.tokens()) > MAX_SESSION_TOKENS:
+            raise ValueError(f"a token count is beyond {MAX_SESSION_TOKENS:,} ({session.tokens})")
+        return figures
+
+    def tokens(self) -> tuple[int, int, int, int]:
+        """Input, output, cache read, cache write."""
+        return (self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens)
 
     def high_water(self, other: SessionCost) -> SessionCost:
         """Field by field the larger of the two: what is booked after seeing *other*."""
@@ -109,14 +154,28 @@ def split_model(model: str) -> tuple[str, str]:
     return "", model
 
 
-def _first_day(session: Session, today: dt.date) -> dt.date:
+def _activity_day(session: Session) -> dt.date | None:
+    """The UTC day of the session's last activity (its start when there is none)."""
     for stamp in (session.last_activity, session.started_at):
         if stamp:
             try:
-                return min(today, parse_ts(stamp).date())
+                return parse_ts(stamp).date()
             except ValueError:
                 continue
-    return today
+    return None
+
+
+def _booking_day(session: Session, today: dt.date) -> dt.date:
+    day = _activity_day(session)
+    return today if day is None else min(today, day)
+
+
+def is_settled(session: Session, today: dt.date) -> bool:
+    """Completed more than :data:`SETTLED_AFTER_DAYS` days before *today*: it cannot grow."""
+    if session.status != "completed":
+        return False
+    day = _activity_day(session)
+    return day is not None and day < today - dt.timedelta(days=SETTLED_AFTER_DAYS)
 
 
 @attrs.frozen
@@ -127,6 +186,8 @@ class EstimateUpdate:
     buckets: list[CostBucket]
     #: The new booked figures of every session that grew.
     seen: dict[str, SessionCost]
+    #: Sessions skipped because a figure is absurd: id -> why.
+    rejected: dict[str, str] = attrs.field(factory=dict)
 
 
 def estimate_update(sessions: Iterable[Session], seen: Mapping[str, SessionCost], today: dt.date) -> EstimateUpdate:
@@ -134,24 +195,31 @@ def estimate_update(sessions: Iterable[Session], seen: Mapping[str, SessionCost]
 
     Args:
         sessions: every tracked session (any status: a finished session may still have
-            grown since the last tick).
+            grown since the last tick; settled ones are skipped).
         seen: what was booked so far, per session id (absent: nothing).
         today: the current UTC day.
 
     Returns:
-        Deltas merged per (day, provider, model, project), and the updated bookkeeping.
+        Deltas merged per (day, provider, model, project), the updated bookkeeping, and
+        the sessions skipped for absurd figures.
     """
     deltas: dict[tuple[dt.date, str, str, str], SessionCost] = {}
     updated: dict[str, SessionCost] = {}
+    rejected: dict[str, str] = {}
     zero = SessionCost()
     for session in sessions:
-        current = SessionCost.of(session)
-        before = seen.get(session.id)
-        booked = before if before is not None else zero
+        if is_settled(session, today):
+            continue
+        try:
+            current = SessionCost.of(session)
+        except ValueError as exc:
+            rejected[session.id] = str(exc)
+            continue
+        booked = seen.get(session.id, zero)
         after = booked.high_water(current)
         if after == booked:
             continue
-        day = today if before is not None else _first_day(session, today)
+        day = _booking_day(session, today)
         provider, model = split_model(session.model)
         key = (day, provider, model, session.project)
         growth = after.minus(booked)
@@ -179,7 +247,7 @@ def estimate_update(sessions: Iterable[Session], seen: Mapping[str, SessionCost]
         )
         for (day, provider, model, project), d in sorted(deltas.items())
     ]
-    return EstimateUpdate(buckets, updated)
+    return EstimateUpdate(buckets, updated, rejected)
 
 
 class EstimateBook:
@@ -188,6 +256,7 @@ class EstimateBook:
     def __init__(self, store: CostStore, seen: Mapping[str, SessionCost]) -> None:
         self.store = store
         self._seen = dict(seen)
+        self._rejected: set[str] = set()  # warned about once each
 
     @classmethod
     async def load(cls, store: CostStore) -> EstimateBook:
@@ -213,7 +282,25 @@ class EstimateBook:
         memory is updated only after it, and a restart reloads from the store.
         """
         update = estimate_update(sessions, self._seen, today)
+        for session_id, why in update.rejected.items():
+            if session_id not in self._rejected:
+                log.warning(
+                    "session %s reports an impossible cost figure (%s); its estimate is not booked until it is sane",
+                    session_id,
+                    why,
+                    extra=ctx(session_id=session_id),
+                )
+        self._rejected = set(update.rejected)
         if update.seen:
             await self.store.add_cost_estimates(update.buckets, update.seen, now)
             self._seen.update(update.seen)
         return update.buckets
+
+    def settled(self, sessions: Iterable[Session], today: dt.date) -> list[str]:
+        """Booked sessions that are settled (see :func:`is_settled`): their bookkeeping can go."""
+        return sorted(s.id for s in sessions if s.id in self._seen and is_settled(s, today))
+
+    def forget(self, session_ids: Iterable[str]) -> None:
+        """Drop pruned sessions from memory (the store dropped them already)."""
+        for session_id in session_ids:
+            self._seen.pop(session_id, None)

@@ -8,6 +8,7 @@ rounded to micro-dollars because JSON has no decimal type.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Iterator, Mapping
 from decimal import Decimal
 from typing import Final, Literal, Protocol, get_args
 
@@ -25,11 +26,13 @@ __all__ = [
     "CostReport",
     "CostSource",
     "CostSourceKind",
+    "Coverage",
     "DayLine",
     "ModelLine",
     "ProviderError",
     "ProviderLine",
     "SourceStatus",
+    "Span",
     "TokenCounts",
 ]
 
@@ -86,6 +89,52 @@ class CostSource(Protocol):
         ...
 
 
+#: UTC days ``(first, last)``, both inclusive.
+Span = tuple[dt.date, dt.date]
+
+
+class Coverage(Collection[str]):
+    """The configured providers, and the days on which each one's own data is the bill.
+
+    The totals rule (:mod:`halswarm.cost.report`) counts a provider's ``provider`` rows
+    only on days its successful polls fetched, and opencode's estimates everywhere else:
+    a provider whose polls fail (a bad key, an outage) keeps its estimates counting for
+    the days it has not billed. Poll windows are contiguous (a backfill, then windows
+    that start inside or right after what is covered), so one span per provider is
+    enough: ``None`` until a poll succeeds.
+
+    As a ``Collection[str]`` it holds the configured provider names (in configuration
+    order). Built over a dict its owner keeps updating (the poller's), it is a live view.
+    """
+
+    __slots__ = ("_spans",)
+
+    def __init__(self, spans: Mapping[str, Span | None] | None = None) -> None:
+        self._spans: Mapping[str, Span | None] = spans if spans is not None else {}
+
+    def span(self, provider: str) -> Span | None:
+        """The days *provider*'s own data covers (None: none, or not configured)."""
+        return self._spans.get(provider)
+
+    def covers(self, provider: str, day: dt.date) -> bool:
+        """True when *provider*'s own rows are the bill for *day*."""
+        span = self._spans.get(provider)
+        return span is not None and span[0] <= day <= span[1]
+
+    def __contains__(self, provider: object) -> bool:
+        return provider in self._spans
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._spans))
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def __repr__(self) -> str:
+        spans = {name: (f"{s[0]}..{s[1]}" if s else None) for name, s in self._spans.items()}
+        return f"Coverage({spans})"
+
+
 # ---- reports (GET /api/v1/cost, halctl cost, Discord /cost) ------------------------------
 
 
@@ -104,7 +153,7 @@ class CostLine:
     """One group of a report (a provider, model, project or day)."""
 
     key: str
-    cost_usd: float  # authoritative where a provider is polled, else the estimate
+    cost_usd: float  # the provider's bill on the days it covers, else the estimate
     estimate_usd: float  # opencode's own figure for the same group
     tokens: TokenCounts
 
@@ -142,9 +191,12 @@ class SourceStatus:
     """How a provider poll went."""
 
     provider: str
-    status: Literal["ok", "error", "pending"]  # pending: not polled yet
+    status: Literal["ok", "error", "pending"]  # pending: no poll completed yet
     last_success: str | None = None  # RFC 3339
-    last_error: str | None = None
+    last_error: str | None = None  # configured secrets redacted
+    #: The last UTC day (YYYY-MM-DD) its own data counts for; opencode's estimate counts
+    #: after it, and for every day when None (nothing stored yet).
+    billed_through: str | None = None
 
 
 @attrs.frozen
@@ -162,8 +214,10 @@ class BudgetStatus:
 class CostReport:
     """A cost report over whole UTC days ``start``..``end`` (both inclusive).
 
-    ``total_usd`` counts, per provider, the provider's own data when that provider is
-    polled and opencode's estimate otherwise; ``gap_usd = total_usd - estimate_usd``.
+    ``total_usd`` counts, per provider and day, the provider's own data on the days its
+    successful polls cover and opencode's estimate on every other day; ``bill_usd`` is
+    the part of the total that is the providers' own data (the rest is estimates), and
+    ``gap_usd = total_usd - estimate_usd``.
     """
 
     period: CostPeriod | None  # None when asked by from/to
@@ -181,3 +235,5 @@ class CostReport:
     providers: list[ProviderLine]
     sources: list[SourceStatus]
     budgets: list[BudgetStatus]
+    #: The providers' own data inside ``total_usd``; None in answers of older supervisors.
+    bill_usd: float | None = None

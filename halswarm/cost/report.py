@@ -1,11 +1,13 @@
 """Cost reports from daily buckets (pure): periods, the totals rule, groupings (issue 5).
 
-**The totals rule.** Per provider: when the provider is polled (configured in
-``cost.providers``), its ``source="provider"`` rows count (the bill); otherwise its
-``source="estimate"`` rows (opencode's own figures) count. ``estimate_usd`` always sums
-every estimate row, so ``gap_usd = total_usd - estimate_usd`` shows how far opencode's
-figures are from the bill (negative while a polled provider's data for a day has not
-arrived yet).
+**The totals rule.** Per provider and UTC day: on the days the provider's successful
+polls cover (:class:`~halswarm.cost.model.Coverage`), its ``source="provider"`` rows
+count (the bill); on every other day (not configured, never polled successfully, failing
+since, or today before the first poll of the day) its ``source="estimate"`` rows
+(opencode's own figures) count. ``estimate_usd`` always sums every estimate row, so
+``gap_usd = total_usd - estimate_usd`` shows how far opencode's figures are from the
+bill; ``bill_usd`` is the part of the total that is the providers' own data. Provider rows
+outside their provider's coverage count nowhere.
 
 **Periods** are whole UTC days, both ends inclusive: ``today``; ``week`` = the 7 days
 ending today; ``month`` = the 30 days ending today; or explicit ``from``/``to`` dates
@@ -42,7 +44,10 @@ from halswarm.cost.model import (
 from halswarm.cost.money import report_usd
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable
+    from collections.abc import Callable, Iterable
+
+    from halswarm.cost.model import Coverage
+    from halswarm.timeutil import Clock
 
 __all__ = [
     "MAX_DAYS",
@@ -53,6 +58,8 @@ __all__ = [
     "counts_toward_total",
     "parse_window",
     "period_window",
+    "provider_totals",
+    "utc_today",
 ]
 
 #: Longest explicit from/to range, in days.
@@ -87,6 +94,11 @@ class CostWindow:
     def dates(self) -> list[dt.date]:
         """Every day of the window, in order."""
         return [self.first + dt.timedelta(days=i) for i in range(self.days)]
+
+
+def utc_today(now: Clock) -> dt.date:
+    """The current UTC day of the injected wall clock *now*."""
+    return now().astimezone(dt.UTC).date()
 
 
 def period_window(period: CostPeriod, today: dt.date) -> CostWindow:
@@ -134,9 +146,18 @@ def parse_window(period: str | None, from_: str | None, to: str | None, today: d
     return window
 
 
-def counts_toward_total(bucket: CostBucket, polled: Collection[str]) -> bool:
-    """The totals rule: a polled provider's own rows count, else its estimates."""
-    return (bucket.source == "provider") == (bucket.provider in polled)
+def counts_toward_total(bucket: CostBucket, coverage: Coverage) -> bool:
+    """The totals rule: a provider's own rows count on the days it covers, its estimates elsewhere."""
+    return (bucket.source == "provider") == coverage.covers(bucket.provider, bucket.day)
+
+
+def provider_totals(buckets: Iterable[CostBucket], coverage: Coverage) -> dict[str, Decimal]:
+    """Spend per provider by the totals rule (every provider with a counted row)."""
+    totals: dict[str, Decimal] = collections.defaultdict(Decimal)
+    for b in buckets:
+        if counts_toward_total(b, coverage):
+            totals[b.provider] += b.cost_usd
+    return dict(totals)
 
 
 @attrs.define
@@ -179,7 +200,7 @@ def build_report(
     window: CostWindow,
     *,
     group_by: CostGrouping,
-    polled: Collection[str],
+    coverage: Coverage,
     sources: list[SourceStatus],
     budgets: list[BudgetStatus],
 ) -> CostReport:
@@ -190,22 +211,26 @@ def build_report(
         window: the days to report.
         group_by: the key of ``groups``; ``day`` lists every day of the window, others
             list each key with data, most expensive first.
-        polled: the providers whose own data is authoritative (see the totals rule).
+        coverage: the configured providers and the days their own data covers (see the
+            totals rule).
         sources: the poller's view of each provider.
         budgets: today's spend against each budget.
     """
     total = _Sum()
+    bill = Decimal(0)
     groups: dict[str, _Sum] = collections.defaultdict(_Sum)
     days: dict[str, _Sum] = {d.isoformat(): _Sum() for d in window.dates()}
-    providers: dict[str, _Sum] = {p: _Sum() for p in polled}
+    providers: dict[str, _Sum] = {p: _Sum() for p in coverage}
     models: dict[str, dict[str, _Sum]] = collections.defaultdict(lambda: collections.defaultdict(_Sum))
     key_of = _KEYS[group_by]
     for b in buckets:
         if not window.first <= b.day <= window.last:
             continue
-        counted = counts_toward_total(b, polled)
-        if not counted and b.source == "provider":
-            continue  # data of a provider no longer polled: neither total nor estimate
+        counted = counts_toward_total(b, coverage)
+        if b.source == "provider":
+            if not counted:
+                continue  # outside the provider's coverage (or no longer configured): nowhere
+            bill += b.cost_usd
         total.add(b, counted)
         groups[key_of(b)].add(b, counted)
         days[b.day.isoformat()].add(b, counted)
@@ -238,4 +263,5 @@ def build_report(
         ],
         sources=sources,
         budgets=budgets,
+        bill_usd=report_usd(bill),
     )

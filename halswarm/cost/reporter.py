@@ -6,17 +6,17 @@ aggregation itself is the pure :func:`halswarm.cost.report.build_report`.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING
 
 from halswarm.cost.budgets import budget_statuses, today_spend
-from halswarm.cost.report import build_report
+from halswarm.cost.report import build_report, utc_today
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    import datetime as dt
+    from collections.abc import Callable
 
     from halswarm.config.supervisor import BudgetsConfig
-    from halswarm.cost.model import CostGrouping, CostReport, SourceStatus
+    from halswarm.cost.model import CostGrouping, CostReport, Coverage, SourceStatus
     from halswarm.cost.report import CostWindow
     from halswarm.cost.storage import CostStore
     from halswarm.timeutil import Clock
@@ -31,20 +31,21 @@ class CostReporter:
         self,
         store: CostStore,
         *,
-        polled: Collection[str],
+        coverage: Coverage,
         statuses: Callable[[], list[SourceStatus]],
         budgets: BudgetsConfig,
         now: Clock,
     ) -> None:
         self.store = store
-        self.polled = polled
+        #: The poller's live coverage: which provider's data is the bill on which days.
+        self.coverage = coverage
         self.statuses = statuses
         self.budgets = budgets
         self.now = now
 
     def today(self) -> dt.date:
         """The current UTC day."""
-        return self.now().astimezone(dt.UTC).date()
+        return utc_today(self.now)
 
     async def report(self, window: CostWindow, group_by: CostGrouping) -> CostReport:
         """The report of *window* grouped by *group_by*, with today's budget use.
@@ -62,7 +63,7 @@ class CostReporter:
             buckets,
             window,
             group_by=group_by,
-            polled=self.polled,
+            coverage=self.coverage,
             sources=self.statuses(),
-            budgets=budget_statuses(self.budgets, today_spend(todays, self.polled)),
+            budgets=budget_statuses(self.budgets, today_spend(todays, self.coverage)),
         )

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Sequence
 
     from halswarm.cost.estimates import SessionCost
-    from halswarm.cost.model import CostBucket
+    from halswarm.cost.model import CostBucket, Span
 
 __all__ = ["CostStore"]
 
@@ -25,9 +26,17 @@ class CostStore(Protocol):
     """
 
     async def replace_provider_costs(
-        self, provider: str, start: dt.date, end: dt.date, buckets: list[CostBucket], now: str
+        self,
+        provider: str,
+        start: dt.date,
+        end: dt.date,
+        buckets: list[CostBucket],
+        now: str,
+        *,
+        covered: Span | None = None,
+        complete: bool = True,
     ) -> int:
-        """Replace a provider's rows for days ``start <= day < end``; record the poll."""
+        """Replace a provider's rows for days ``start <= day < end``; record coverage and the poll."""
         ...
 
     async def add_cost_estimates(self, deltas: list[CostBucket], seen: dict[str, SessionCost], now: str) -> None:
@@ -36,6 +45,10 @@ class CostStore(Protocol):
 
     async def load_estimate_seen(self) -> dict[str, SessionCost]:
         """What the estimates booked of each session so far."""
+        ...
+
+    async def prune_estimate_sessions(self, session_ids: Sequence[str]) -> int:
+        """Forget what the estimates booked of settled sessions."""
         ...
 
     async def cost_buckets(self, first: dt.date, last: dt.date) -> list[CostBucket]:

@@ -10,9 +10,11 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from halswarm.http.api_audit import register_audit
 from halswarm.http.api_commands import register_commands
 from halswarm.http.api_cost import register_cost
 from halswarm.http.api_nodes import register_nodes
+from halswarm.http.api_policies import register_policies
 from halswarm.http.api_sessions import register_sessions
 from halswarm.http.probes import register_probes
 from halswarm.http.responses import ApiError, error_response
@@ -92,4 +94,6 @@ def create_app(api: ApiContext) -> QuartTrio:
     register_nodes(app, api)
     register_commands(app, api)
     register_cost(app, api)
+    register_policies(app, api)
+    register_audit(app, api)
     return app

@@ -9,6 +9,7 @@ import attrs
 from halswarm.cost.reporter import CostReporter
 from halswarm.jsontypes import JSONObject
 from halswarm.obs.metrics import Metrics
+from halswarm.policy.engine import PolicyEngine
 from halswarm.store import Store
 from halswarm.supervisor.dispatcher import Dispatcher
 from halswarm.supervisor.registry import NodeRegistry
@@ -33,3 +34,4 @@ class ApiContext:
     readiness: Readiness
     queue_stats: Callable[[], JSONObject]
     cost: CostReporter
+    policies: PolicyEngine

@@ -91,9 +91,16 @@ class Metrics:
             ["provider", "outcome"],
             registry=r,
         )
+        self.cost_poll_duration = Histogram(
+            "hal_o_swarm_cost_poll_duration_seconds",
+            "Time one provider poll took (every part of its window), whatever its outcome.",
+            ["provider"],
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+            registry=r,
+        )
         self.cost_today_usd = Gauge(
             "hal_o_swarm_cost_today_usd",
-            "Today's (UTC) spend by provider: the provider's data where polled, else opencode's estimate.",
+            "Today's (UTC) spend by provider: the provider's bill once a poll covers today, else opencode's estimate.",
             ["provider"],
             registry=r,
         )

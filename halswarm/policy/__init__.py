@@ -7,6 +7,17 @@
 - :mod:`halswarm.policy.state` - the persisted per-policy state.
 - :mod:`halswarm.policy.retry` - retry caps with reset windows.
 
+Around them, the supervisor side (import these modules directly; this package does not
+re-export them, so the pure layer never imports the store or trio):
+
+- :mod:`halswarm.policy.engine` - :class:`~halswarm.policy.engine.PolicyEngine`, the loop
+  that builds snapshots, persists states and carries decisions out.
+- :mod:`halswarm.policy.observe` - ``status_since`` stamps that survive restarts.
+- :mod:`halswarm.policy.summary` - the effective config and each policy's API summary.
+- :mod:`halswarm.policy.records` - the audit rows and event data the engine writes.
+- :mod:`halswarm.policy.views` - the API's shapes, shared with halctl.
+- :mod:`halswarm.policy.storage` - the narrow store and command-path protocols.
+
 The config lives in :mod:`halswarm.config.policies`; semantics in docs/POLICIES.md.
 """
 

@@ -1,8 +1,8 @@
 """Pure policy decisions: ``(config, snapshot, state, now) -> Decision`` (issue #6).
 
-No I/O, no clock, no trio: the engine (planned) supplies everything and carries out the
-result. Each ``decide_<policy>`` function is total and deterministic (sessions are
-visited in id order).
+No I/O, no clock, no trio: the engine (:mod:`halswarm.policy.engine`) supplies
+everything and carries out the result. Each ``decide_<policy>`` function is total and
+deterministic (sessions are visited in id order).
 
 Invariants (each has unit and property tests in tests/policy/):
 
@@ -483,7 +483,8 @@ def decide_node_offline(
     """Alert once per offline period of a node.
 
     The period ends only when the node is seen in another status, so a status_since
-    re-stamped by a supervisor restart does not alert again.
+    re-stamped by a supervisor restart does not alert again. Nodes in the engine's
+    startup grace (``NodeView.grace``) raise nothing and keep what was reported.
 
     Returns:
         Alerts (target: the node id) and the new state.
@@ -502,6 +503,8 @@ def decide_node_offline(
         if since is not None:
             alerted[node.id] = since
             continue
+        if node.grace:
+            continue  # not reconnected yet after a supervisor restart: no news
         alerted[node.id] = node.status_since
         count = active.get(node.id, 0)
         actions.append(

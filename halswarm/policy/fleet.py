@@ -8,7 +8,7 @@ policy sees it again next tick, by which time the command is in ``snapshot.in_fl
 or done. Alerts claim nothing.
 
 A disabled policy is not run and its state is passed through untouched, so re-enabling
-it (planned: at runtime, audited) keeps its retry counters.
+it (at runtime, audited: ``PolicyEngine.set_enabled``) keeps its retry counters.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """What policies see and what they decide: immutable snapshots in, actions out (issue #6).
 
-Everything here is plain data: no trio, no store, no clock. The engine (planned) builds
-a :class:`Snapshot` each tick, calls the decision functions with the persisted policy
-state and ``now`` (seconds on one timeline, wall-clock epoch seconds in production), then
-persists the returned state and sends each :class:`PolicyAction` as a normal command
-with actor ``policy:<name>``.
+Everything here is plain data: no trio, no store, no clock. The engine
+(:mod:`halswarm.policy.engine`) builds a :class:`Snapshot` each tick, calls the decision
+functions with the persisted policy state and ``now`` (seconds on one timeline,
+wall-clock epoch seconds in production), then persists the returned state and sends
+each :class:`PolicyAction` as a normal command with actor ``policy:<name>``.
 
 Times (``now``, ``status_since``, ``last_activity``) are floats on the caller's timeline;
 tests use small plain numbers.
@@ -125,16 +125,23 @@ class SessionView:
 
 @attrs.frozen
 class NodeView:
-    """One known node: its status and when the engine first saw that status."""
+    """One known node: its status and when the engine first saw that status.
+
+    ``grace`` marks a node shown offline during the engine's startup grace without
+    having been seen in this run: after a supervisor restart every node is offline
+    until its agent reconnects, so that status says nothing yet. node_offline neither
+    alerts on such a node nor forgets an outage it already reported.
+    """
 
     id: str
     status: NodeStatus
     status_since: float
+    grace: bool = False
 
     @classmethod
-    def from_node(cls, node: Node, *, status_since: float) -> NodeView:
+    def from_node(cls, node: Node, *, status_since: float, grace: bool = False) -> NodeView:
         """Build from a :class:`~halswarm.models.Node`."""
-        return cls(id=node.id, status=node.status, status_since=status_since)
+        return cls(id=node.id, status=node.status, status_since=status_since, grace=grace)
 
 
 @attrs.frozen

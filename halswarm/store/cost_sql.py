@@ -8,7 +8,8 @@ Tables (migration ``0002_cost``):
   are replaced per fetched day range; estimate rows grow by deltas.
 - ``cost_estimate_sessions``: per session, what the estimates booked of it so far.
 - ``cost_state``: small key/value state: ``poll:<provider>`` (last successful poll, RFC
-  3339) and ``budget:<scope>`` (budget notifications sent, JSON).
+  3339), ``coverage:<provider>`` (the UTC days its stored rows cover,
+  ``YYYY-MM-DD..YYYY-MM-DD``) and ``budget:<scope>`` (budget notifications sent, JSON).
 """
 
 from __future__ import annotations
@@ -22,20 +23,28 @@ from halswarm.cost.money import from_nanos, to_nanos
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from halswarm.cost.model import Span
 
 __all__ = [
+    "COVERAGE_KEY_PREFIX",
     "POLL_KEY_PREFIX",
     "add_estimates",
     "cost_buckets",
     "cost_state",
+    "decode_span",
+    "encode_span",
     "load_estimate_seen",
+    "prune_estimate_sessions",
     "put_cost_state",
     "replace_provider_days",
 ]
 
 #: ``cost_state`` key prefix of each provider's last successful poll.
 POLL_KEY_PREFIX: Final = "poll:"
+#: ``cost_state`` key prefix of the days each provider's stored rows cover.
+COVERAGE_KEY_PREFIX: Final = "coverage:"
 
 _ADD_BUCKET: Final = """
     INSERT INTO cost_daily (day, provider, model, project, source, input_tokens, output_tokens,
@@ -56,6 +65,21 @@ _PUT_STATE: Final = """
 """
 
 
+def encode_span(span: Span) -> str:
+    """``YYYY-MM-DD..YYYY-MM-DD``, as stored."""
+    return f"{span[0].isoformat()}..{span[1].isoformat()}"
+
+
+def decode_span(text: str) -> Span | None:
+    """A stored span (None when unreadable: then nothing counts as covered)."""
+    first, sep, last = text.partition("..")
+    try:
+        span = (dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+    except ValueError:
+        return None
+    return span if sep and span[0] <= span[1] else None
+
+
 def _bucket_row(b: CostBucket, now: str) -> tuple[object, ...]:
     return (
         b.day.isoformat(),
@@ -73,21 +97,30 @@ def _bucket_row(b: CostBucket, now: str) -> tuple[object, ...]:
 
 
 def replace_provider_days(
-    conn: sqlite3.Connection, provider: str, start: dt.date, end: dt.date, buckets: Iterable[CostBucket], now: str
+    conn: sqlite3.Connection,
+    provider: str,
+    start: dt.date,
+    end: dt.date,
+    buckets: Iterable[CostBucket],
+    now: str,
+    *,
+    covered: Span | None = None,
+    complete: bool = True,
 ) -> int:
     """Replace *provider*'s ``source="provider"`` rows for days ``start <= day < end``.
 
     One transaction deletes the range and inserts *buckets* (buckets with the same key
-    are added together), and records *now* as the provider's last successful poll. So
-    fetching the same period twice leaves the same rows: nothing is double counted, and
-    estimate rows are never touched.
+    are added together), records *covered* as the days the provider's rows now cover,
+    and (when *complete*: the last part of a poll) *now* as its last successful poll.
+    So fetching the same period twice leaves the same rows: nothing is double counted,
+    and estimate rows are never touched.
 
     Returns:
         How many rows the range holds now.
 
     Raises:
-        ValueError: a bucket is not a provider bucket of *provider* inside the range
-            (nothing is written).
+        ValueError: a bucket is not a provider bucket of *provider* inside the range, or
+            an amount is out of range (nothing is written).
     """
     rows = []
     for b in buckets:
@@ -100,7 +133,10 @@ def replace_provider_days(
             (provider, start.isoformat(), end.isoformat()),
         )
         conn.executemany(_ADD_BUCKET, rows)
-        conn.execute(_PUT_STATE, (POLL_KEY_PREFIX + provider, now, now))
+        if covered is not None:
+            conn.execute(_PUT_STATE, (COVERAGE_KEY_PREFIX + provider, encode_span(covered), now))
+        if complete:
+            conn.execute(_PUT_STATE, (POLL_KEY_PREFIX + provider, now, now))
         (count,) = conn.execute(
             "SELECT COUNT(*) FROM cost_daily WHERE provider = ? AND source = 'provider' AND day >= ? AND day < ?",
             (provider, start.isoformat(), end.isoformat()),
@@ -148,6 +184,15 @@ def add_estimates(
                 for sid, s in seen.items()
             ],
         )
+
+
+def prune_estimate_sessions(conn: sqlite3.Connection, session_ids: Sequence[str]) -> int:
+    """Forget what the estimates booked of *session_ids* (settled sessions); returns how many went."""
+    with conn:
+        cursor = conn.executemany(
+            "DELETE FROM cost_estimate_sessions WHERE session_id = ?", [(sid,) for sid in session_ids]
+        )
+    return max(0, cursor.rowcount)
 
 
 def load_estimate_seen(conn: sqlite3.Connection) -> dict[str, SessionCost]:

@@ -148,3 +148,28 @@ def _cost(db: Database) -> None:
         );
         """,
     )
+
+
+@MIGRATIONS(name="0003_policy")
+def _policy(db: Database) -> None:
+    # Auto-intervention policies (issue 6): see halswarm/store/policy_sql.py and
+    # docs/POLICIES.md. The partial index serves the engine's per-tick look-up of
+    # commands in flight; audit_actor the actor filter of GET /api/v1/audit.
+    _run_statements(
+        db,
+        """
+        CREATE TABLE policy_state (
+            name TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE policy_overrides (
+            name TEXT PRIMARY KEY,
+            enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+            actor TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX commands_unfinished ON commands(status) WHERE status IN ('pending', 'sent');
+        CREATE INDEX audit_actor ON audit_log(actor, id);
+        """,
+    )

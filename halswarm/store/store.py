@@ -16,18 +16,21 @@ from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, TypeVar
 import trio
 from sqlite_utils import Database
 
-from halswarm.store import cost_sql, sql
+from halswarm.store import cost_sql, policy_sql, sql
 from halswarm.store.gate import WriteGate
 from halswarm.store.schema import MIGRATIONS
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import AsyncGenerator, Callable, Iterable
+    from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
     from pathlib import Path
 
+    from halswarm.audit import AuditEntry
     from halswarm.cost.estimates import SessionCost
-    from halswarm.cost.model import CostBucket
+    from halswarm.cost.model import CostBucket, Span
     from halswarm.models import Command, Event, Session
+    from halswarm.policy.views import PolicyOverride
+    from halswarm.store.policy_sql import AuditQuery, UnfinishedCommand
     from halswarm.store.sql import AuditRecord, EventQuery, IngestBatch, IngestSummary, NodeRecord, StoredState
 
 __all__ = ["Store", "StoreError", "open_store"]
@@ -106,6 +109,10 @@ class Store:
             self.healthy = False
             self.last_error = f"{type(exc).__name__}: {exc}"
             raise StoreError(f"database write failed: {exc}") from exc
+        except (OverflowError, ValueError) as exc:
+            # A value the database cannot hold (an integer beyond 64 bits) or a row the
+            # SQL refused: the database itself is fine, so it stays healthy.
+            raise StoreError(f"database write rejected a value: {exc}") from exc
         self.healthy = True
         self.last_error = None
         return result
@@ -122,6 +129,8 @@ class Store:
         try:
             return await trio.to_thread.run_sync(run, limiter=self._read_gate)
         except sqlite3.Error as exc:
+            raise StoreError(f"database read failed: {exc}") from exc
+        except (OverflowError, ValueError) as exc:  # a stored value this version cannot read
             raise StoreError(f"database read failed: {exc}") from exc
 
     # ---- writes ----------------------------------------------------------------------
@@ -192,13 +201,23 @@ class Store:
     # ---- cost tracking (issue 5; SQL in halswarm.store.cost_sql) ----------------------
 
     async def replace_provider_costs(
-        self, provider: str, start: dt.date, end: dt.date, buckets: list[CostBucket], now: str
+        self,
+        provider: str,
+        start: dt.date,
+        end: dt.date,
+        buckets: list[CostBucket],
+        now: str,
+        *,
+        covered: Span | None = None,
+        complete: bool = True,
     ) -> int:
-        """Replace a provider's days ``start <= day < end`` and record a successful poll.
+        """Replace a provider's days ``start <= day < end``, record its coverage and (if *complete*) the poll.
 
         See :func:`cost_sql.replace_provider_days`; returns the rows the range now holds.
         """
-        return await self._write(cost_sql.replace_provider_days, provider, start, end, buckets, now)
+        return await self._write(
+            cost_sql.replace_provider_days, provider, start, end, buckets, now, covered=covered, complete=complete
+        )
 
     async def add_cost_estimates(self, deltas: list[CostBucket], seen: dict[str, SessionCost], now: str) -> None:
         """Add estimate deltas and the sessions' bookkeeping in one transaction."""
@@ -207,6 +226,10 @@ class Store:
     async def load_estimate_seen(self) -> dict[str, SessionCost]:
         """What the estimates booked of each session so far."""
         return await self._read(cost_sql.load_estimate_seen)
+
+    async def prune_estimate_sessions(self, session_ids: Sequence[str]) -> int:
+        """Forget what the estimates booked of settled sessions; returns how many rows went."""
+        return await self._write(cost_sql.prune_estimate_sessions, list(session_ids))
 
     async def cost_buckets(self, first: dt.date, last: dt.date) -> list[CostBucket]:
         """Stored cost buckets of UTC days ``first..last`` (inclusive), both sources."""
@@ -219,6 +242,32 @@ class Store:
     async def put_cost_state(self, items: dict[str, str], now: str) -> None:
         """Set cost poller and budget state entries in one transaction."""
         await self._write(cost_sql.put_cost_state, items, now)
+
+    # ---- policies and the audit log (issue 6; SQL in halswarm.store.policy_sql) -------
+
+    async def load_policy_rows(self) -> dict[str, str]:
+        """Every persisted policy state row (name -> JSON text)."""
+        return await self._read(policy_sql.load_policy_rows)
+
+    async def save_policy_rows(self, rows: Mapping[str, str], now: str, audits: Sequence[AuditRecord] = ()) -> None:
+        """Write policy state rows and audit rows in one transaction (urgent: commands follow)."""
+        await self._write_urgent(policy_sql.save_policy_rows, dict(rows), now, list(audits))
+
+    async def load_policy_overrides(self) -> dict[str, PolicyOverride]:
+        """Runtime policy overrides (name -> override)."""
+        return await self._read(policy_sql.load_policy_overrides)
+
+    async def set_policy_override(self, name: str, override: PolicyOverride | None, audit: AuditRecord) -> None:
+        """Set or clear a policy's runtime override, with its audit row, in one transaction."""
+        await self._write_urgent(policy_sql.set_policy_override, name, override, audit)
+
+    async def unfinished_commands(self) -> list[UnfinishedCommand]:
+        """Commands still pending or sent."""
+        return await self._read(policy_sql.unfinished_commands)
+
+    async def query_audit(self, query: AuditQuery) -> list[AuditEntry]:
+        """Audit rows matching *query*, newest first (see :class:`policy_sql.AuditQuery`)."""
+        return await self._read(policy_sql.query_audit, query)
 
 
 @asynccontextmanager

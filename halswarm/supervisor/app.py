@@ -4,7 +4,7 @@
 
     run_supervisor
     └─ store (thread gate)                 open for the whole run, closed last
-       └─ core nursery                     pipeline, dispatcher, heartbeat monitor, cost poller
+       └─ core nursery                     pipeline, dispatcher, heartbeat monitor, cost poller, policy engine
           └─ edge nursery                  hub (:8420), HTTP API (:8421)
 
 Shutdown (the ``shutdown`` event): the hub and HTTP server stop accepting; in-flight
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from halswarm.cost.budgets import unmapped_budget_warnings
 from halswarm.cost.poller import CostPoller
 from halswarm.cost.providers import sources_from_config
 from halswarm.cost.reporter import CostReporter
@@ -28,6 +29,7 @@ from halswarm.http.context import ApiContext
 from halswarm.http.server import HttpServer
 from halswarm.obs.logging import ctx
 from halswarm.obs.metrics import LiveState, Metrics
+from halswarm.policy.engine import PolicyEngine
 from halswarm.store import Store, open_store
 from halswarm.supervisor.dispatcher import Dispatcher
 from halswarm.supervisor.heartbeat import HeartbeatMonitor
@@ -61,6 +63,7 @@ class SupervisorHandle:
     pipeline: Pipeline
     metrics: Metrics
     shutdown: trio.Event
+    policies: PolicyEngine
 
 
 async def run_supervisor(
@@ -137,15 +140,32 @@ async def run_supervisor(
         )
 
         sources: list[CostSource] = list(cost_sources) if cost_sources is not None else sources_from_config(config.cost)
+        for warning in unmapped_budget_warnings(config.cost, config.budgets):
+            log.warning("config: %s", warning)
         cost_poller = CostPoller(
             config.cost,
             config.budgets,
             sources,
             store,
             sessions=tracker.sessions,
-            emit=pipeline.emit,
+            emit=pipeline.try_emit,
             now=now,
             metrics=metrics,
+            secrets=config.secrets(),
+        )
+
+        policies = PolicyEngine(
+            config.policies,
+            config.budgets,
+            store=store,
+            tracker=tracker,
+            registry=registry,
+            commands=dispatcher,
+            emit=pipeline.emit,
+            now=now,
+            coverage=cost_poller.coverage,
+            # After a restart every node shows offline until it reconnects: no alerts meanwhile.
+            startup_grace=config.server.heartbeat_interval_sec * config.server.heartbeat_timeout_count,
         )
 
         async def readiness() -> dict[str, str]:
@@ -176,11 +196,12 @@ async def run_supervisor(
             queue_stats=pipeline.queue_stats,
             cost=CostReporter(
                 store,
-                polled=cost_poller.polled,
+                coverage=cost_poller.coverage,
                 statuses=cost_poller.source_statuses,
                 budgets=config.budgets,
                 now=now,
             ),
+            policies=policies,
         )
         http = HttpServer(
             api,
@@ -194,6 +215,7 @@ async def run_supervisor(
             await core.start(dispatcher.run)
             await core.start(monitor.run)
             await core.start(cost_poller.run)
+            await core.start(policies.run)
             async with trio.open_nursery() as edge:
                 ws_port = await edge.start(hub.run)
                 http_port = await edge.start(http.run)
@@ -212,6 +234,7 @@ async def run_supervisor(
                         pipeline=pipeline,
                         metrics=metrics,
                         shutdown=shutdown,
+                        policies=policies,
                     )
                 )
             # The hub and HTTP server have drained; flush what is still queued.

@@ -107,7 +107,21 @@ class Pipeline:
         """Record an event raised by the supervisor itself (e.g. ``node.offline``).
 
         Never blocks: callers are the hub and the heartbeat monitor, which must not wait
-        behind a congested store. The seq is assigned at commit, so no gaps appear.
+        behind a congested store. The seq is assigned at commit, so no gaps appear. See
+        :meth:`try_emit` for when an event is dropped.
+        """
+        self.try_emit(event_type, data, session_id=session_id, project=project)
+
+    def try_emit(
+        self, event_type: str, data: JSONObject, *, session_id: str | None = None, project: str | None = None
+    ) -> bool:
+        """:meth:`emit`, saying whether the event was queued.
+
+        Returns:
+            True when the event is queued (on the channel, or set aside while it is
+            full, to be committed with the next transaction); False when even the
+            set-aside room is full: this event is dropped (and logged), so a caller that
+            must not lose it (budget events) can raise it again later.
         """
         event = WireEvent(0, format_ts(self.now()), event_type, session_id, project, data)
         job = IngestJob(SUPERVISOR_NODE_ID, [event])
@@ -117,7 +131,9 @@ class Pipeline:
         except trio.WouldBlock:
             if len(self._overflow) == self._overflow.maxlen:
                 log.error("dropping a supervisor event: the event queue is congested", extra=ctx(type=event_type))
+                return False
             self._overflow.append(job)  # committed with the next transaction
+        return True
 
     def _mark_busy(self) -> None:
         """Work was queued: wait_idle() must wait for its commit."""

@@ -99,7 +99,9 @@ REPORT: Final = CostReport(
     ],
     sources=[
         SourceStatus("anthropic", "pending"),
-        SourceStatus("openai", "error", "2026-11-24T09:00:00.000000Z", "HTTP 500 from organization/costs"),
+        SourceStatus(
+            "openai", "error", "2026-11-24T09:00:00.000000Z", "HTTP 500 from organization/costs", "2026-11-24"
+        ),
     ],
     budgets=[
         BudgetStatus("fleet", 50.0, 42.5, 85.0),
@@ -107,6 +109,7 @@ REPORT: Final = CostReport(
         BudgetStatus("web", 20.0, 2.0, 10.0),
         BudgetStatus("docs", 10.0, 7.5, 75.0, warn_percent=70.0),
     ],
+    bill_usd=8.0004,  # openai's bill up to its last good poll; anthropic (pending) counts estimates
 )
 CHART_ROW = re.compile(r"^(\d{4}-\d\d-\d\d)  (.*?) +(\$[0-9.,]+)$")
 
@@ -268,7 +271,8 @@ async def test_header_groups_providers_and_budgets(api: FakeCostApi, tmp_path: P
     out = result.stdout
     head = out.splitlines()[:2]
     assert head[0] == "cost week 2026-11-18..2026-11-24 (7 days): total $52.75, daily average $7.54"
-    assert head[1] == "provider bill $52.75, opencode estimate $50.10, gap $2.65"
+    # The total split truthfully: the providers' own data, and estimates where none counts.
+    assert head[1] == "provider bill $8.00 + estimated $44.75; opencode estimate $50.10, gap $2.65"
 
     # Groups: cost, estimate, share, tokens in/out/cache; the total as a footer.
     groups = section(out, "by project")
@@ -296,7 +300,8 @@ async def test_header_groups_providers_and_budgets(api: FakeCostApi, tmp_path: P
     # Providers not (yet) polled, and budgets with 80 % / 100 % said in words.
     flat = " ".join(out.split())
     assert "anthropic: pending, not polled yet: its figures are opencode's estimate" in flat
-    assert "openai: error, last good poll" in flat
+    assert "openai: error, last good poll" in flat  # ...N h ago: the real clock
+    assert "ago: its bill counts through 2026-11-24, opencode's estimate after" in flat
     assert "(HTTP 500 from organization/costs)" in flat
     budgets = section(out, "budgets today")
     assert row(budgets, "fleet") == ["fleet", "$42.50", "of", "$50.00", "85%", "above", "80%"]
@@ -474,6 +479,15 @@ async def test_an_answer_that_is_not_the_report_schema_is_exit_1(api: FakeCostAp
     message = result.stderr.strip()
     assert message.startswith("error: unexpected answer from the supervisor:")
     assert "total_usd: required key is missing" in message
+
+
+async def test_an_older_supervisor_without_bill_usd_still_reads(api: FakeCostApi, tmp_path: Path) -> None:
+    body = unstructure(REPORT)
+    assert isinstance(body, dict)
+    api.body = {key: value for key, value in body.items() if key != "bill_usd"}
+    result = await halctl(api, tmp_path, "cost", "week")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[1] == "opencode estimate $50.10, gap $2.65"  # no split it cannot know
 
 
 async def test_fields_a_newer_supervisor_adds_are_ignored(api: FakeCostApi, tmp_path: Path) -> None:

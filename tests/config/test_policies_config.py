@@ -183,7 +183,8 @@ def test_zero_retries_is_allowed() -> None:
 
 def test_kill_on_cost_needs_a_limit_when_enabled() -> None:
     assert problems_of({"kill_on_cost": {"enabled": True}}) == [
-        "policies.kill_on_cost: enabled but no limit is set (daily_limit_usd or projects)"
+        "policies.kill_on_cost: enabled but no limit is set "
+        "(daily_limit_usd or projects, or budgets.daily_usd / budgets.projects)"
     ]
     assert parse({"kill_on_cost": {"enabled": True, "projects": {"alpha": 5}}}).kill_on_cost.enabled
     assert parse({"kill_on_cost": {"enabled": True, "daily_limit_usd": 50}}).kill_on_cost.enabled
@@ -193,3 +194,17 @@ def test_kill_on_cost_needs_a_limit_when_enabled() -> None:
 
 def test_supervisor_module_re_exports_the_policy_type() -> None:
     assert supervisor_module.ResumeOnIdlePolicy is ResumeOnIdlePolicy
+
+
+def test_tick_seconds() -> None:
+    assert parse({}).tick_seconds == 10.0
+    assert parse({"tick_seconds": 2}).tick_seconds == 2.0
+    assert problems_of({"tick_seconds": 0}) == ["policies.tick_seconds: must be greater than 0"]
+
+
+def test_kill_on_cost_may_rely_on_the_budgets_for_its_limits() -> None:
+    raw: JSONObject = {"server": {"auth_token": TOKEN}, "policies": {"kill_on_cost": {"enabled": True}}}
+    choices: list[JSONObject] = [{"daily_usd": 20}, {"projects": {"alpha": 5}}]
+    for budgets in choices:
+        config = parse_supervisor_config({**raw, "budgets": budgets}, env={})
+        assert config.policies.kill_on_cost.enabled

@@ -55,7 +55,7 @@ def test_seed_example_validates() -> None:
 
 def test_seed_example_flags_features_not_active_yet() -> None:
     config = parse_supervisor_config(example(), env={})
-    assert config.not_yet_active() == ["channels.discord", "policies.resume_on_idle"]
+    assert config.not_yet_active() == ["channels.discord"]
 
 
 def test_secrets_lists_every_credential_for_redaction() -> None:

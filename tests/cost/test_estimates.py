@@ -8,10 +8,11 @@ import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 import trio
 
-from halswarm.cost.estimates import EstimateBook, SessionCost, estimate_update, split_model
+from halswarm.cost.estimates import EstimateBook, SessionCost, estimate_update, is_settled, split_model
 from halswarm.models import Session, Tokens
 from halswarm.store import open_store
 
@@ -131,9 +132,32 @@ def test_a_session_seen_first_books_on_its_last_activity_day() -> None:
         (dt.date(2026, 2, 20), Decimal(7)),
         (TODAY, Decimal(3)),
     }
-    # Once booked, further growth of the old session lands on today.
-    grown = estimate_update([session("old", 7.5, last_activity="2026-02-20T08:00:00.000000Z")], update.seen, TODAY)
+    # Once booked, growth goes to the day of the activity that brought it (today, live)...
+    grown = estimate_update([session("old", 7.5, last_activity="2026-03-02T09:00:00.000000Z")], update.seen, TODAY)
     assert [(b.day, b.cost_usd) for b in grown.buckets] == [(TODAY, Decimal("0.5"))]
+
+
+def test_growth_seen_only_after_a_supervisor_outage_goes_to_the_day_it_happened() -> None:
+    booked = estimate_update([session("s", 1.0, last_activity="2026-02-26T10:00:00.000000Z")], {}, TODAY).seen
+    # The supervisor was down from the 26th; the session grew on the 27th and went quiet.
+    later = session("s", 3.0, last_activity="2026-02-27T18:00:00.000000Z")
+    update = estimate_update([later], booked, TODAY)
+    assert [(b.day, b.cost_usd) for b in update.buckets] == [(dt.date(2026, 2, 27), Decimal(2))]
+
+
+def test_absurd_figures_are_rejected_naming_the_session_and_settled_sessions_skipped() -> None:
+    absurd = session("absurd", 1e10)
+    tokens = session("tokens", 1.0, tokens=Tokens(input=10**13))
+    settled = attrs.evolve(session("done", 5.0, last_activity="2026-01-20T10:00:00.000000Z"), status="completed")
+    fine = session("fine", 1.0)
+    update = estimate_update([absurd, tokens, settled, fine], {}, TODAY)
+    assert set(update.seen) == {"fine"}
+    assert update.rejected == {
+        "absurd": "cost_usd 10000000000.0 is beyond $1,000,000",
+        "tokens": f"a token count is beyond 1,000,000,000,000 ({tokens.tokens})",
+    }
+    assert is_settled(settled, TODAY)
+    assert not is_settled(attrs.evolve(settled, status="idle"), TODAY)  # may still grow
 
 
 def test_corrupt_figures_count_as_zero() -> None:

@@ -4,7 +4,6 @@ per-provider model lines, and money rounded only at the end."""
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 
 import pytest
 
@@ -14,35 +13,16 @@ from halswarm.cost.model import (
     CostGrouping,
     CostPeriod,
     CostReport,
-    CostSourceKind,
+    Coverage,
     SourceStatus,
     TokenCounts,
 )
 from halswarm.cost.report import CostWindow, PeriodError, build_report, parse_window, period_window
+from tests.cost.support import bucket, covered, days
 
 TODAY = dt.date(2026, 3, 2)
-
-
-def bucket(
-    day: dt.date,
-    usd: str,
-    *,
-    provider: str = "anthropic",
-    model: str = "claude-sonnet-4",
-    project: str = "alpha",
-    source: CostSourceKind = "provider",
-    tokens: int = 0,
-) -> CostBucket:
-    return CostBucket(
-        day=day,
-        provider=provider,
-        model=model,
-        project=project,
-        source=source,
-        input_tokens=tokens,
-        output_tokens=tokens // 2,
-        cost_usd=Decimal(usd),
-    )
+#: Anthropic configured and polled successfully for the last 40 days, today included.
+ANTHROPIC = covered(TODAY - days(40), TODAY, "anthropic")
 
 
 def days_ago(n: int) -> dt.date:
@@ -105,14 +85,14 @@ def report(
     *,
     period: CostPeriod = "week",
     group_by: CostGrouping = "project",
-    polled: frozenset[str] = frozenset({"anthropic"}),
+    coverage: Coverage = ANTHROPIC,
 ) -> CostReport:
     window = parse_window(period, None, None, TODAY)
     return build_report(
         buckets,
         window,
         group_by=group_by,
-        polled=polled,
+        coverage=coverage,
         sources=[SourceStatus("anthropic", "ok", "2026-03-02T10:00:00.000000Z")],
         budgets=[BudgetStatus("fleet", 10.0, 1.0, 10.0)],
     )
@@ -127,6 +107,7 @@ def test_polled_provider_counts_its_bill_others_count_estimates_and_the_gap_show
     ]
     r = report(buckets)
     assert r.total_usd == 13.25
+    assert r.bill_usd == 10.0  # the part of the total that is a provider's own data
     assert r.estimate_usd == 11.75
     assert r.gap_usd == 1.5
     assert r.daily_average_usd == round(13.25 / 7, 6)
@@ -134,13 +115,46 @@ def test_polled_provider_counts_its_bill_others_count_estimates_and_the_gap_show
 
 def test_with_no_provider_polled_the_estimates_are_the_total() -> None:
     buckets = [bucket(TODAY, "10.00"), bucket(TODAY, "4.00", source="estimate")]
-    r = report(buckets, period="today", polled=frozenset())
-    assert (r.total_usd, r.estimate_usd, r.gap_usd) == (4.0, 4.0, 0.0)
+    r = report(buckets, period="today", coverage=Coverage())
+    assert (r.total_usd, r.bill_usd, r.estimate_usd, r.gap_usd) == (4.0, 0.0, 4.0, 0.0)
 
 
-def test_today_before_the_bill_arrives_has_a_negative_gap() -> None:
+def test_a_configured_provider_whose_polls_fail_keeps_its_estimates_counting() -> None:
+    # Anthropic is configured but no poll ever succeeded (a bad key, an outage): its
+    # estimates are the total, not $0 (review finding B1).
+    buckets = [bucket(TODAY, "2.00", source="estimate"), bucket(days_ago(3), "1.25", source="estimate")]
+    never = report(buckets, coverage=Coverage({"anthropic": None}))
+    assert (never.total_usd, never.bill_usd, never.estimate_usd, never.gap_usd) == (3.25, 0.0, 3.25, 0.0)
+    assert [p.provider for p in never.providers] == ["anthropic"]
+
+
+def test_days_outside_the_coverage_count_estimates_and_inside_count_the_bill() -> None:
+    # Polled successfully up to two days ago, failing since: the bill counts up to then,
+    # opencode's estimate after it; the provider's own rows outside the span count nowhere.
+    coverage = covered(days_ago(6), days_ago(2), "anthropic")
+    buckets = [
+        bucket(days_ago(7), "50.00"),  # before the coverage (left over): ignored
+        bucket(days_ago(7), "0.40", source="estimate"),  # ...so the estimate counts there
+        bucket(days_ago(2), "3.00"),  # covered: the bill
+        bucket(days_ago(2), "2.50", source="estimate"),
+        bucket(days_ago(1), "1.75", source="estimate"),  # not covered yet: the estimate
+        bucket(TODAY, "0.50", source="estimate"),
+    ]
+    r = report(buckets, period="week", group_by="day", coverage=coverage)
+    assert [(d.date, d.cost_usd) for d in r.daily][-3:] == [
+        ("2026-02-28", 3.0),
+        ("2026-03-01", 1.75),
+        ("2026-03-02", 0.5),
+    ]
+    assert (r.total_usd, r.bill_usd, r.estimate_usd) == (5.25, 3.0, 4.75)
+    month = report(buckets, period="month", coverage=coverage)
+    assert (month.total_usd, month.bill_usd) == (5.65, 3.0)
+
+
+def test_a_covered_day_whose_bill_lags_has_a_negative_gap() -> None:
+    # A poll today succeeded but the provider has not billed today's usage yet.
     r = report([bucket(TODAY, "2.00", source="estimate")], period="today")
-    assert (r.total_usd, r.estimate_usd, r.gap_usd) == (0.0, 2.0, -2.0)
+    assert (r.total_usd, r.bill_usd, r.estimate_usd, r.gap_usd) == (0.0, 0.0, 2.0, -2.0)
 
 
 def test_daily_lists_every_day_of_the_period_with_zeros() -> None:
@@ -174,11 +188,28 @@ def test_an_empty_period_is_all_zeros() -> None:
 
 
 MIXED = [
-    bucket(days_ago(1), "6.00", project="alpha", tokens=1000),
-    bucket(days_ago(1), "5.00", project="alpha", source="estimate", tokens=900),
-    bucket(days_ago(2), "2.00", model="claude-haiku-4", project="beta", tokens=400),
-    bucket(days_ago(2), "1.50", model="claude-haiku-4", project="beta", source="estimate", tokens=300),
-    bucket(TODAY, "3.00", provider="openai", model="gpt-5", project="beta", source="estimate", tokens=200),
+    bucket(days_ago(1), "6.00", project="alpha", input_tokens=1000, output_tokens=500),
+    bucket(days_ago(1), "5.00", project="alpha", source="estimate", input_tokens=900, output_tokens=450),
+    bucket(days_ago(2), "2.00", model="claude-haiku-4", project="beta", input_tokens=400, output_tokens=200),
+    bucket(
+        days_ago(2),
+        "1.50",
+        model="claude-haiku-4",
+        project="beta",
+        source="estimate",
+        input_tokens=300,
+        output_tokens=150,
+    ),
+    bucket(
+        TODAY,
+        "3.00",
+        provider="openai",
+        model="gpt-5",
+        project="beta",
+        source="estimate",
+        input_tokens=200,
+        output_tokens=100,
+    ),
 ]
 
 

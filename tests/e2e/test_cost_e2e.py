@@ -74,14 +74,17 @@ class Fleet:
 
 
 @asynccontextmanager
-async def polling_fleet(tmp_path: Path) -> AsyncGenerator[Fleet, None]:
-    """A supervisor whose cost poller reads both fakes every 1.2 s, first poll done."""
+async def polling_fleet(tmp_path: Path, *, openai_key: str = OPENAI_KEY) -> AsyncGenerator[Fleet, None]:
+    """A supervisor whose cost poller reads both fakes every 1.2 s, first poll of each done.
+
+    With a wrong *openai_key* that first poll fails (the fake answers 401).
+    """
     async with open_fake_anthropic(ANTHROPIC_BILL) as anthropic, open_fake_openai(OPENAI_BILL) as openai:
         providers = ProvidersConfig(
             anthropic=AnthropicProvider(
                 admin_api_key=ANTHROPIC_KEY, base_url=anthropic.base_url, workspaces=WORKSPACES
             ),
-            openai=OpenAIProvider(org_api_key=OPENAI_KEY, base_url=openai.base_url, projects=PROJECTS),
+            openai=OpenAIProvider(org_api_key=openai_key, base_url=openai.base_url, projects=PROJECTS),
         )
         cost = CostConfig(
             poll_interval_minutes=0.02, providers=providers, backfill_days=10, repoll_days=3, max_attempts=1
@@ -91,7 +94,7 @@ async def polling_fleet(tmp_path: Path) -> AsyncGenerator[Fleet, None]:
             fleet = Fleet(sup, client, anthropic, openai)
 
             async def polled() -> bool:
-                return all(s.status == "ok" for s in (await report(fleet, period="today")).sources)
+                return all(s.status != "pending" for s in (await report(fleet, period="today")).sources)
 
             await wait_until(polled, within=30, what="the first poll of both providers")
             yield fleet
@@ -193,6 +196,40 @@ async def test_a_provider_outage_keeps_its_data_and_shows_degraded(
     assert "earlier data is kept" in failures[0]
     assert "next try in" in failures[0]
     assert all(OPENAI_KEY not in r.getMessage() for r in caplog.records)
+
+
+async def test_a_rejected_key_is_an_error_that_never_shows_the_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "sk-admin-wrong-0123456789abcdefghij"  # the fake quotes a wrong key back in its 401
+    caplog.set_level(logging.DEBUG)
+    with trio.fail_after(60):
+        async with (
+            polling_fleet(tmp_path, openai_key=wrong) as fleet,
+            api_client(fleet.supervisor, token=None) as anonymous,
+        ):
+            ready = await anonymous.get("/readyz")
+            raw = await fleet.client.get("/api/v1/cost", params={"period": "week", "group_by": "provider"})
+            week = structure_strict(raw.json(), CostReport)
+            requests = fleet.openai.fake.count()
+    assert requests >= 1
+    assert set(fleet.openai.fake.statuses) == {401}  # not retried: a bad key stays bad
+    openai = week.sources[1]
+    assert (openai.provider, openai.status, openai.last_success) == ("openai", "error", None)
+    assert openai.last_error is not None
+    assert "HTTP 401 authentication failed (check the admin API key)" in openai.last_error
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded"
+    assert ready.json()["components"]["cost"].startswith("degraded: openai poll failing since ")
+    # The key is in no answer and no log line (message, context fields or traceback).
+    assert wrong not in ready.text
+    assert wrong not in raw.text
+    for record in caplog.records:
+        assert wrong not in record.getMessage()
+        assert wrong not in repr(getattr(record, "ctx", ""))
+        assert wrong not in (record.exc_text or "")
+    # openai never billed: its figures are opencode's estimate (none here), not its stale rows.
+    assert {g.key: g.cost_usd for g in week.groups}.get("openai", 0.0) == 0.0
 
 
 async def test_halctl_cost_week_and_the_api_agree(tmp_path: Path) -> None:

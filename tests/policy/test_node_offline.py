@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from halswarm.config.policies import NodeOfflinePolicy
-from halswarm.policy import Decision, NodeOfflineState, PolicyAction, Snapshot, decide_node_offline
+from halswarm.policy import Decision, NodeOfflineState, NodeView, PolicyAction, Snapshot, decide_node_offline
 from tests.policy.support import drive, node, session, snap
 
 EMPTY = NodeOfflineState()
@@ -62,3 +62,14 @@ def test_restoring_the_state_every_tick_changes_nothing() -> None:
     persisted, _ = drive(decide, EMPTY, ticks, persist=True)
     assert plain == persisted
     assert [t for t, _ in plain] == [300.0, 900.0, 1500.0, 2100.0, 2700.0]
+
+
+def test_nodes_in_the_startup_grace_raise_nothing_and_keep_what_was_reported() -> None:
+    waiting = [NodeView("n1", "offline", 0.0, grace=True), NodeView("n2", "offline", 0.0, grace=True)]
+    decision = decide(snap(nodes=waiting), NodeOfflineState({"n2": -50.0}), 100.0)
+    assert decision.actions == ()
+    assert decision.state == NodeOfflineState({"n2": -50.0})
+    # After the grace, n1 is still offline: now it is news; n2 was reported before the restart.
+    offline = [node("n1", status="offline"), node("n2", status="offline")]
+    after, _ = drive(decide, decision.state, [(200.0, snap(nodes=offline))])
+    assert [a.target for _, a in after] == ["n1"]

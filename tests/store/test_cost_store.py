@@ -1,6 +1,7 @@
 """Cost storage on a real SQLite file: re-fetching a provider's days replaces them (never
 double counted, estimates untouched), money round-trips exactly, estimate deltas add up,
-poll and budget state persist across reopen."""
+poll, coverage and budget state persist across reopen, values SQLite cannot hold are a
+StoreError (never an OverflowError), settled bookkeeping can be pruned."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 import trio
 
 from halswarm.cost.estimates import SessionCost
-from halswarm.cost.model import CostBucket, CostSourceKind
-from halswarm.store import Store, open_store
+from halswarm.cost.model import CostBucket
+from halswarm.store import Store, StoreError, open_store
+from tests.cost.support import bucket as b
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -22,19 +24,6 @@ if TYPE_CHECKING:
 
 NOW = "2026-03-02T12:00:00.000000Z"
 D1, D2, D3 = dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3)
-
-
-def b(
-    day: dt.date,
-    usd: str,
-    *,
-    provider: str = "anthropic",
-    model: str = "claude-sonnet-4",
-    project: str = "alpha",
-    source: CostSourceKind = "provider",
-    input_tokens: int = 0,
-) -> CostBucket:
-    return CostBucket(day, provider, model, project, source, input_tokens=input_tokens, cost_usd=Decimal(usd))
 
 
 def total(buckets: list[CostBucket], source: str = "provider", provider: str | None = None) -> Decimal:
@@ -108,7 +97,7 @@ async def test_duplicate_keys_in_one_fetch_add_up(store: Store) -> None:
 )
 async def test_a_foreign_bucket_writes_nothing(store: Store, bad: CostBucket) -> None:
     await store.replace_provider_costs("anthropic", D1, D2, [b(D1, "7")], NOW)
-    with pytest.raises(ValueError, match="outside the replaced range"):
+    with pytest.raises(StoreError, match="outside the replaced range"):
         await store.replace_provider_costs("anthropic", D1, D3, [b(D1, "1"), bad], NOW)
     [row] = await store.cost_buckets(D1, D3)
     assert row.cost_usd == Decimal(7)
@@ -133,7 +122,7 @@ async def test_estimate_deltas_add_and_bookkeeping_commits_with_them(tmp_path: P
 
 
 async def test_estimates_refuse_provider_buckets(store: Store) -> None:
-    with pytest.raises(ValueError, match="not an estimate bucket"):
+    with pytest.raises(StoreError, match="not an estimate bucket"):
         await store.add_cost_estimates([b(D2, "1")], {"ses-1": SessionCost(1)}, NOW)
     assert await store.cost_buckets(D2, D2) == []
     assert await store.load_estimate_seen() == {}
@@ -144,6 +133,36 @@ async def test_a_successful_replace_records_the_poll(store: Store) -> None:
     await store.replace_provider_costs("anthropic", D1, D2, [], NOW)
     await store.put_cost_state({"pollster": "not a poll entry"}, NOW)
     assert await store.cost_state("poll:") == {"poll:anthropic": NOW}
+
+
+async def test_each_part_records_its_coverage_and_only_the_last_one_the_poll(store: Store) -> None:
+    await store.replace_provider_costs("openai", D1, D2, [], NOW, covered=(D1, D1), complete=False)
+    assert await store.cost_state("poll:") == {}
+    assert await store.cost_state("coverage:") == {"coverage:openai": "2026-03-01..2026-03-01"}
+    later = "2026-03-02T12:05:00.000000Z"
+    await store.replace_provider_costs("openai", D2, D3, [], later, covered=(D1, D2), complete=True)
+    assert await store.cost_state("poll:") == {"poll:openai": later}
+    assert await store.cost_state("coverage:") == {"coverage:openai": "2026-03-01..2026-03-02"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b(D1, "2000000000"), CostBucket(D1, "anthropic", "m", "alpha", "provider", input_tokens=2**70)],
+    ids=["beyond-a-billion-dollars", "beyond-64-bit-tokens"],
+)
+async def test_a_value_sqlite_cannot_hold_is_a_store_error_and_writes_nothing(store: Store, bad: CostBucket) -> None:
+    await store.replace_provider_costs("anthropic", D1, D2, [b(D1, "7")], NOW)
+    with pytest.raises(StoreError, match="database write rejected a value"):
+        await store.replace_provider_costs("anthropic", D1, D2, [bad], NOW)
+    assert [row.cost_usd for row in await store.cost_buckets(D1, D1)] == [Decimal(7)]
+    assert store.healthy  # the database is fine: only that value was refused
+
+
+async def test_settled_sessions_bookkeeping_can_be_pruned(store: Store) -> None:
+    seen = {"a": SessionCost(1), "b": SessionCost(2), "c": SessionCost(3)}
+    await store.add_cost_estimates([], seen, NOW)
+    assert await store.prune_estimate_sessions(["a", "c", "never-booked"]) == 2
+    assert await store.load_estimate_seen() == {"b": SessionCost(2)}
 
 
 async def test_money_is_stored_as_integer_nano_dollars(store: Store) -> None:

@@ -32,10 +32,19 @@ from halswarm.jsontypes import JSONObject, JSONValue, is_json_object
 from halswarm.obs.logging import redact
 
 if TYPE_CHECKING:
+    import datetime as dt
     import random
     from collections.abc import AsyncGenerator, Mapping, Sequence
 
-__all__ = ["USER_AGENT", "PageResult", "ProviderHttp", "RetryPolicy", "open_provider_http"]
+__all__ = [
+    "USER_AGENT",
+    "PageResult",
+    "ProviderHttp",
+    "RetryPolicy",
+    "fetch_reports",
+    "log_fetched",
+    "open_provider_http",
+]
 
 log = logging.getLogger("halswarm.cost.providers")
 
@@ -318,3 +327,46 @@ async def open_provider_http(
     finally:
         with trio.move_on_after(policy.timeout, shield=True):
             await client.aclose()
+
+
+async def fetch_reports(
+    provider: str,
+    queries: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+    *,
+    base_url: str,
+    headers: Mapping[str, str],
+    secret: str,
+    policy: RetryPolicy,
+    rng: random.Random,
+    transport: httpx.AsyncBaseTransport | None,
+    max_pages: int,
+) -> list[PageResult]:
+    """Every page of each ``(path, params)`` query, in order, over one client.
+
+    The skeleton both providers' ``fetch`` share; see :func:`open_provider_http` for the
+    arguments and :meth:`ProviderHttp.get_pages` for *max_pages*.
+
+    Raises:
+        ProviderError: any report could not be read.
+    """
+    async with open_provider_http(
+        provider, base_url=base_url, headers=headers, secret=secret, policy=policy, rng=rng, transport=transport
+    ) as http:
+        return [await http.get_pages(path, params, max_pages=max_pages) for path, params in queries]
+
+
+def log_fetched(provider: str, start: dt.date, end: dt.date, pages: int, buckets: int) -> None:
+    """The one log line of a successful fetch."""
+    log.info(
+        "provider usage and cost fetched",
+        extra={
+            "ctx": {
+                "provider": provider,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "days": (end - start).days,
+                "pages": pages,
+                "buckets": buckets,
+            }
+        },
+    )

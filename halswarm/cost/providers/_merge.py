@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from halswarm.cost.model import CostBucket, ProviderError
+from halswarm.cost.money import MAX_TOKENS, MAX_USD
 from halswarm.jsontypes import JSONObject, JSONValue, is_json_object
 
 if TYPE_CHECKING:
@@ -117,6 +118,8 @@ class Reader:
             return 0
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise self.error(f"{key} is {value!r}, expected a non-negative integer")
+        if value > MAX_TOKENS:
+            raise self.error(f"{key} is {value!r}, beyond any real usage (at most {MAX_TOKENS:,})")
         return value
 
     def text(self, obj: JSONObject, key: str) -> str | None:
@@ -155,3 +158,15 @@ class Reader:
         if not number.is_finite():
             raise self.error(f"{what} is {value!r}, expected a finite number")
         return number
+
+    def usd(self, value: JSONValue, what: str, *, cents: bool = False) -> Decimal:
+        """A money amount in dollars (*cents*: the JSON value is in cents), range-checked.
+
+        An amount beyond :data:`~halswarm.cost.money.MAX_USD` either way is an error here,
+        naming the field, rather than an integer SQLite cannot store.
+        """
+        number = self.decimal(value, what)
+        usd = number.scaleb(-2) if cents else number
+        if abs(usd) > MAX_USD:
+            raise self.error(f"{what} is {value!r}, beyond any real bill (at most ${MAX_USD:,} per row)")
+        return usd

@@ -16,7 +16,6 @@ so a long range is one query followed page by page.
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import httpx
 
-from halswarm.cost.providers._http import RetryPolicy, open_provider_http
+from halswarm.cost.providers._http import RetryPolicy, fetch_reports, log_fetched
 from halswarm.cost.providers._merge import BucketMerger, Reader, daily_window, project_name
 from halswarm.timeutil import parse_ts
 
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
     from halswarm.jsontypes import JSONObject
 
 __all__ = ["ANTHROPIC_VERSION", "COST_PATH", "USAGE_PATH", "AnthropicSource"]
-
-log = logging.getLogger("halswarm.cost.providers")
 
 USAGE_PATH: Final = "/v1/organizations/usage_report/messages"
 COST_PATH: Final = "/v1/organizations/cost_report"
@@ -99,47 +96,31 @@ class AnthropicSource:
         if end <= start:
             return []
         since, until = daily_window(start, end)
-        days = (end - start).days
         common = [
             ("starting_at", _rfc3339(since)),
             ("ending_at", _rfc3339(until)),
             ("bucket_width", "1d"),
             ("limit", str(MAX_DAILY_BUCKETS)),
         ]
-        headers = {"x-api-key": self.api_key, "anthropic-version": ANTHROPIC_VERSION}
-        max_pages = days + _PAGE_SLACK
-        async with open_provider_http(
+        usage, costs = await fetch_reports(
             self.name,
+            [
+                (USAGE_PATH, [*common, ("group_by[]", "model"), ("group_by[]", "workspace_id")]),
+                (COST_PATH, [*common, ("group_by[]", "workspace_id"), ("group_by[]", "description")]),
+            ],
             base_url=self.base_url,
-            headers=headers,
+            headers={"x-api-key": self.api_key, "anthropic-version": ANTHROPIC_VERSION},
             secret=self.api_key,
             policy=self.retry,
             rng=self.rng,
             transport=self.transport,
-        ) as http:
-            usage = await http.get_pages(
-                USAGE_PATH, [*common, ("group_by[]", "model"), ("group_by[]", "workspace_id")], max_pages=max_pages
-            )
-            costs = await http.get_pages(
-                COST_PATH, [*common, ("group_by[]", "workspace_id"), ("group_by[]", "description")], max_pages=max_pages
-            )
+            max_pages=(end - start).days + _PAGE_SLACK,
+        )
         merger = BucketMerger(self.name)
         self._merge_usage(merger, usage.buckets, start, end)
         self._merge_costs(merger, costs.buckets, start, end)
         buckets = merger.buckets()
-        log.info(
-            "provider usage and cost fetched",
-            extra={
-                "ctx": {
-                    "provider": self.name,
-                    "start": start.isoformat(),
-                    "end": end.isoformat(),
-                    "days": days,
-                    "pages": usage.pages + costs.pages,
-                    "buckets": len(buckets),
-                }
-            },
-        )
+        log_fetched(self.name, start, end, usage.pages + costs.pages, len(buckets))
         return buckets
 
     def _day(self, reader: Reader, bucket: JSONObject, start: dt.date, end: dt.date) -> dt.date | None:
@@ -189,7 +170,7 @@ class AnthropicSource:
                 if currency is not None and currency.upper() != "USD":
                     raise reader.error(f"cost in {currency!r}; only USD is documented")
                 # Pitfall 2: a decimal string in cents; scaleb keeps every digit exact.
-                usd = reader.decimal(row.get("amount"), "amount").scaleb(-2)
+                usd = reader.usd(row.get("amount"), "amount", cents=True)
                 key = (
                     day,
                     reader.text(row, "model") or "",

@@ -19,7 +19,6 @@ names, fine-tune prefixes, tools) stays under ``""`` rather than being guessed.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import httpx
 
-from halswarm.cost.providers._http import RetryPolicy, open_provider_http
+from halswarm.cost.providers._http import RetryPolicy, fetch_reports, log_fetched
 from halswarm.cost.providers._merge import BucketMerger, Reader, daily_window, project_name
 
 if TYPE_CHECKING:
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
     from halswarm.jsontypes import JSONObject
 
 __all__ = ["COSTS_PATH", "USAGE_PATH", "OpenAISource", "line_item_model"]
-
-log = logging.getLogger("halswarm.cost.providers")
 
 USAGE_PATH: Final = "/organization/usage/completions"
 COSTS_PATH: Final = "/organization/costs"
@@ -115,50 +112,42 @@ class OpenAISource:
         if end <= start:
             return []
         since, until = daily_window(start, end)
-        days = (end - start).days
         window = [("start_time", _unix(since)), ("end_time", _unix(until)), ("bucket_width", "1d")]
-        max_pages = days + _PAGE_SLACK
-        async with open_provider_http(
+        usage, costs = await fetch_reports(
             self.name,
+            [
+                (
+                    USAGE_PATH,
+                    [
+                        *window,
+                        ("limit", str(MAX_USAGE_DAILY_BUCKETS)),
+                        ("group_by[]", "model"),
+                        ("group_by[]", "project_id"),
+                    ],
+                ),
+                (
+                    COSTS_PATH,
+                    [
+                        *window,
+                        ("limit", str(MAX_COST_BUCKETS)),
+                        ("group_by[]", "project_id"),
+                        ("group_by[]", "line_item"),
+                    ],
+                ),
+            ],
             base_url=self.base_url,
             headers={"authorization": f"Bearer {self.api_key}"},
             secret=self.api_key,
             policy=self.retry,
             rng=self.rng,
             transport=self.transport,
-        ) as http:
-            usage = await http.get_pages(
-                USAGE_PATH,
-                [
-                    *window,
-                    ("limit", str(MAX_USAGE_DAILY_BUCKETS)),
-                    ("group_by[]", "model"),
-                    ("group_by[]", "project_id"),
-                ],
-                max_pages=max_pages,
-            )
-            costs = await http.get_pages(
-                COSTS_PATH,
-                [*window, ("limit", str(MAX_COST_BUCKETS)), ("group_by[]", "project_id"), ("group_by[]", "line_item")],
-                max_pages=max_pages,
-            )
+            max_pages=(end - start).days + _PAGE_SLACK,
+        )
         merger = BucketMerger(self.name)
         models = self._merge_usage(merger, usage.buckets, start, end)
         self._merge_costs(merger, costs.buckets, start, end, models)
         buckets = merger.buckets()
-        log.info(
-            "provider usage and cost fetched",
-            extra={
-                "ctx": {
-                    "provider": self.name,
-                    "start": start.isoformat(),
-                    "end": end.isoformat(),
-                    "days": days,
-                    "pages": usage.pages + costs.pages,
-                    "buckets": len(buckets),
-                }
-            },
-        )
+        log_fetched(self.name, start, end, usage.pages + costs.pages, len(buckets))
         return buckets
 
     def _day(self, reader: Reader, bucket: JSONObject, start: dt.date, end: dt.date) -> dt.date | None:
@@ -221,7 +210,7 @@ class OpenAISource:
                 if currency is not None and currency.lower() != "usd":
                     raise reader.error(f"cost in {currency!r}; only usd is documented")
                 # Pitfall 2: a JSON number in dollars; Decimal(str(x)) keeps the digits sent.
-                usd = reader.decimal(amount.get("value"), "amount.value")
+                usd = reader.usd(amount.get("value"), "amount.value")
                 model = line_item_model(reader.text(row, "line_item"), models)
                 key = (day, model, project_name(reader.text(row, "project_id"), self.projects))
                 merger.add_cost(key, usd)
