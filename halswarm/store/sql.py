@@ -155,6 +155,10 @@ def ingest(conn: sqlite3.Connection, batches: Iterable[IngestBatch], now: str) -
     dumps = orjson.dumps
     for batch in batches:
         node_id = batch.node_id
+        # Only agents report what a session did; the supervisor's own events about a
+        # session (policy actions, alerts) are not its activity, or every policy action
+        # would start a new idle/quiet episode and act again.
+        from_agent = node_id != SUPERVISOR_NODE_ID
         for ev in batch.events:
             data = ev.data_json if ev.data_json is not None else dumps(ev.data)
             sid = ev.session_id
@@ -162,7 +166,7 @@ def ingest(conn: sqlite3.Connection, batches: Iterable[IngestBatch], now: str) -
             state = ev.state
             if state is not None:
                 states[state.id] = (ev.seq, state)
-            if sid is not None and ev.ts > activity.get(sid, ""):
+            if sid is not None and from_agent and ev.ts > activity.get(sid, ""):
                 activity[sid] = ev.ts
         if batch.events:
             node_seqs[node_id] = max(node_seqs.get(node_id, 0), batch.events[-1].seq)

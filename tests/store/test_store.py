@@ -123,8 +123,15 @@ async def test_session_last_activity_follows_the_newest_event_time(store: Store)
         # An event with an older ts (a late resend) does not move activity back.
         await store.ingest([IngestBatch("node-a", [ev(4, second=10, session_id="ses-1")])], NOW)
         second = await store.load_state()
+        # The supervisor's own events about a session (a policy action) are not its activity.
+        summary = await store.ingest(
+            [IngestBatch(SUPERVISOR_NODE_ID, [ev(1, second=50, session_id="ses-1", type="policy.action")])], NOW
+        )
+        third = await store.load_state()
     assert [s.last_activity for _, s in first.sessions] == [ts(40)]
     assert [s.last_activity for _, s in second.sessions] == [ts(40)]
+    assert summary.activity == {}
+    assert [s.last_activity for _, s in third.sessions] == [ts(40)]
     assert [s.status for _, s in second.sessions] == ["busy"]
 
 
