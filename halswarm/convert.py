@@ -26,6 +26,7 @@ __all__ = [
     "converter",
     "describe_errors",
     "dumps",
+    "load_json_row",
     "loads_object",
     "strict",
     "structure_strict",
@@ -195,3 +196,34 @@ def loads_object(data: bytes | str, what: str = "body") -> JSONObject:
     if not is_json_object(value):
         raise ConversionError([f"{what} must be a JSON object, got {type(value).__name__}"])
     return value
+
+
+def load_json_row(text: str | bytes | None, cls: type[T], label: str) -> tuple[T, list[str]]:
+    """Read one of our own persisted JSON rows (a JSON object) back into *cls*.
+
+    For state the supervisor restores at start: refusing to start over one corrupt row
+    would stop everything that row belongs to, so an unreadable row gives the empty
+    value and a problem line for the log instead.
+
+    Args:
+        text: the stored JSON text; None when nothing was stored yet.
+        cls: what it holds (an attrs class, or e.g. ``dict[str, X]``); ``cls()`` is the
+            empty value.
+        label: names the row in the problem line.
+
+    Returns:
+        The value (empty when *text* is None or unreadable) and the problems found: one
+        line ``"<label>: unreadable state, starting empty (...)"``, or none.
+    """
+    if text is None:
+        return cls(), []
+    try:
+        raw = orjson.loads(text)
+        if not is_json_object(raw):
+            raise TypeError(f"expected a JSON object, got {type(raw).__name__}")
+        value: T = converter.structure(raw, cls)
+    except Exception as exc:
+        # Bad JSON (a ValueError) or any cattrs error: ClassValidationError is an
+        # ExceptionGroup, and a wrong shape can surface as TypeError or AttributeError.
+        return cls(), [f"{label}: unreadable state, starting empty ({type(exc).__name__}: {exc})"]
+    return value, []

@@ -17,6 +17,7 @@ from halswarm.convert import (
     converter,
     describe_errors,
     dumps,
+    load_json_row,
     loads_object,
     structure_strict,
     unstructure,
@@ -216,3 +217,20 @@ def test_frozen_models_are_values() -> None:
     assert attrs.evolve(session, status="busy") != session
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         session.status = "busy"  # type: ignore[misc]
+
+
+@attrs.frozen
+class _Row:
+    count: int = 0
+    names: list[str] = attrs.Factory(list)
+
+
+def test_load_json_row_reads_our_rows_and_starts_empty_on_anything_else() -> None:
+    assert load_json_row(None, _Row, "row") == (_Row(), [])
+    assert load_json_row('{"count": 2, "names": ["a"], "later": 1}', _Row, "row") == (_Row(2, ["a"]), [])
+    assert load_json_row(b'{"a": {"count": 1}}', dict[str, _Row], "rows") == ({"a": _Row(1)}, [])
+    for text in ("{not json", "[1]", '{"count": "two"}', "7"):
+        value, problems = load_json_row(text, _Row, "row")
+        assert value == _Row()
+        (problem,) = problems
+        assert problem.startswith("row: unreadable state, starting empty (")

@@ -20,6 +20,7 @@ import orjson
 import trio
 
 from halswarm.agent.backend import AlwaysHealthy, CommandFailedError, EventSink, OutEvent
+from halswarm.agent.milestones import completion_event
 from halswarm.commands import (
     AnswerQuestionArgs,
     PromptArgs,
@@ -190,6 +191,18 @@ class SimulatedBackend(AlwaysHealthy):
     def sessions(self) -> list[Session]:
         """The current state of every simulated session, finished ones included."""
         return [sim.state for sim in self._sims.values()]
+
+    async def complete_project(self, project: str, detail: str | None = None) -> None:
+        """Report *project* complete (``project.completed``), as opencode's agent does when
+        the project's ``.context/COMPLETE`` marker appears. For tests and demos.
+
+        Raises:
+            ValueError: this node does not host *project*.
+        """
+        if all(p.name != project for p in self.projects):
+            raise ValueError(f"project {project!r} is not on node {self.node_id}")
+        assert self._sink is not None, "the backend is not running"
+        await self._sink.emit([completion_event(project, detail)])
 
     # ---- generation --------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from halswarm.convert import converter, describe_errors, unstructure
 from halswarm.jsontypes import JSONObject, JSONValue, is_json_object
 from halswarm.models import Command, Event, Node, Session
 from halswarm.policy.views import PolicyInfo
+from halswarm.projects import CompleteAnswer, CompleteRequest, ProjectInfo
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -253,6 +254,27 @@ class ApiClient:
         )
         body = await self._request("GET", "/api/v1/audit", params=params)
         return self._structure(body, "audit", list[AuditEntry])
+
+    # ---- projects and their dependencies -------------------------------------------------
+
+    async def projects(self) -> list[ProjectInfo]:
+        """Every known project: hosts, dependencies, completion, sessions; sorted by name."""
+        body = await self._request("GET", "/api/v1/projects")
+        return self._structure(body, "projects", list[ProjectInfo])
+
+    async def complete_project(self, name: str, *, detail: str | None = None) -> CompleteAnswer:
+        """``POST /api/v1/projects/{name}/complete``: what marking it complete did.
+
+        Raises:
+            NotFoundError: no node hosts the project and the dependencies do not name it.
+        """
+        path = f"/api/v1/projects/{_segment(name)}/complete"
+        body = await self._request("POST", path, json_body=unstructure(CompleteRequest(detail)))
+        try:
+            return converter.structure(body, CompleteAnswer)
+        except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+            problems = "; ".join(describe_errors(exc, "$"))
+            raise ApiError(200, "invalid_response", f"unexpected answer from the supervisor: {problems}") from None
 
     # ---- plumbing ------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ Commands::
     halctl commands get COMMAND_ID [--wait S]
     halctl cost [today|week|month] [--by project|model|provider|day] [--from DAY [--to DAY]]
     halctl policies list | enable NAME | disable NAME
+    halctl projects list | complete NAME [--detail TEXT]
     halctl audit [--actor A] [--action A] [--target T] [--since TIME] [--until TIME] [--limit N] [--before ID]
     halctl health
 
@@ -54,6 +55,7 @@ from halswarm.cli.hitl import PENDING_COMMANDS
 from halswarm.cli.logs import logs
 from halswarm.cli.nodes import nodes
 from halswarm.cli.policies import policies
+from halswarm.cli.projects import projects
 from halswarm.cli.sessions import sessions
 from halswarm.cli.settings import DEFAULT_URL, SettingsError, resolve_settings
 
@@ -135,6 +137,7 @@ cli.add_command(sessions)
 cli.add_command(commands)
 cli.add_command(cost)
 cli.add_command(policies)
+cli.add_command(projects)
 cli.add_command(audit)
 
 

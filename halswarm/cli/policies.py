@@ -17,8 +17,7 @@ from rich.text import Text
 
 from halswarm.cli.audit import fitted_table
 from halswarm.cli.context import app_of, output_option
-from halswarm.cli.render import ago, short_id
-from halswarm.timeutil import parse_ts
+from halswarm.cli.render import ago, relative, short_id
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -35,18 +34,7 @@ _DROP_RETRIES_BELOW: Final = 70
 
 def in_time(ts: str | None, now: datetime) -> str:
     """``"in 12m"``, ``"in 3h"``... for a future RFC 3339 time; ``"-"`` when none."""
-    if not ts:
-        return "-"
-    try:
-        seconds = (parse_ts(ts) - now).total_seconds()
-    except ValueError:
-        return ts
-    if seconds < 1:
-        return "now"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"in {int(seconds // size)}{unit}"
-    return f"in {int(seconds)}s"
+    return relative(ts, now, future=True)
 
 
 def _state(policy: PolicyInfo) -> Text:

@@ -33,6 +33,7 @@ __all__ = [
     "node_detail",
     "nodes_table",
     "outcome_line",
+    "relative",
     "session_detail",
     "sessions_table",
     "sessions_totals",
@@ -77,20 +78,33 @@ def short_id(value: str) -> str:
     return value if len(value) <= SHORT_ID_LEN else value[:SHORT_ID_LEN]
 
 
-def ago(ts: str | None, now: datetime) -> str:
-    """``"12s ago"``, ``"3m ago"``... for an RFC 3339 time; ``"-"`` when unknown."""
+_UNITS: Final = (("d", 86400), ("h", 3600), ("m", 60))
+
+
+def relative(ts: str | None, now: datetime, *, future: bool = False) -> str:
+    """How far an RFC 3339 time is from *now*, in its largest whole unit.
+
+    ``"12s ago"``, ``"3m ago"``... (``"just now"`` under a second); with *future*
+    ``"in 12m"``, ``"in 3h"``... (``"now"``). ``"-"`` when there is no time, the text
+    itself when it is not one.
+    """
     if not ts:
         return "-"
     try:
-        seconds = (now - parse_ts(ts)).total_seconds()
+        seconds = (parse_ts(ts) - now).total_seconds()
     except ValueError:
         return ts
+    if not future:
+        seconds = -seconds
     if seconds < 1:
-        return "just now"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit} ago"
-    return f"{int(seconds)}s ago"
+        return "now" if future else "just now"
+    span = next((f"{int(seconds // size)}{unit}" for unit, size in _UNITS if seconds >= size), f"{int(seconds)}s")
+    return f"in {span}" if future else f"{span} ago"
+
+
+def ago(ts: str | None, now: datetime) -> str:
+    """``"12s ago"``, ``"3m ago"``... for an RFC 3339 time; ``"-"`` when unknown (see :func:`relative`)."""
+    return relative(ts, now)
 
 
 def _when(ts: str | None, now: datetime) -> str:

@@ -15,6 +15,7 @@ from halswarm.http.api_commands import register_commands
 from halswarm.http.api_cost import register_cost
 from halswarm.http.api_nodes import register_nodes
 from halswarm.http.api_policies import register_policies
+from halswarm.http.api_projects import register_projects
 from halswarm.http.api_sessions import register_sessions
 from halswarm.http.probes import register_probes
 from halswarm.http.responses import ApiError, error_response
@@ -95,5 +96,6 @@ def create_app(api: ApiContext) -> QuartTrio:
     register_commands(app, api)
     register_cost(app, api)
     register_policies(app, api)
+    register_projects(app, api)
     register_audit(app, api)
     return app

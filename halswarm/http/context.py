@@ -9,6 +9,7 @@ import attrs
 from halswarm.cost.reporter import CostReporter
 from halswarm.jsontypes import JSONObject
 from halswarm.obs.metrics import Metrics
+from halswarm.policy.dependency_engine import DependencyEngine
 from halswarm.policy.engine import PolicyEngine
 from halswarm.store import Store
 from halswarm.supervisor.dispatcher import Dispatcher
@@ -35,3 +36,4 @@ class ApiContext:
     queue_stats: Callable[[], JSONObject]
     cost: CostReporter
     policies: PolicyEngine
+    projects: DependencyEngine

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from halswarm.policy.decisions import (
     RESTARTABLE,
+    cost_brake_holds,
     decide_error_loop,
     decide_kill_on_cost,
     decide_node_offline,
@@ -48,6 +49,7 @@ from halswarm.policy.model import (
 )
 from halswarm.policy.retry import RetryWindow, current_window
 from halswarm.policy.state import (
+    CostBrake,
     ErrorEpisode,
     ErrorLoopState,
     IdleEpisode,
@@ -66,6 +68,7 @@ __all__ = [
     "RESTARTABLE",
     "Action",
     "ActionKind",
+    "CostBrake",
     "Decision",
     "ErrorEpisode",
     "ErrorLoopState",
@@ -86,6 +89,7 @@ __all__ = [
     "SpendView",
     "StuckBusyState",
     "Suppressed",
+    "cost_brake_holds",
     "current_window",
     "decide_all",
     "decide_error_loop",

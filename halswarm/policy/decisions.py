@@ -12,14 +12,16 @@ Invariants (each has unit and property tests in tests/policy/):
   (compactions never go down); error_loop - one error streak (ends when
   ``consecutive_errors`` falls); stuck_busy - one busy stretch without activity (ends
   with new activity or another status); node_offline - one offline period (ends when
-  the node is seen in another status); kill_on_cost - one UTC day per scope.
+  the node is seen in another status); kill_on_cost - one UTC day per session (every
+  tick of a day over the limit stops the sessions of the scope not stopped yet).
 - **Retry caps.** resume_on_idle, restart_on_compaction and error_loop take at most
   ``max_retries`` actions per reset window (:mod:`halswarm.policy.retry`). An episode
   that finds the cap used up is suppressed once; if it is still eligible when the
   window resets, it is acted upon then (still once).
 - **Hands off.** Sessions with a command in flight (``snapshot.in_flight``), sessions
-  another policy commanded this tick (``claimed``) and unreachable sessions are skipped
-  without touching their state; kill_on_cost alone ignores in-flight commands.
+  another policy commanded this tick or kill_on_cost holds (``claimed``, see
+  :func:`cost_brake_holds`) and unreachable sessions are skipped without touching their
+  state; kill_on_cost alone ignores in-flight commands.
 - **Dry run** changes nothing but the ``dry_run`` flag: the state advances as if the
   action had been sent, so a dry run reports each decision once instead of every tick.
 - **Pruning.** State of sessions and nodes missing from the snapshot is dropped, and
@@ -36,6 +38,7 @@ import attrs
 from halswarm.policy.model import Action, Decision, PolicyAction, SessionView, Suppressed
 from halswarm.policy.retry import RetryWindow, current_window
 from halswarm.policy.state import (
+    CostBrake,
     ErrorEpisode,
     ErrorLoopState,
     IdleEpisode,
@@ -60,10 +63,11 @@ if TYPE_CHECKING:
     )
     from halswarm.jsontypes import JSONObject
     from halswarm.models import CommandType
-    from halswarm.policy.model import Snapshot
+    from halswarm.policy.model import PolicyName, Snapshot, SpendView
 
 __all__ = [
     "RESTARTABLE",
+    "cost_brake_holds",
     "decide_error_loop",
     "decide_kill_on_cost",
     "decide_node_offline",
@@ -92,6 +96,31 @@ def _open_windows(
 def _held(session: SessionView, hold: frozenset[str]) -> bool:
     """Leave this session (and its state) alone this tick."""
     return session.id in hold or not session.is_reachable
+
+
+def _on_session(
+    policy: PolicyName,
+    s: SessionView,
+    reason: str,
+    idempotency_key: str,
+    *,
+    dry_run: bool,
+    command: CommandType | None = None,
+    args: JSONObject | None = None,
+) -> PolicyAction:
+    """An action on session *s*: the *command* to send, or (no command) an alert."""
+    return PolicyAction(
+        policy=policy,
+        kind="alert" if command is None else "command",
+        target=s.id,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        command_type=command,
+        args=dict(args) if args else {},
+        project=s.project,
+        node_id=s.node_id,
+        dry_run=dry_run,
+    )
 
 
 def _seconds(value: float) -> str:
@@ -125,7 +154,8 @@ def decide_resume_on_idle(
         snapshot: sessions this tick.
         state: what the last tick returned (or the restored state).
         now: the current time on the snapshot's timeline.
-        claimed: sessions other policies sent a command to this tick.
+        claimed: sessions to leave alone: other policies sent them a command this tick,
+            or kill_on_cost's brake holds them (:func:`cost_brake_holds`).
 
     Returns:
         ``resume_session`` commands (with ``args.prompt`` when configured), Suppressed
@@ -153,20 +183,11 @@ def decide_resume_on_idle(
                         f"idle for {_seconds(idle_for)} (threshold {_seconds(config.idle_threshold_seconds)}); "
                         f"resume {window.used} of {config.max_retries} in this window"
                     )
-                    actions.append(
-                        PolicyAction(
-                            policy="resume_on_idle",
-                            kind="command",
-                            target=s.id,
-                            reason=reason,
-                            idempotency_key=f"resume_on_idle:{s.id}:{s.status_since!r}",
-                            command_type="resume_session",
-                            args=dict(args),
-                            project=s.project,
-                            node_id=s.node_id,
-                            dry_run=config.dry_run,
-                        )
+                    key = f"resume_on_idle:{s.id}:{s.status_since!r}"
+                    command = _on_session(
+                        "resume_on_idle", s, reason, key, dry_run=config.dry_run, command="resume_session", args=args
                     )
+                    actions.append(command)
                 elif episode is None:
                     episode = IdleEpisode(s.status_since, "suppressed")
                     what = f"idle for {_seconds(idle_for)}"
@@ -233,18 +254,16 @@ def decide_restart_on_compaction(
         if window.has_room(config.max_retries):
             windows[s.project] = window.spend(now)
             sessions[s.id] = "acted"
+            reason = f"{what}; restart {window.used + 1} of {config.max_retries} for {s.project} in this window"
             actions.append(
-                PolicyAction(
-                    policy="restart_on_compaction",
-                    kind="command",
-                    target=s.id,
-                    reason=f"{what}; restart {window.used + 1} of {config.max_retries} for {s.project} in this window",
-                    idempotency_key=f"restart_on_compaction:{s.id}",
-                    command_type="restart_session",
-                    args=dict(_HANDOVER),
-                    project=s.project,
-                    node_id=s.node_id,
+                _on_session(
+                    "restart_on_compaction",
+                    s,
+                    reason,
+                    f"restart_on_compaction:{s.id}",
                     dry_run=config.dry_run,
+                    command="restart_session",
+                    args=_HANDOVER,
                 )
             )
         else:
@@ -271,18 +290,51 @@ def _usd(value: Decimal) -> str:
     return f"${value:.2f}"
 
 
+def _cost_scopes(config: KillOnCostPolicy) -> list[tuple[str, str | None, Decimal]]:
+    """(key, project or None for the fleet, limit) of every scope with a limit."""
+    scopes: list[tuple[str, str | None, Decimal]] = []
+    if config.daily_limit_usd is not None:
+        scopes.append(("fleet", None, Decimal(repr(config.daily_limit_usd))))
+    scopes += [(f"project:{name}", name, Decimal(repr(limit))) for name, limit in sorted(config.projects.items())]
+    return scopes
+
+
+def _over_limit(config: KillOnCostPolicy, spend: SpendView) -> list[tuple[str, str | None, Decimal]]:
+    return [(key, project, limit) for key, project, limit in _cost_scopes(config) if spend.of(project) >= limit]
+
+
+def cost_brake_holds(config: KillOnCostPolicy, snapshot: Snapshot) -> frozenset[str]:
+    """Sessions no other policy may send a command to: the brake is on for their scope.
+
+    The brake is on for a scope while its spend today is at or over its limit. Left to
+    the others, a stopped session would be resumed once idle long enough, or handed
+    over to a successor, and spending would go on. Alerts are not held back. A dry run
+    holds nothing (it only reports), nor does a tick without today's spend figure.
+    """
+    spend = snapshot.spend
+    if spend is None or config.dry_run:
+        return frozenset()
+    over = [project for _, project, _ in _over_limit(config, spend)]
+    return frozenset(s.id for s in snapshot.sessions if any(p in (None, s.project) for p in over))
+
+
 def decide_kill_on_cost(
     config: KillOnCostPolicy, snapshot: Snapshot, state: KillOnCostState, now: float
 ) -> Decision[KillOnCostState]:
-    """Stop every active session of a scope whose spend today reached its limit.
+    """Stop every active session of a scope whose spend today reached its limit, once per session and day.
 
     Scopes: the fleet (``daily_limit_usd``, measured by the fleet's total) and each
-    project in ``projects`` (measured by that project's total). A scope fires once per
-    UTC day (``snapshot.spend.day``); the next day re-arms it. It targets the sessions
-    active at that moment; finished ones are not touched, unreachable ones are named in
-    the notes (a command to them would fail at once). Sessions with a command in flight
-    are stopped anyway: this is the emergency brake. A session in two firing scopes gets
-    one command.
+    project in ``projects`` (measured by that project's total). While a scope is at or
+    over its limit (the UTC day is ``snapshot.spend.day``), every tick commands each of
+    its active, reachable sessions that no scope has commanded today: so also sessions
+    unreachable until now, and sessions started later that day (by a human, a node
+    reconnecting, a restart's successor). A session commanded once is not commanded
+    again that day (a human who resumes it overrides the brake for it); the next day
+    starts afresh. Finished sessions are not touched; unreachable ones are named in the
+    notes until they are stopped. Sessions with a command in flight are stopped anyway:
+    this is the emergency brake. A session in two scopes over their limits gets one
+    command. Dry run reports each session once a day and marks it reported, not
+    commanded: switched off the same day, the brake then commands it for real.
 
     Returns:
         ``abort_session`` or ``kill_session`` commands and the new state (today's
@@ -292,47 +344,43 @@ def decide_kill_on_cost(
     spend = snapshot.spend
     if spend is None:
         return Decision((), state, ("kill_on_cost: no spend figures for today yet; nothing checked",))
-    scopes: list[tuple[str, str | None, float]] = []
-    if config.daily_limit_usd is not None:
-        scopes.append(("fleet", None, config.daily_limit_usd))
-    scopes += [(f"project:{name}", name, limit) for name, limit in sorted(config.projects.items())]
-    configured = {key for key, _, _ in scopes}
-    fired = {key: day for key, day in state.fired.items() if day == spend.day and key in configured}
+    configured = {key for key, _, _ in _cost_scopes(config)}
+    # Today's marks are kept whole (not pruned with the sessions): one command per
+    # session and day, even for a session that leaves the snapshot and comes back.
+    today = {key: brake for key, brake in state.scopes.items() if brake.day == spend.day and key in configured}
+    done = set(KillOnCostState(today).handled(dry_run=config.dry_run))
     command: CommandType = "abort_session" if config.action == "abort" else "kill_session"
-    targeted: set[str] = set()
     actions: list[Action] = []
     notes: list[str] = []
-    for key, project, limit_float in scopes:
-        limit = Decimal(repr(limit_float))
+    for key, project, limit in _over_limit(config, spend):
         spent = spend.of(project)
-        if key in fired or spent < limit:
-            continue
-        fired[key] = spend.day
         label = "fleet" if project is None else f"project {project}"
         in_scope = [s for s in _ordered(snapshot.sessions) if s.is_active and project in (None, s.project)]
-        unreachable = [s.id for s in in_scope if not s.is_reachable]
-        if unreachable:
-            notes.append(f"kill_on_cost: {label} over its limit; unreachable sessions not stopped: {unreachable}")
-        for s in in_scope:
-            if not s.is_reachable or s.id in targeted:
-                continue
-            targeted.add(s.id)
-            actions.append(
-                PolicyAction(
-                    policy="kill_on_cost",
-                    kind="command",
-                    target=s.id,
-                    reason=f"{label} spend today {_usd(spent)} reached the daily limit {_usd(limit)}; {config.action}",
-                    idempotency_key=f"kill_on_cost:{key}:{spend.day}:{s.id}",
-                    command_type=command,
-                    project=s.project,
-                    node_id=s.node_id,
-                    dry_run=config.dry_run,
-                )
+        waiting = [s.id for s in in_scope if not s.is_reachable and s.id not in done]
+        if waiting:
+            notes.append(
+                f"kill_on_cost: {label} over its limit; unreachable sessions to stop once reachable: {waiting}"
             )
         if not in_scope:
             notes.append(f"kill_on_cost: {label} over its limit; no active session to stop")
-    return Decision(tuple(actions), KillOnCostState(fired), tuple(notes))
+        reason = f"{label} spend today {_usd(spent)} reached the daily limit {_usd(limit)}; {config.action}"
+        stopped: list[str] = []
+        for s in in_scope:
+            if not s.is_reachable or s.id in done:
+                continue
+            done.add(s.id)
+            stopped.append(s.id)
+            idempotency_key = f"kill_on_cost:{key}:{spend.day}:{s.id}"
+            actions.append(
+                _on_session("kill_on_cost", s, reason, idempotency_key, dry_run=config.dry_run, command=command)
+            )
+        brake = today.get(key, CostBrake(spend.day))
+        if config.dry_run:
+            brake = attrs.evolve(brake, reported=tuple(sorted({*brake.reported, *stopped})))
+        else:
+            brake = attrs.evolve(brake, commanded=tuple(sorted({*brake.commanded, *stopped})))
+        today[key] = brake
+    return Decision(tuple(actions), KillOnCostState(today), tuple(notes))
 
 
 # ---- error_loop --------------------------------------------------------------------------
@@ -385,17 +433,14 @@ def decide_error_loop(
             episodes[s.id] = ErrorEpisode(started, errors, "acted")
             restart = config.action == "restart"
             actions.append(
-                PolicyAction(
-                    policy="error_loop",
-                    kind="command" if restart else "alert",
-                    target=s.id,
-                    reason=f"{what}; {config.action}",
-                    idempotency_key=f"error_loop:{s.id}:{started!r}",
-                    command_type="restart_session" if restart else None,
-                    args=dict(_HANDOVER) if restart else {},
-                    project=s.project,
-                    node_id=s.node_id,
+                _on_session(
+                    "error_loop",
+                    s,
+                    f"{what}; {config.action}",
+                    f"error_loop:{s.id}:{started!r}",
                     dry_run=config.dry_run,
+                    command="restart_session" if restart else None,
+                    args=_HANDOVER if restart else None,
                 )
             )
         else:
@@ -456,19 +501,15 @@ def decide_stuck_busy(
         if quiet < threshold:
             continue
         episodes[s.id] = mark
-        abort = config.action == "abort"
+        reason = f"busy with no activity for {_seconds(quiet)} (threshold {config.minutes:g} min); {config.action}"
         actions.append(
-            PolicyAction(
-                policy="stuck_busy",
-                kind="command" if abort else "alert",
-                target=s.id,
-                reason=f"busy with no activity for {_seconds(quiet)} "
-                f"(threshold {config.minutes:g} min); {config.action}",
-                idempotency_key=f"stuck_busy:{s.id}:{mark!r}",
-                command_type="abort_session" if abort else None,
-                project=s.project,
-                node_id=s.node_id,
+            _on_session(
+                "stuck_busy",
+                s,
+                reason,
+                f"stuck_busy:{s.id}:{mark!r}",
                 dry_run=config.dry_run,
+                command="abort_session" if config.action == "abort" else None,
             )
         )
     return Decision(tuple(actions), StuckBusyState(episodes))

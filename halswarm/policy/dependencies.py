@@ -33,10 +33,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import attrs
-import orjson
 
-from halswarm.convert import converter, dumps
-from halswarm.jsontypes import is_json_object
+from halswarm.convert import dumps, load_json_row
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -344,14 +342,4 @@ def restore_dependency_state(text: str | bytes | None) -> tuple[DependencyState,
     Returns:
         The state and the problems found (empty when the text was readable).
     """
-    if text is None:
-        return DependencyState(), []
-    try:
-        raw = orjson.loads(text)
-        if not is_json_object(raw):
-            raise TypeError(f"expected a JSON object, got {type(raw).__name__}")
-        return converter.structure(raw, DependencyState), []
-    except Exception as exc:
-        # Bad JSON (a ValueError) or any cattrs error: ClassValidationError is an
-        # ExceptionGroup, and a wrong shape can surface as TypeError or AttributeError.
-        return DependencyState(), [f"dependencies: unreadable state, starting empty ({type(exc).__name__}: {exc})"]
+    return load_json_row(text, DependencyState, "dependencies")

@@ -19,7 +19,8 @@ handled is never decided again, even after a crash between the two (the action i
 lost rather than repeated); the decision's idempotency key makes a replayed command run
 once anyway. A tick whose write fails acts on nothing and is decided again next tick. A
 command that fails is not retried in the same episode: its outcome is in the command
-record and the audit log.
+record and the audit log. The exception is kill_on_cost, the emergency brake: its state
+is stored after step 4 (at least once; see ``_store_brake_marks``).
 
 **Time.** Decisions run on epoch seconds of the injected wall clock (``now``), so the
 persisted state means the same after a restart; the schedule and the startup grace of
@@ -35,14 +36,14 @@ import uuid
 from typing import TYPE_CHECKING, Final
 
 import attrs
-import orjson
 import trio
 
 from halswarm.commands import SESSION_TARGETED, CommandRequest
-from halswarm.convert import converter, dumps
+from halswarm.convert import dumps, load_json_row
 from halswarm.cost.budgets import today_spend
 from halswarm.models import ACTIVE_STATUSES, SESSION_STATUSES, TERMINAL_COMMAND_STATUSES, Command, SessionStatus
 from halswarm.obs.logging import ctx
+from halswarm.policy.completions import DEPENDENCY_ROWS
 from halswarm.policy.fleet import decide_all
 from halswarm.policy.model import POLICY_NAMES, Action, PolicyAction, PolicyName, Snapshot, SpendView, Suppressed
 from halswarm.policy.observe import Observed, TrackedNode, TrackedSession, observe
@@ -56,7 +57,7 @@ from halswarm.policy.records import (
     refused_row,
     suppressed_data,
 )
-from halswarm.policy.state import PolicyStates, restore_states
+from halswarm.policy.state import KillOnCostState, PolicyStates, restore_states
 from halswarm.policy.summary import effective_config, policy_name, section, summarize
 from halswarm.policy.views import LastAction, PolicyInfo, PolicyOverride
 from halswarm.store import AuditRecord, StoreError
@@ -69,7 +70,7 @@ if TYPE_CHECKING:
     from halswarm.config.policies import PoliciesConfig
     from halswarm.config.supervisor import BudgetsConfig
     from halswarm.jsontypes import JSONObject
-    from halswarm.policy.storage import CommandPath, Emit, PolicyStore
+    from halswarm.policy.storage import CommandPath, PolicyStore, TryEmit
     from halswarm.supervisor.registry import NodeRegistry
     from halswarm.supervisor.tracker import SessionTracker
     from halswarm.timeutil import Clock
@@ -119,13 +120,7 @@ class _Planned:
 
 
 def _restore_last_actions(text: str | None) -> tuple[dict[str, LastAction], list[str]]:
-    if text is None:
-        return {}, []
-    try:
-        raw = orjson.loads(text)
-        return converter.structure(raw, dict[str, LastAction]), []
-    except Exception as exc:  # bad JSON, or any cattrs error (an ExceptionGroup among them)
-        return {}, [f"last actions: unreadable, starting empty ({type(exc).__name__}: {exc})"]
+    return load_json_row(text, dict[str, LastAction], "last actions")
 
 
 class PolicyEngine:
@@ -140,7 +135,7 @@ class PolicyEngine:
         tracker: SessionTracker,
         registry: NodeRegistry,
         commands: CommandPath,
-        emit: Emit,
+        emit: TryEmit,
         now: Clock,
         coverage: Collection[str] = frozenset(),
         startup_grace: float = 0.0,
@@ -163,6 +158,8 @@ class PolicyEngine:
         #: Ticks run so far, whatever their outcome (for tests and health).
         self.ticks = 0
         self._states = PolicyStates()
+        #: kill_on_cost's state as stored: it is written after its commands (_store_brake_marks).
+        self._stored_kill = KillOnCostState()
         self._observed = Observed()
         self._last_actions: dict[str, LastAction] = {}
         self._last_actions_dirty = False
@@ -176,14 +173,17 @@ class PolicyEngine:
     async def load(self) -> None:
         """Restore policy states, what the engine saw and runtime overrides from the store.
 
-        Unreadable rows start empty with a WARNING (never a crash): at worst an episode
-        acts once more, still within its retry cap.
+        Unreadable rows start empty with a WARNING (never a crash). A policy whose row is
+        unreadable forgets its handled episodes and its retry windows alike (one row), so
+        each episode still going may act once more and its retry caps start over.
 
         Raises:
             StoreError: the database cannot be read.
         """
         rows = await self.store.load_policy_rows()
-        states, problems = restore_states({k: v for k, v in rows.items() if not k.startswith(ENGINE_ROW_PREFIX)})
+        # The table also holds the engine's own rows and the dependencies' (not policies).
+        policy_rows = {k: v for k, v in rows.items() if not (k.startswith(ENGINE_ROW_PREFIX) or k in DEPENDENCY_ROWS)}
+        states, problems = restore_states(policy_rows)
         observed, more = Observed.restore(rows.get(OBSERVED_ROW))
         last_actions, most = _restore_last_actions(rows.get(LAST_ACTIONS_ROW))
         for problem in problems + more + most:
@@ -196,6 +196,7 @@ class PolicyEngine:
             else:
                 overrides[known] = override
         self._states, self._observed, self._last_actions, self._overrides = states, observed, last_actions, overrides
+        self._stored_kill = states.kill_on_cost
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load the persisted state, then tick every ``policies.tick_seconds`` forever.
@@ -267,6 +268,7 @@ class PolicyEngine:
             if isinstance(p.action, PolicyAction):
                 last_actions[p.action.policy] = last_action(p.action, stamp)
         rows = decision.states.changed(self._states)
+        rows.pop("kill_on_cost", None)  # stored after its commands are out: see _store_brake_marks
         if seen.observed != self._observed:
             rows[OBSERVED_ROW] = seen.observed.dump()
         if last_actions != self._last_actions or self._last_actions_dirty:
@@ -281,6 +283,7 @@ class PolicyEngine:
         self._states, self._observed, self._last_actions = decision.states, seen.observed, last_actions
         self._last_actions_dirty = False
         accepted = await self._act(planned, stamp)
+        await self._store_brake_marks(stamp)
         return TickReport(decision.actions, tuple(accepted))
 
     def _tracked_sessions(self) -> list[TrackedSession]:
@@ -337,6 +340,26 @@ class PolicyEngine:
             log.info("policy note: %s", note)
         self._notes = current
 
+    async def _store_brake_marks(self, stamp: str) -> None:
+        """Store kill_on_cost's state once its commands are out: the brake acts at least once.
+
+        Every other policy's state is stored before acting (at most once). Stored first,
+        kill_on_cost's "stopped today" marks would outlive a shutdown or crash inside
+        ``_act`` and leave the remaining sessions of the scope running all day. Stored
+        after, such a stop makes the next tick (or run) decide those sessions again, with
+        the same idempotency keys: the dispatcher returns the commands already sent
+        instead of running them twice. A failed write is retried after the next tick.
+        """
+        marks = self._states.kill_on_cost
+        if marks == self._stored_kill:
+            return
+        try:
+            await self.store.save_policy_rows({"kill_on_cost": dumps(marks).decode()}, stamp)
+        except StoreError as exc:
+            log.error("cannot store kill_on_cost's state (retried after the next tick): %s", exc)
+            return
+        self._stored_kill = marks
+
     # ---- carrying out ---------------------------------------------------------------------
 
     async def _act(self, planned: list[_Planned], stamp: str) -> list[Command]:
@@ -357,7 +380,7 @@ class PolicyEngine:
             fields = ctx(policy=action.policy, target=action.target, dry_run=action.dry_run, correlation_id=correlation)
             log.warning("policy suppressed: %s", action.reason, extra=fields)
             data = suppressed_data(action, correlation)
-            self.emit("policy.suppressed", data, session_id=action.target, project=action.project)
+            self._emit("policy.suppressed", data, session_id=action.target, project=action.project)
             return None
         context: dict[str, object] = {
             "policy": action.policy,
@@ -366,14 +389,14 @@ class PolicyEngine:
             "correlation_id": correlation,
         }
         if action.kind == "alert" and not action.dry_run:
-            log.warning("policy alert: %s", action.reason, extra={"ctx": context})
+            log.warning("policy alert: %s", action.reason, extra=ctx(**context))
             data = alert_data(action, correlation)
-            self.emit("policy.alert", data, session_id=event_session(action), project=action.project)
+            self._emit("policy.alert", data, session_id=event_session(action), project=action.project)
             return None
         if action.dry_run or action.command_type is None:
             what = action.command_type or "alert"
             log.info(
-                "policy dry run, nothing sent: %s %s: %s", what, action.target, action.reason, extra={"ctx": context}
+                "policy dry run, nothing sent: %s %s: %s", what, action.target, action.reason, extra=ctx(**context)
             )
             self._emit_action(action_data(action, correlation), action)
             return None
@@ -382,7 +405,7 @@ class PolicyEngine:
             command = await self.commands.submit(request, actor=action.actor, source=SOURCE, correlation_id=correlation)
         except CommandError as exc:
             error = f"{exc.message} ({exc.code})"
-            log.warning("policy command refused: %s", error, extra={"ctx": context})
+            log.warning("policy command refused: %s", error, extra=ctx(**context))
             command_id = exc.command.id if exc.command is not None else None
             if command_id is None:  # nothing stored, so no audit row yet
                 await self._audit_refused(refused_row(action, correlation, stamp, exc.code, exc.message))
@@ -390,9 +413,7 @@ class PolicyEngine:
             self._emit_action(action_data(action, correlation, command_id=command_id, error=error), action)
             return None
         context["command_id"] = command.id
-        log.info(
-            "policy command %s on %s: %s", action.command_type, action.target, action.reason, extra={"ctx": context}
-        )
+        log.info("policy command %s on %s: %s", action.command_type, action.target, action.reason, extra=ctx(**context))
         self._remember(action, command_id=command.id)
         self._emit_action(action_data(action, correlation, command_id=command.id), action)
         return command
@@ -404,7 +425,16 @@ class PolicyEngine:
             log.error("cannot audit a refused policy command: %s", exc, extra=ctx(correlation_id=audit.correlation_id))
 
     def _emit_action(self, data: JSONObject, action: PolicyAction) -> None:
-        self.emit("policy.action", data, session_id=event_session(action), project=action.project)
+        self._emit("policy.action", data, session_id=event_session(action), project=action.project)
+
+    def _emit(self, event_type: str, data: JSONObject, *, session_id: str | None, project: str | None) -> None:
+        if not self.emit(event_type, data, session_id=session_id, project=project):
+            # The audit row (written by the engine or the dispatcher) still records the decision.
+            log.warning(
+                "policy event %s dropped: the event queue is congested (the audit log has it)",
+                event_type,
+                extra=ctx(event=event_type, session_id=session_id, correlation_id=data.get("correlation_id")),
+            )
 
     def _remember(self, action: PolicyAction, *, command_id: str | None, error: str | None = None) -> None:
         # The decision itself is stored; its command id is stored with the next tick.

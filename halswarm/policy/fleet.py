@@ -7,6 +7,12 @@ never sends it two commands (a restart and a resume, an abort and a resume). The
 policy sees it again next tick, by which time the command is in ``snapshot.in_flight``
 or done. Alerts claim nothing.
 
+While kill_on_cost's brake is on for a scope (today's spend at or over its limit; not
+in dry run), its sessions are held from every policy that would send them a command
+(:func:`~halswarm.policy.decisions.cost_brake_holds`): otherwise resume_on_idle would
+resume an aborted session once idle long enough, and a restart's successor would spend
+on. Alerts (error_loop and stuck_busy with ``action: alert``, node_offline) still go out.
+
 A disabled policy is not run and its state is passed through untouched, so re-enabling
 it (at runtime, audited: ``PolicyEngine.set_enabled``) keeps its retry counters.
 """
@@ -18,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 import attrs
 
 from halswarm.policy.decisions import (
+    cost_brake_holds,
     decide_error_loop,
     decide_kill_on_cost,
     decide_node_offline,
@@ -51,6 +58,8 @@ class _Tick:
         self.actions: list[Action] = []
         self.notes: list[str] = []
         self.claimed: set[str] = set()
+        #: Sessions kill_on_cost's brake holds from commands (not from alerts).
+        self.braked: frozenset[str] = frozenset()
 
     def take(self, decision: Decision[S]) -> S:
         self.actions += decision.actions
@@ -58,8 +67,9 @@ class _Tick:
         self.claimed |= {a.target for a in decision.actions if isinstance(a, PolicyAction) and a.kind == "command"}
         return decision.state
 
-    def frozen_claims(self) -> frozenset[str]:
-        return frozenset(self.claimed)
+    def hold(self, *, sends_commands: bool) -> frozenset[str]:
+        """What the next policy must leave alone: this tick's commands, and the braked sessions if it sends commands."""
+        return frozenset(self.claimed | self.braked) if sends_commands else frozenset(self.claimed)
 
 
 def decide_all(config: PoliciesConfig, snapshot: Snapshot, states: PolicyStates, now: float) -> FleetDecision:
@@ -81,24 +91,31 @@ def decide_all(config: PoliciesConfig, snapshot: Snapshot, states: PolicyStates,
         new = attrs.evolve(
             new, kill_on_cost=tick.take(decide_kill_on_cost(config.kill_on_cost, snapshot, states.kill_on_cost, now))
         )
+        tick.braked = cost_brake_holds(config.kill_on_cost, snapshot)
     if config.restart_on_compaction.enabled:
         decision = decide_restart_on_compaction(
-            config.restart_on_compaction, snapshot, states.restart_on_compaction, now, claimed=tick.frozen_claims()
+            config.restart_on_compaction,
+            snapshot,
+            states.restart_on_compaction,
+            now,
+            claimed=tick.hold(sends_commands=True),
         )
         new = attrs.evolve(new, restart_on_compaction=tick.take(decision))
     if config.error_loop.enabled:
+        restarts = config.error_loop.action == "restart"
         error_decision = decide_error_loop(
-            config.error_loop, snapshot, states.error_loop, now, claimed=tick.frozen_claims()
+            config.error_loop, snapshot, states.error_loop, now, claimed=tick.hold(sends_commands=restarts)
         )
         new = attrs.evolve(new, error_loop=tick.take(error_decision))
     if config.stuck_busy.enabled:
+        aborts = config.stuck_busy.action == "abort"
         stuck_decision = decide_stuck_busy(
-            config.stuck_busy, snapshot, states.stuck_busy, now, claimed=tick.frozen_claims()
+            config.stuck_busy, snapshot, states.stuck_busy, now, claimed=tick.hold(sends_commands=aborts)
         )
         new = attrs.evolve(new, stuck_busy=tick.take(stuck_decision))
     if config.resume_on_idle.enabled:
         resume_decision = decide_resume_on_idle(
-            config.resume_on_idle, snapshot, states.resume_on_idle, now, claimed=tick.frozen_claims()
+            config.resume_on_idle, snapshot, states.resume_on_idle, now, claimed=tick.hold(sends_commands=True)
         )
         new = attrs.evolve(new, resume_on_idle=tick.take(resume_decision))
     if config.node_offline.enabled:

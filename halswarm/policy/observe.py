@@ -26,10 +26,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 import attrs
-import orjson
 
-from halswarm.convert import converter, dumps
-from halswarm.jsontypes import is_json_object
+from halswarm.convert import dumps, load_json_row
 from halswarm.models import ACTIVE_STATUSES, NodeStatus, Session
 from halswarm.policy.model import NodeView, SessionView
 
@@ -73,15 +71,7 @@ class Observed:
     @classmethod
     def restore(cls, text: str | bytes | None) -> tuple[Observed, list[str]]:
         """Read :meth:`dump`'s text; unreadable text gives the empty value and a problem line."""
-        if text is None:
-            return cls(), []
-        try:
-            raw = orjson.loads(text)
-            if not is_json_object(raw):
-                raise TypeError(f"expected a JSON object, got {type(raw).__name__}")
-            return converter.structure(raw, cls), []
-        except Exception as exc:  # bad JSON, or any cattrs error (an ExceptionGroup among them)
-            return cls(), [f"observed statuses: unreadable, starting empty ({type(exc).__name__}: {exc})"]
+        return load_json_row(text, cls, "observed statuses")
 
 
 @attrs.frozen

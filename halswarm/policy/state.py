@@ -11,10 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 import attrs
-import orjson
 
-from halswarm.convert import converter, dumps
-from halswarm.jsontypes import is_json_object
+from halswarm.convert import dumps, load_json_row
 from halswarm.policy.model import POLICY_NAMES, PolicyName
 from halswarm.policy.retry import RetryWindow
 
@@ -22,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "CostBrake",
     "ErrorEpisode",
     "ErrorLoopState",
     "IdleEpisode",
@@ -64,10 +63,33 @@ class RestartOnCompactionState:
 
 
 @attrs.frozen
-class KillOnCostState:
-    """Scope key (``fleet`` or ``project:<name>``) -> the UTC day it fired on."""
+class CostBrake:
+    """One scope's UTC day at or over its limit, and the sessions kill_on_cost stopped in it.
 
-    fired: dict[str, str] = attrs.Factory(dict)
+    ``commanded`` holds the sessions sent a command that day, ``reported`` those a dry
+    run reported without sending anything (each sorted). A session in neither, or only
+    in ``reported`` once dry run is off, is still to be stopped.
+    """
+
+    day: str
+    commanded: tuple[str, ...] = ()
+    reported: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class KillOnCostState:
+    """Scope key (``fleet`` or ``project:<name>``) -> its day over the limit (today's only)."""
+
+    scopes: dict[str, CostBrake] = attrs.Factory(dict)
+
+    def handled(self, *, dry_run: bool) -> frozenset[str]:
+        """Sessions no scope is to command again today (a dry run also skips those it reported)."""
+        done: set[str] = set()
+        for brake in self.scopes.values():
+            done.update(brake.commanded)
+            if dry_run:
+                done.update(brake.reported)
+        return frozenset(done)
 
 
 @attrs.frozen
@@ -141,27 +163,19 @@ _KNOWN: Final[frozenset[str]] = frozenset(POLICY_NAMES)
 
 
 def _load(rows: Mapping[str, str | bytes], name: PolicyName, cls: type[T], problems: list[str]) -> T:
-    text = rows.get(name)
-    if text is None:
-        return cls()
-    try:
-        raw = orjson.loads(text)
-        if not is_json_object(raw):
-            raise TypeError(f"expected a JSON object, got {type(raw).__name__}")
-        return converter.structure(raw, cls)
-    except Exception as exc:
-        # Bad JSON (a ValueError) or any cattrs error: ClassValidationError is an
-        # ExceptionGroup, and a wrong shape can surface as TypeError or AttributeError.
-        problems.append(f"{name}: unreadable state, starting empty ({type(exc).__name__}: {exc})")
-        return cls()
+    value, more = load_json_row(rows.get(name), cls, name)
+    problems += more
+    return value
 
 
 def restore_states(rows: Mapping[str, str | bytes]) -> tuple[PolicyStates, list[str]]:
     """Rebuild every policy's state from persisted JSON texts (policy name -> text).
 
     A missing row gives the empty state. An unreadable row also does, with a problem
-    line for the log: refusing to start over a corrupt row would stop every policy,
-    while an empty state at worst lets an episode act once more (retry caps still bound it).
+    line for the log: refusing to start over a corrupt row would stop every policy.
+    The price: that policy forgets its handled episodes *and* its retry windows (both
+    are in its row), so each episode still going may act once more, and its retry caps
+    start over.
 
     Returns:
         The states and one problem line per unreadable or unknown row.

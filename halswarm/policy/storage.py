@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from halswarm.store.policy_sql import UnfinishedCommand
     from halswarm.store.sql import AuditRecord
 
-__all__ = ["CommandPath", "Emit", "PolicyStore"]
+__all__ = ["CommandPath", "Emit", "PolicyStore", "TryEmit"]
 
 
 class PolicyStore(Protocol):
@@ -79,8 +79,20 @@ class CommandPath(Protocol):
 
 
 class Emit(Protocol):
-    """Raises a supervisor event (``Pipeline.emit``); never blocks."""
+    """Raises a supervisor event (``Pipeline.emit``, or ``try_emit``: what it returns is ignored); never blocks."""
 
     def __call__(
         self, event_type: str, data: JSONObject, *, session_id: str | None = None, project: str | None = None
-    ) -> None: ...
+    ) -> object: ...
+
+
+class TryEmit(Protocol):
+    """Raises a supervisor event (``Pipeline.try_emit``); never blocks.
+
+    Returns False when the event was dropped (the event queue is congested), so the
+    caller can say which event was lost.
+    """
+
+    def __call__(
+        self, event_type: str, data: JSONObject, *, session_id: str | None = None, project: str | None = None
+    ) -> bool: ...

@@ -195,11 +195,14 @@ def summarize(
         key=lambda kw: (kw[1].started or 0.0, kw[0]),
     )
     uses = [RetryUse(key, w.used, epoch_ts((w.started or 0.0) + window_length)) for key, w in open_windows]
+    # The fullest window (the first to reset among equals), as halctl shows it: the cap
+    # binds per session or project, so a sum over windows could exceed max_retries.
+    fullest = max(uses, key=lambda u: u.used, default=None)
     return attrs.evolve(
         info,
         max_retries=max_retries,
         retry_scope=scope,
-        retries_used=sum(u.used for u in uses),
-        next_reset=min((u.next_reset for u in uses), default=None),
+        retries_used=fullest.used if fullest is not None else 0,
+        next_reset=fullest.next_reset if fullest is not None else None,
         windows=uses,
     )

@@ -75,9 +75,10 @@ class PolicyInfo:
     #: Actions allowed per window and scope (None: the policy has no retry cap).
     max_retries: int | None = None
     retry_scope: RetryScope | None = None
-    #: Actions taken in the open windows, all scopes together.
+    #: Actions taken in the fullest open window (one session's or project's, as
+    #: ``retry_scope`` says; never more than ``max_retries``); every window is in ``windows``.
     retries_used: int = 0
-    #: The earliest time an open window resets (None: no window open).
+    #: When that window resets (None: no window open).
     next_reset: str | None = None
     windows: list[RetryUse] = attrs.field(factory=list)
     last_action: LastAction | None = None

@@ -4,7 +4,8 @@
 
     run_supervisor
     └─ store (thread gate)                 open for the whole run, closed last
-       └─ core nursery                     pipeline, dispatcher, heartbeat monitor, cost poller, policy engine
+       └─ core nursery                     pipeline, dispatcher, heartbeat monitor, cost poller, policy engine,
+          │                                dependencies (completions -> dependant starts)
           └─ edge nursery                  hub (:8420), HTTP API (:8421)
 
 Shutdown (the ``shutdown`` event): the hub and HTTP server stop accepting; in-flight
@@ -29,6 +30,8 @@ from halswarm.http.context import ApiContext
 from halswarm.http.server import HttpServer
 from halswarm.obs.logging import ctx
 from halswarm.obs.metrics import LiveState, Metrics
+from halswarm.policy.completions import COMPLETED_EVENT
+from halswarm.policy.dependency_engine import DependencyEngine
 from halswarm.policy.engine import PolicyEngine
 from halswarm.store import Store, open_store
 from halswarm.supervisor.dispatcher import Dispatcher
@@ -64,6 +67,7 @@ class SupervisorHandle:
     metrics: Metrics
     shutdown: trio.Event
     policies: PolicyEngine
+    dependencies: DependencyEngine
 
 
 async def run_supervisor(
@@ -154,6 +158,8 @@ async def run_supervisor(
             secrets=config.secrets(),
         )
 
+        # After a restart every node shows offline until it reconnects.
+        reconnect_grace = config.server.heartbeat_interval_sec * config.server.heartbeat_timeout_count
         policies = PolicyEngine(
             config.policies,
             config.budgets,
@@ -161,12 +167,24 @@ async def run_supervisor(
             tracker=tracker,
             registry=registry,
             commands=dispatcher,
-            emit=pipeline.emit,
+            emit=pipeline.try_emit,  # a dropped event is logged by name (its audit row remains)
             now=now,
             coverage=cost_poller.coverage,
-            # After a restart every node shows offline until it reconnects: no alerts meanwhile.
-            startup_grace=config.server.heartbeat_interval_sec * config.server.heartbeat_timeout_count,
+            startup_grace=reconnect_grace,  # no node_offline alerts meanwhile
         )
+        dependencies = DependencyEngine(
+            config.dependencies,
+            config.dependency_start,
+            store=store,
+            registry=registry,
+            tracker=tracker,
+            commands=dispatcher,
+            emit=pipeline.emit,
+            now=now,
+            retry_interval=config.policies.tick_seconds,
+            unknown_grace=reconnect_grace,  # no "unhosted project" warning meanwhile
+        )
+        pipeline.on_stored(COMPLETED_EVENT, dependencies.events_stored)
 
         async def readiness() -> dict[str, str]:
             components = {"database": "ok", "hub": "ok", "pipeline": "ok", "http": "ok"}
@@ -202,6 +220,7 @@ async def run_supervisor(
                 now=now,
             ),
             policies=policies,
+            projects=dependencies,
         )
         http = HttpServer(
             api,
@@ -216,6 +235,7 @@ async def run_supervisor(
             await core.start(monitor.run)
             await core.start(cost_poller.run)
             await core.start(policies.run)
+            await core.start(dependencies.run)
             async with trio.open_nursery() as edge:
                 ws_port = await edge.start(hub.run)
                 http_port = await edge.start(http.run)
@@ -235,6 +255,7 @@ async def run_supervisor(
                         metrics=metrics,
                         shutdown=shutdown,
                         policies=policies,
+                        dependencies=dependencies,
                     )
                 )
             # The hub and HTTP server have drained; flush what is still queued.

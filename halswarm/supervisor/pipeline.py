@@ -79,6 +79,15 @@ class Pipeline:
         self._idle = trio.Event()
         self._idle.set()
         self.stalled_since: float | None = None
+        self._watchers: dict[str, list[Callable[[], None]]] = {}
+
+    def on_stored(self, event_type: str, callback: Callable[[], None]) -> None:
+        """Call *callback* after every commit that stored events of *event_type*.
+
+        It runs on the pipeline's task right after the commit, so what it reads from the
+        store includes those events. It must not block or raise: set a flag, wake a task.
+        """
+        self._watchers.setdefault(event_type, []).append(callback)
 
     def last_seq(self, node_id: str) -> int:
         """The last committed seq of a node: every event up to it is stored."""
@@ -246,6 +255,10 @@ class Pipeline:
             for session_id, ts in summary.activity.items():
                 touch(session_id, ts)
             self.metrics.count_events(summary.types)
+            for event_type, callbacks in self._watchers.items():
+                if summary.types[event_type]:
+                    for callback in callbacks:
+                        callback()
         self._last_seq = positions
         self._supervisor_seq = own_seq
         for job in jobs:

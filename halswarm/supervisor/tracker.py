@@ -170,6 +170,15 @@ class SessionTracker:
         entries = self._entries
         return sum(1 for sid in self._by_node.get(node_id, ()) if entries[sid].session.status in ACTIVE_STATUSES)
 
+    def counts_by_project(self) -> dict[str, tuple[int, int]]:
+        """Per project: (sessions tracked, sessions not completed), in one pass."""
+        counts: dict[str, tuple[int, int]] = {}
+        for entry in self._entries.values():
+            s = entry.session
+            total, active = counts.get(s.project, (0, 0))
+            counts[s.project] = (total + 1, active + (s.status in ACTIVE_STATUSES))
+        return counts
+
     def counts_by_status(self) -> dict[str, int]:
         """How many sessions are in each (displayed) status."""
         counts: dict[str, int] = collections.Counter()

@@ -127,7 +127,7 @@ FOUND = [
         override=converter.unstructure(PolicyOverride(True, "api", "2026-03-10T11:00:00.000000Z")),
         max_retries=3,
         retry_scope="session",
-        retries_used=3,
+        retries_used=2,  # the fullest window's
         next_reset="2026-03-10T12:30:00.000000Z",
         windows=converter.unstructure(
             [

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from halswarm.cli.render import ago, event_line, outcome_line, session_detail, sessions_totals, short_id
+from halswarm.cli.render import ago, event_line, outcome_line, relative, session_detail, sessions_totals, short_id
 from halswarm.models import (
     Command,
     Event,
@@ -38,6 +38,22 @@ NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 )
 def test_ago(ts: str | None, expected: str) -> None:
     assert ago(ts, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        (None, "-"),
+        ("2026-01-01T12:00:00.500000Z", "now"),
+        ("2026-01-01T12:00:12.000000Z", "in 12s"),
+        ("2026-01-01T12:03:00.000000Z", "in 3m"),
+        ("2026-01-03T12:00:00.000000Z", "in 2d"),
+        ("2026-01-01T11:59:00.000000Z", "now"),  # already past
+        ("soon", "soon"),
+    ],
+)
+def test_relative_in_the_future(ts: str | None, expected: str) -> None:
+    assert relative(ts, NOW, future=True) == expected
 
 
 def test_short_id() -> None:

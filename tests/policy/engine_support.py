@@ -2,13 +2,17 @@
 
 The tracker and registry are the real components; the store and the command path are
 in-memory stand-ins with the engine's narrow protocols (a thread hop would let the
-autojump clock skip past the engine's deadlines).
+autojump clock skip past the engine's deadlines). The engine's events go the way
+production's do, synchronously (:class:`Events`): through the store's own ``ingest``
+into the real tracker, so what they do to session activity shows here too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import sqlite3
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 import attrs
@@ -17,12 +21,14 @@ import trio
 from halswarm.config.supervisor import BudgetsConfig
 from halswarm.cost.model import CostBucket
 from halswarm.jsontypes import JSONObject
-from halswarm.models import Command, CommandStatus, Project, Session
+from halswarm.models import SUPERVISOR_NODE_ID, Command, CommandStatus, Project, Session
 from halswarm.policy.engine import PolicyEngine
 from halswarm.policy.views import PolicyOverride
-from halswarm.proto.messages import Hello
+from halswarm.proto.messages import Hello, WireEvent
 from halswarm.store import AuditRecord, StoreError
 from halswarm.store.policy_sql import UnfinishedCommand
+from halswarm.store.sql import IngestBatch, ingest
+from halswarm.store.store import migrate
 from halswarm.supervisor.dispatcher import CommandError
 from halswarm.supervisor.registry import NodeRegistry
 from halswarm.supervisor.tracker import SessionTracker
@@ -129,6 +135,8 @@ class FakeCommands:
     saves_at_submit: list[int] = attrs.field(factory=list)
     #: Target -> the error submitting a command to it raises.
     refuse: dict[str, CommandError] = attrs.field(factory=dict)
+    #: Targets whose submit never returns (until cancelled: a shutdown in mid-tick).
+    hang: set[str] = attrs.field(factory=set)
     statuses: dict[str, CommandStatus] = attrs.field(factory=dict)
     _ids: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
 
@@ -137,6 +145,8 @@ class FakeCommands:
     ) -> Command:
         await trio.lowlevel.checkpoint()
         self.saves_at_submit.append(self.store.saves)
+        if request.target in self.hang:
+            await trio.sleep_forever()
         if request.target in self.refuse:
             raise self.refuse[request.target]
         command = Command(
@@ -167,14 +177,39 @@ class FakeCommands:
 
 @attrs.define
 class Events:
-    """Collects what the engine emits."""
+    """The engine's emitter (``Pipeline.try_emit``), doing what production does with an event.
 
+    Synchronously, without the pipeline's task: the event is stored by the store's own
+    ``ingest`` (in a fresh in-memory database) as a supervisor event, and what ``ingest``
+    returns updates the real tracker as the pipeline's commit does. So if the engine's
+    own events counted as session activity (a new idle period or quiet stretch after
+    every action), these tests would see it as production would.
+    """
+
+    tracker: SessionTracker = attrs.field(factory=SessionTracker)
+    clock: WallClock = attrs.field(factory=WallClock)
     emitted: list[tuple[str, JSONObject]] = attrs.field(factory=list)
+    #: Event types the congested queue drops (``try_emit`` returns False).
+    drop: set[str] = attrs.field(factory=set)
+    _seq: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
 
     def __call__(
         self, event_type: str, data: JSONObject, *, session_id: str | None = None, project: str | None = None
-    ) -> None:
+    ) -> bool:
+        if event_type in self.drop:
+            return False
         self.emitted.append((event_type, data))
+        stamp = format_ts(self.clock())
+        event = WireEvent(next(self._seq), stamp, event_type, session_id, project, data)
+        with closing(sqlite3.connect(":memory:")) as conn:
+            migrate(conn)
+            summary = ingest(conn, [IngestBatch(SUPERVISOR_NODE_ID, [event])], stamp)
+        # As Pipeline._commit does with what the store returns.
+        for seq, state in summary.states.values():
+            self.tracker.apply(seq, state)
+        for session_id_, ts in summary.activity.items():
+            self.tracker.touch(session_id_, ts)
+        return True
 
     def of(self, event_type: str) -> list[JSONObject]:
         return [data for t, data in self.emitted if t == event_type]
@@ -252,7 +287,7 @@ def make_world(
     tracker = tracker if tracker is not None else SessionTracker()
     registry = registry if registry is not None else NodeRegistry(on_reachability=tracker.set_node_reachable)
     commands = FakeCommands(store)
-    events = Events()
+    events = Events(tracker, clock)
     ids = itertools.count(1)
     engine = PolicyEngine(
         config,

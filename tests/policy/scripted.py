@@ -5,7 +5,9 @@ are the real ones, on loopback sockets; only the sessions are simulated. Unlike
 :class:`halswarm.agent.simulate.SimulatedBackend`, nothing here happens at random:
 sessions change when the test says so (:meth:`ScriptedBackend.update`) or when a
 command arrives (a resume starts a turn; with ``quick_turns`` the turn also ends at
-once, so the supervisor sees the session idle both before and after it).
+once, so the supervisor sees the session idle both before and after it; a start creates
+a busy session). :meth:`ScriptedBackend.complete_project` reports a project complete, as
+an agent does when the project's ``.context/COMPLETE`` marker appears.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import trio
 
 from halswarm.agent.app import AgentHandle, run_agent
 from halswarm.agent.backend import AlwaysHealthy, CommandFailedError, EventSink, OutEvent
+from halswarm.agent.milestones import completion_event
 from halswarm.models import ACTIVE_STATUSES, Project, Session
 from halswarm.testing import agent_config, open_supervisor, wait_until
 from halswarm.timeutil import format_ts
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
+    from collections.abc import AsyncGenerator, Sequence
     from pathlib import Path
 
     from halswarm.agent.outbox import Outbox
@@ -95,8 +98,25 @@ class ScriptedBackend(AlwaysHealthy):
         self._set(sid, **changes)
         await self._sink.emit([self._event("session.updated", sid)])
 
+    async def complete_project(self, project: str, detail: str | None = None) -> None:
+        """Report *project* complete (``project.completed``), as the marker file would."""
+        assert self._sink is not None, "the agent is not running"
+        await self._sink.emit([completion_event(project, detail)])
+
+    async def _start(self, command: CommandMsg) -> JSONObject:
+        project = command.target
+        sid = f"{project}-{sum(1 for s in self.states.values() if s.project == project) + 1}"
+        self.executed.append((command.command_type, project))
+        self.states[sid] = Session(sid, "node-1", project, directory=f"/srv/{project}", status="busy", model=_MODEL)
+        self._set(sid)
+        assert self._sink is not None
+        await self._sink.emit([self._event("session.created", sid)])
+        return {"session_id": sid}
+
     async def execute(self, command: CommandMsg) -> JSONObject:
         """Carry out a command on the scripted sessions."""
+        if command.command_type == "start_session":
+            return await self._start(command)
         sid = command.target
         if sid not in self.states or self.states[sid].status not in ACTIVE_STATUSES:
             raise CommandFailedError(f"no live session {sid!r}")
@@ -134,13 +154,18 @@ class ScriptedBackend(AlwaysHealthy):
 
 @asynccontextmanager
 async def open_agent_with(
-    ws_port: int, data_dir: Path, backend: ScriptedBackend, clock: ManualClock
+    ws_port: int,
+    data_dir: Path,
+    backend: ScriptedBackend,
+    clock: ManualClock,
+    *,
+    projects: Sequence[Project] = PROJECTS,
 ) -> AsyncGenerator[AgentHandle]:
-    """A real agent (node-1, hosting PROJECTS) serving *backend* on the same wall clock; stopped on exit.
+    """A real agent (node-1, hosting *projects*) serving *backend* on the same wall clock; stopped on exit.
 
     It connects (and reconnects, with backoff) to a supervisor on 127.0.0.1:*ws_port*.
     """
-    config = agent_config(ws_port, data_dir, node_id="node-1", projects=list(PROJECTS))
+    config = agent_config(ws_port, data_dir, node_id="node-1", projects=list(projects))
 
     def factory(_outbox: Outbox) -> ScriptedBackend:
         return backend
@@ -148,7 +173,7 @@ async def open_agent_with(
     async with trio.open_nursery() as nursery:
         shutdown = trio.Event()
         run = partial(
-            run_agent, config, factory, shutdown=shutdown, projects=list(PROJECTS), now=clock, rng=random.Random(0)
+            run_agent, config, factory, shutdown=shutdown, projects=list(projects), now=clock, rng=random.Random(0)
         )
         agent: AgentHandle = await nursery.start(run)
         try:

@@ -24,11 +24,12 @@ from halswarm.config.policies import (
     NodeOfflinePolicy,
     PoliciesConfig,
     ResumeOnIdlePolicy,
+    StuckBusyPolicy,
 )
 from halswarm.config.supervisor import BudgetsConfig
 from halswarm.cost.model import CostBucket
 from halswarm.models import Command
-from halswarm.policy import restore_states
+from halswarm.policy import CostBrake, restore_states
 from halswarm.policy.engine import OBSERVED_ROW, PolicyNotConfiguredError, UnknownPolicyError
 from halswarm.policy.observe import Observed
 from halswarm.policy.summary import epoch_ts
@@ -217,6 +218,43 @@ async def test_a_dry_run_alert_is_not_a_policy_alert() -> None:
     assert audit_rows(world.store) == [("policy:error_loop", "policy.alert", "s1", "dry_run")]
 
 
+async def test_the_engines_own_events_are_not_session_activity() -> None:
+    # Events go through the store's ingest into the tracker, as in production: were a
+    # policy.alert activity, each alert would start a new quiet stretch and alert again.
+    world = await idle_world(PoliciesConfig(stuck_busy=StuckBusyPolicy(enabled=True, minutes=1)))
+    world.set("s1", "busy")
+    before = world.tracker.get("s1")
+    await world.tick_at(0.0)
+    await world.tick_at(60.0)
+    assert [e["target"] for e in world.events.of("policy.alert")] == ["s1"]
+    for t in (130.0, 200.0, 1000.0):  # well past twice the threshold
+        await world.tick_at(t)
+    assert len(world.events.of("policy.alert")) == 1
+    after = world.tracker.get("s1")
+    assert before is not None
+    assert after is not None
+    assert after.last_activity == before.last_activity
+    # An agent's event is activity (the same path, another node): a new quiet stretch.
+    world.set("s1", "busy")
+    await world.tick_at(1010.0)
+    await world.tick_at(1070.0)
+    assert len(world.events.of("policy.alert")) == 2
+
+
+async def test_a_dropped_event_is_logged_by_name_and_its_audit_row_kept(caplog: pytest.LogCaptureFixture) -> None:
+    world = await idle_world(PoliciesConfig(resume_on_idle=ResumeOnIdlePolicy(enabled=True, dry_run=True)))
+    world.events.drop.add("policy.action")  # the event queue is congested
+    await world.tick_at(0.0)
+    with caplog.at_level(logging.WARNING):
+        await world.tick_at(300.0)
+    assert world.events.of("policy.action") == []
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage() == (
+        "policy event policy.action dropped: the event queue is congested (the audit log has it)"
+    )
+    assert audit_rows(world.store) == [("policy:resume_on_idle", "command.resume_session", "s1", "dry_run")]
+
+
 async def test_a_used_up_retry_cap_is_suppressed_once_with_an_event_and_an_audit_row() -> None:
     world = await idle_world(PoliciesConfig(resume_on_idle=ResumeOnIdlePolicy(enabled=True, max_retries=0)))
     for t in (0.0, 300.0, 400.0, 9000.0):
@@ -330,6 +368,82 @@ async def test_kill_on_cost_limits_of_its_own_replace_the_budgets() -> None:
     world.store.buckets = [cost("alpha", "50")]
     await world.tick_at(0.0)
     assert world.commands.submitted == []
+
+
+KILL = PoliciesConfig(
+    kill_on_cost=KillOnCostPolicy(enabled=True, daily_limit_usd=5.0),
+    resume_on_idle=ResumeOnIdlePolicy(enabled=True),
+    node_offline=NodeOfflinePolicy(enabled=False),
+)
+
+
+async def test_kill_on_cost_stores_its_marks_after_its_commands_are_out() -> None:
+    world = await idle_world(KILL)
+    world.set("s2", "busy")
+    world.store.buckets = [cost("alpha", "6")]
+    await world.tick_at(0.0)
+    assert world.commands.summary() == [
+        ("abort_session", "s1", "policy:kill_on_cost"),
+        ("abort_session", "s2", "policy:kill_on_cost"),
+    ]
+    # Both commands went out before the marks were written (the tick's one other write).
+    assert world.commands.saves_at_submit == [world.store.saves - 1] * 2
+    states, _ = restore_states(world.store.rows)
+    assert states.kill_on_cost.scopes == {"fleet": CostBrake("2026-03-10", ("s1", "s2"))}
+    await world.tick_at(10.0)
+    assert len(world.commands.submitted) == 2
+
+
+async def test_a_brake_cut_short_inside_a_tick_stops_the_rest_after_a_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    world = await idle_world(KILL)
+    world.set("s2", "busy")
+    world.store.buckets = [cost("alpha", "6")]
+    world.commands.hang.add("s2")
+    with trio.move_on_after(5.0):  # a shutdown while the command to s2 is being submitted
+        await world.tick_at(0.0)
+    assert world.commands.summary() == [("abort_session", "s1", "policy:kill_on_cost")]
+    states, _ = restore_states(world.store.rows)
+    assert states.kill_on_cost.scopes == {}  # nothing marked: the next run decides both again
+    again = await restarted(world)
+    await again.tick_at(10.0)
+    # Same keys: the dispatcher returns the command s1 already has instead of a second one.
+    assert [c.idempotency_key for c in again.commands.submitted] == [
+        "kill_on_cost:fleet:2026-03-10:s1",
+        "kill_on_cost:fleet:2026-03-10:s2",
+    ]
+    await again.tick_at(20.0)
+    assert len(again.commands.submitted) == 2
+
+
+async def test_an_aborted_session_is_not_resumed_while_the_brake_is_on() -> None:
+    world = await idle_world(KILL)
+    world.store.buckets = [cost("alpha", "6")]
+    await world.tick_at(0.0)
+    assert world.commands.summary() == [("abort_session", "s1", "policy:kill_on_cost")]
+    for t in (300.0, 700.0, 5000.0):  # idle far past the threshold
+        await world.tick_at(t)
+    assert len(world.commands.submitted) == 1
+    # The limit is raised (or tomorrow comes): resume_on_idle is free to act again.
+    world.store.buckets = [cost("alpha", "4")]
+    await world.tick_at(5010.0)
+    assert world.commands.summary()[1:] == [("resume_session", "s1", "policy:resume_on_idle")]
+
+
+async def test_a_session_that_becomes_reachable_or_starts_after_the_brake_is_stopped() -> None:
+    world = await idle_world(KILL)
+    world.connect("n2", "alpha")
+    world.set("s2", "busy", node="n2")
+    assert world.registry.expire("n2", "test")
+    world.store.buckets = [cost("alpha", "6")]
+    await world.tick_at(0.0)
+    assert [c.target for c in world.commands.submitted] == ["s1"]
+    world.connect("n2", "alpha")  # s2's node is back
+    world.set("s3", "starting")  # and someone starts a new session
+    await world.tick_at(10.0)
+    await world.tick_at(20.0)
+    assert [c.target for c in world.commands.submitted] == ["s1", "s2", "s3"]
 
 
 async def test_offline_nodes_not_seen_yet_raise_no_alert_during_the_startup_grace(

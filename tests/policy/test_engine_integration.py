@@ -16,6 +16,11 @@ How time works here, and why:
 
 The sessions are :class:`~tests.policy.scripted.ScriptedBackend`'s: they change only when
 the test (or a command) changes them, so every expected action is known in advance.
+
+The engine's events go through the real pipeline here, so "exactly once" is checked
+after moving the clock past twice the threshold: were the supervisor's own events
+(``policy.action``, ``policy.alert``, ``policy.suppressed``) counted as activity of the
+session they name, each would start a new episode and the policy would act again.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from halswarm.config.policies import (
     PoliciesConfig,
     RestartOnCompactionPolicy,
     ResumeOnIdlePolicy,
+    StuckBusyPolicy,
 )
 from halswarm.config.supervisor import BudgetsConfig, CostConfig
 from halswarm.convert import converter
+from halswarm.models import Session
 from halswarm.store.policy_sql import AuditQuery
 from halswarm.testing import TEST_TOKEN, api_client, free_port, open_supervisor, supervisor_config, wait_until
 from halswarm.testing.halctl import run_halctl
@@ -53,10 +60,34 @@ if TYPE_CHECKING:
     from halswarm.config import SupervisorConfig
     from halswarm.jsontypes import JSONObject
     from halswarm.models import SessionStatus
+    from halswarm.proto.messages import CommandMsg
     from halswarm.supervisor.app import SupervisorHandle
 
 TICK = 0.02
 RESUME = ResumeOnIdlePolicy(enabled=True, idle_threshold_seconds=300.0)
+PAST_TWICE_THE_THRESHOLD = 650.0
+
+
+class Backend(ScriptedBackend):
+    """Scripted sessions, plus resumes that do nothing at all and sessions started later."""
+
+    def __init__(
+        self, now: ManualClock, sessions: list[tuple[str, str, SessionStatus]], *, inert_resumes: bool = False
+    ) -> None:
+        super().__init__(now, sessions)
+        self.inert_resumes = inert_resumes
+
+    async def execute(self, command: CommandMsg) -> JSONObject:
+        if self.inert_resumes and command.command_type == "resume_session":
+            # The command succeeds, and the session shows no activity at all.
+            self.executed.append((command.command_type, command.target))
+            return {"session_id": command.target}
+        return await super().execute(command)
+
+    async def add_session(self, sid: str, project: str) -> None:
+        """A session started on the node (by a human, say): announced busy."""
+        self.states[sid] = Session(sid, "node-1", project, directory=f"/srv/{project}", status="busy")
+        await self.update(sid)
 
 
 def fleet_config(
@@ -161,10 +192,58 @@ async def test_a_turn_too_short_for_a_tick_to_see_still_ends_the_idle_period(tmp
             await wait_commands(sup, 2)
 
 
+async def test_a_resume_that_produced_no_activity_is_not_repeated(tmp_path: Path) -> None:
+    clock = ManualClock()
+    backend = Backend(clock, [("s1", "alpha", "idle")], inert_resumes=True)
+    with trio.fail_after(60):
+        async with open_fleet(
+            fleet_config(tmp_path, PoliciesConfig(resume_on_idle=RESUME)), tmp_path, backend, clock
+        ) as sup:
+            await policy_ticks(sup)
+            clock.advance(300)
+            assert await wait_commands(sup, 1) == [("command.resume_session", "s1", "succeeded")]
+            await policy_ticks(sup)
+            clock.advance(PAST_TWICE_THE_THRESHOLD)  # still the same idle period: nothing happened in it
+            await policy_ticks(sup, 3)
+            assert backend.executed == [("resume_session", "s1")]
+            assert len(await events(sup, "policy.action")) == 1
+
+
+async def test_stuck_busy_alerts_once_per_quiet_stretch(tmp_path: Path) -> None:
+    clock = ManualClock()
+    backend = ScriptedBackend(clock, [("s1", "alpha", "busy")])
+    policies = PoliciesConfig(
+        stuck_busy=StuckBusyPolicy(enabled=True, minutes=5.0), node_offline=NodeOfflinePolicy(enabled=False)
+    )
+    with trio.fail_after(60):
+        async with open_fleet(fleet_config(tmp_path, policies), tmp_path, backend, clock) as sup:
+            await policy_ticks(sup)
+            clock.advance(300)
+
+            async def alerted() -> bool:
+                return bool(await events(sup, "policy.alert"))
+
+            await wait_until(alerted, what="the stuck_busy alert")
+            await policy_ticks(sup)
+            clock.advance(PAST_TWICE_THE_THRESHOLD)
+            await policy_ticks(sup, 3)
+            (alert,) = await events(sup, "policy.alert")
+            assert (alert["policy"], alert["target"]) == ("stuck_busy", "s1")
+            # The agent reports activity: a new quiet stretch, alerted once it is 5 minutes old.
+            await backend.update("s1", status="busy")
+            await policy_ticks(sup)
+            clock.advance(300)
+
+            async def alerted_twice() -> bool:
+                return len(await events(sup, "policy.alert")) == 2
+
+            await wait_until(alerted_twice, what="the second stuck_busy alert")
+
+
 async def test_after_max_retries_it_stops_emits_suppressed_and_the_reset_window_restores_it(tmp_path: Path) -> None:
     clock = ManualClock()
     backend = ScriptedBackend(clock, [("s1", "alpha", "idle")], quick_turns=True)
-    policy = attrs.evolve(RESUME, max_retries=2, reset_window_seconds=1000.0)
+    policy = attrs.evolve(RESUME, max_retries=2, reset_window_seconds=2000.0)
     with trio.fail_after(60):
         async with open_fleet(
             fleet_config(tmp_path, PoliciesConfig(resume_on_idle=policy)), tmp_path, backend, clock
@@ -176,7 +255,7 @@ async def test_after_max_retries_it_stops_emits_suppressed_and_the_reset_window_
                 await policy_ticks(sup)
             clock.advance(300)  # +900: the third idle period finds the cap used up
             await policy_ticks(sup)
-            clock.advance(50)
+            clock.advance(PAST_TWICE_THE_THRESHOLD)  # +1550: still that idle period, suppressed once
             await policy_ticks(sup)
             assert len(backend.executed) == 2
             (suppressed,) = await events(sup, "policy.suppressed")
@@ -185,18 +264,18 @@ async def test_after_max_retries_it_stops_emits_suppressed_and_the_reset_window_
                 "s1",
                 2,
             )
-            assert suppressed["next_reset"] == "2026-03-10T12:21:40.000000Z"  # +300 +1000 s
+            assert suppressed["next_reset"] == "2026-03-10T12:38:20.000000Z"  # +300 +2000 s
             async with api_client(sup) as client:
                 audit = (await client.get("/api/v1/audit", params={"action": "policy.suppressed"})).json()["audit"]
                 assert [(a["actor"], a["target"], a["outcome"]) for a in audit] == [
                     ("policy:resume_on_idle", "s1", "suppressed")
                 ]
-                clock.advance(350)  # +1300: the window resets; the idle period still going is resumed
+                clock.advance(750)  # +2300: the window resets; the idle period still going is resumed
                 await wait_commands(sup, 3)
                 await policy_ticks(sup)
                 info = (await client.get("/api/v1/policies/resume_on_idle")).json()["policy"]
             assert (info["retries_used"], info["max_retries"], info["retry_scope"]) == (1, 2, "session")
-            assert info["next_reset"] == "2026-03-10T12:38:20.000000Z"  # +1300 +1000 s
+            assert info["next_reset"] == "2026-03-10T13:11:40.000000Z"  # +2300 +2000 s
             assert info["last_action"]["action"] == "resume_session"
 
 
@@ -240,11 +319,13 @@ async def test_crossing_the_daily_budget_aborts_the_running_sessions(tmp_path: P
         ("s4", "beta", "completed"),
     ]
     backend = ScriptedBackend(clock, sessions)
+    policies = PoliciesConfig(
+        kill_on_cost=KillOnCostPolicy(enabled=True),  # no limit of its own: the budgets'
+        resume_on_idle=RESUME,
+        restart_on_compaction=RestartOnCompactionPolicy(enabled=True, compaction_threshold=1),
+    )
     config = fleet_config(
-        tmp_path,
-        PoliciesConfig(kill_on_cost=KillOnCostPolicy(enabled=True)),  # no limit of its own: the budgets'
-        budgets=BudgetsConfig(daily_usd=5.0),
-        cost=CostConfig(estimate_interval_seconds=0.02),
+        tmp_path, policies, budgets=BudgetsConfig(daily_usd=5.0), cost=CostConfig(estimate_interval_seconds=0.02)
     )
     with trio.fail_after(60):
         async with open_fleet(config, tmp_path, backend, clock) as sup:
@@ -258,8 +339,47 @@ async def test_crossing_the_daily_budget_aborts_the_running_sessions(tmp_path: P
             await wait_status(sup, "s1", "idle")
             await policy_ticks(sup, 3)
             assert sorted(backend.executed) == [("abort_session", s) for s in ("s1", "s2", "s3")]  # once each
+            # The brake holds: idle far past the threshold, compacted, and still not resumed or restarted.
+            await backend.update("s2", compaction_count=1)
+            await policy_ticks(sup)
+            clock.advance(PAST_TWICE_THE_THRESHOLD)
+            await policy_ticks(sup, 3)
+            assert sorted(backend.executed) == [("abort_session", s) for s in ("s1", "s2", "s3")]
             reasons = {e["reason"] for e in await events(sup, "policy.action")}
             assert reasons == {"fleet spend today $5.50 reached the daily limit $5.00; abort"}
+
+
+async def test_the_brake_stops_sessions_that_become_reachable_or_start_after_it_fired(tmp_path: Path) -> None:
+    clock = ManualClock()
+    backend = Backend(clock, [("s1", "alpha", "busy"), ("s2", "beta", "busy")])
+    config = fleet_config(
+        tmp_path,
+        PoliciesConfig(kill_on_cost=KillOnCostPolicy(enabled=False)),
+        budgets=BudgetsConfig(daily_usd=5.0),
+        cost=CostConfig(estimate_interval_seconds=0.02),
+    )
+    with trio.fail_after(90):
+        async with open_supervisor(config, now=clock) as sup, api_client(sup) as client:
+            async with open_agent_with(sup.ws_port, tmp_path / "agent", backend, clock):
+                await fleet_ready(sup, backend)
+                await backend.update("s1", cost_usd=6.0)  # over the fleet's $5 today
+                await wait_until(lambda: getattr(sup.tracker.get("s1"), "cost_usd", 0.0) == 6.0, what="s1's cost")
+            # The node is gone; the brake is switched on: nothing it can reach yet.
+            await wait_until(lambda: sup.registry.online_count() == 0, what="the node offline")
+            enabled = await client.post("/api/v1/policies/kill_on_cost/enable")
+            assert enabled.status_code == 200, enabled.text
+            await policy_ticks(sup, 3)
+            assert backend.executed == []
+            async with open_agent_with(sup.ws_port, tmp_path / "agent", backend, clock):  # the node is back
+                await fleet_ready(sup, backend)
+                assert sorted(await wait_commands(sup, 2, "kill_on_cost")) == [
+                    ("command.abort_session", s, "succeeded") for s in ("s1", "s2")
+                ]
+                await backend.add_session("s3", "alpha")  # a session started later that day
+                await wait_commands(sup, 3, "kill_on_cost")
+                await policy_ticks(sup, 3)
+                assert sorted(backend.executed) == [("abort_session", s) for s in ("s1", "s2", "s3")]
+                assert len(await events(sup, "policy.action")) == 3  # one per session and day
 
 
 async def test_a_supervisor_restart_does_not_reset_retry_counters(tmp_path: Path) -> None:
@@ -305,6 +425,8 @@ async def test_dry_run_sends_nothing_but_emits_and_audits(tmp_path: Path) -> Non
                 return bool(await events(sup, "policy.action"))
 
             await wait_until(reported, what="the dry run reported")
+            await policy_ticks(sup)
+            clock.advance(PAST_TWICE_THE_THRESHOLD)  # still the same idle period: reported once
             await policy_ticks(sup, 3)
             (event,) = await events(sup, "policy.action")
             assert (event["action"], event["target"], event["dry_run"], event["command_id"]) == (

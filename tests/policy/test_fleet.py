@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import attrs
+
 from halswarm.config.policies import (
     ErrorLoopPolicy,
     KillOnCostPolicy,
@@ -62,6 +64,40 @@ def test_the_cost_brake_beats_everything() -> None:
     decision = decide_all(ALL_ON, snapshot, PolicyStates(), 1000.0)
     assert summary(decision.actions) == [("kill_on_cost", "s1", "command"), ("kill_on_cost", "s2", "command")]
     assert decision.states.error_loop.episodes == {}
+
+
+def test_the_brake_holds_its_sessions_from_other_commands_while_spend_is_over_the_limit() -> None:
+    config = PoliciesConfig(
+        resume_on_idle=ResumeOnIdlePolicy(enabled=True),
+        kill_on_cost=KillOnCostPolicy(enabled=True, daily_limit_usd=50.0),
+        error_loop=ErrorLoopPolicy(enabled=True),  # alerts
+    )
+    states = PolicyStates()
+    states = decide_all(config, snap(session("s1", status="busy"), spend=spend("10")), states, 0.0).states
+    aborted = decide_all(config, snap(session("s1", status="busy"), spend=spend("60")), states, 10.0)
+    assert summary(aborted.actions) == [("kill_on_cost", "s1", "command")]
+    # Idle since the abort, far past the threshold; compacted and failing, too.
+    stopped = session("s1", since=20.0, compactions=5, errors=3)
+    later = decide_all(config, snap(stopped, spend=spend("61")), aborted.states, 400.0)
+    assert summary(later.actions) == [("error_loop", "s1", "alert")]  # alerts still go out
+    with_restarts = attrs.evolve(
+        ALL_ON, error_loop=ErrorLoopPolicy(enabled=True, action="restart"), stuck_busy=StuckBusyPolicy(enabled=True)
+    )
+    assert decide_all(with_restarts, snap(stopped, spend=spend("61")), aborted.states, 400.0).actions == ()
+    # The next day the brake is off: the session is resumed.
+    tomorrow = decide_all(config, snap(stopped, spend=spend("0", day="2026-03-02")), later.states, 500.0)
+    assert summary(tomorrow.actions) == [("resume_on_idle", "s1", "command")]
+
+
+def test_a_dry_run_brake_holds_nothing_back() -> None:
+    config = PoliciesConfig(
+        resume_on_idle=ResumeOnIdlePolicy(enabled=True),
+        kill_on_cost=KillOnCostPolicy(enabled=True, daily_limit_usd=50.0, dry_run=True),
+    )
+    reported = decide_all(config, snap(session("s1", status="busy"), spend=spend("60")), PolicyStates(), 10.0)
+    assert [(a.policy, a.dry_run) for a in reported.actions if isinstance(a, PolicyAction)] == [("kill_on_cost", True)]
+    later = decide_all(config, snap(session("s1", since=20.0), spend=spend("61")), reported.states, 400.0)
+    assert summary(later.actions) == [("resume_on_idle", "s1", "command")]
 
 
 def test_alerts_claim_nothing() -> None:

@@ -81,4 +81,4 @@ def test_observed_round_trips_and_bad_text_starts_empty() -> None:
     assert Observed.restore(None) == (Observed(), [])
     empty, problems = Observed.restore('{"sessions": {"s1": {"status": 5}}}')
     assert empty == Observed()
-    assert problems[0].startswith("observed statuses: unreadable, starting empty")
+    assert problems[0].startswith("observed statuses: unreadable state, starting empty")

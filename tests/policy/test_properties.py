@@ -272,6 +272,7 @@ def test_decide_all_sends_at_most_one_command_per_session_per_tick(
     ticks: list[tuple[list[SessionView], int, set[str]]],
 ) -> None:
     states = PolicyStates()
+    stopped: set[str] = set()  # the ticks are all one day
     for k, (sessions, spent, in_flight) in enumerate(ticks):
         now = 1000.0 + 100.0 * k
         spend = SpendView("2026-03-01", Decimal(spent), {"p": Decimal(spent) / 2})
@@ -284,6 +285,12 @@ def test_decide_all_sends_at_most_one_command_per_session_per_tick(
             view = by_id[command.target]
             assert view.is_reachable
             assert view.is_active
-            if command.policy != "kill_on_cost":
+            if command.policy == "kill_on_cost":
+                assert command.target not in stopped  # once per session and day
+                stopped.add(command.target)
+            else:
                 assert command.target not in in_flight
+                # The brake holds every session of a scope over its limit from other commands.
+                assert spent < 10
+                assert not (view.project == "p" and Decimal(spent) / 2 >= 5)
         states = decision.states

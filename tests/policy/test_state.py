@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from halswarm.config.policies import PoliciesConfig, ResumeOnIdlePolicy
 from halswarm.policy import (
     POLICY_NAMES,
+    CostBrake,
     ErrorEpisode,
     ErrorLoopState,
     IdleEpisode,
@@ -33,7 +34,18 @@ policy_states = st.builds(
     PolicyStates,
     resume_on_idle=st.builds(ResumeOnIdleState, st.dictionaries(ids, st.builds(IdleEpisode, times, outcomes)), windows),
     restart_on_compaction=st.builds(RestartOnCompactionState, st.dictionaries(ids, outcomes), windows),
-    kill_on_cost=st.builds(KillOnCostState, st.dictionaries(ids, st.dates().map(str))),
+    kill_on_cost=st.builds(
+        KillOnCostState,
+        st.dictionaries(
+            ids,
+            st.builds(
+                CostBrake,
+                st.dates().map(str),
+                st.lists(ids, unique=True).map(lambda xs: tuple(sorted(xs))),
+                st.lists(ids, unique=True).map(lambda xs: tuple(sorted(xs))),
+            ),
+        ),
+    ),
     error_loop=st.builds(
         ErrorLoopState, st.dictionaries(ids, st.builds(ErrorEpisode, times, st.integers(0, 99), outcomes)), windows
     ),

@@ -50,3 +50,12 @@ def test_filters_use_the_shown_status_and_the_cache_follows_changes() -> None:
     view = tracker.get("a")
     assert view is not None
     assert [attrs.asdict(s) for s in tracker.sessions(node_id="n1")] == [attrs.asdict(view)]
+
+
+def test_counts_by_project_count_every_session_and_the_live_ones() -> None:
+    tracker = SessionTracker()
+    tracker.apply(1, _session("a", started="2026-01-01T00:00:00Z", status="busy"))
+    tracker.apply(2, _session("b", "n2", started="2026-01-01T00:00:01Z", status="completed"))
+    tracker.apply(3, _session("c", started="2026-01-01T00:00:02Z", project="q"))
+    # Live means not completed, whether its node is reachable or not.
+    assert tracker.counts_by_project() == {"p": (2, 1), "q": (1, 1)}

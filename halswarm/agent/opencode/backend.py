@@ -6,7 +6,8 @@
     └─ nursery
        ├─ runner           spawn/attach opencode serve, readiness, restart with backoff
        ├─ event pump       /global/event -> mapper -> sink; resync over REST after each (re)connect
-       ├─ task watcher     .context/CURRENT_TASK.md of each project -> sessions' current_task
+       ├─ task watcher     .context/CURRENT_TASK.md of each project -> sessions' current_task;
+       │                   .context/COMPLETE appearing -> project.completed (halswarm.agent.milestones)
        └─ saver            mapper state -> outbox kv (a restarted agent re-announces only changes)
 
 Commands call opencode's REST API, then wait (briefly, bounded) until the event stream
@@ -27,6 +28,7 @@ import trio
 
 from halswarm.agent.backend import CommandFailedError, EventSink, OutEvent
 from halswarm.agent.backoff import Backoff
+from halswarm.agent.milestones import MARKERS_KEY, CompletionMarkers, read_complete_marker
 from halswarm.agent.opencode.client import OpencodeError, OpencodeNotFoundError
 from halswarm.agent.opencode.mapper import PREDECESSOR_KEY, RestSnapshot, SessionMapper
 from halswarm.agent.opencode.runner import OpencodeRunner
@@ -107,6 +109,11 @@ def read_current_task(directory: str) -> str | None:
     return heading[:_TASK_MAX] if heading else None
 
 
+def _read_context(directory: str) -> tuple[str | None, str | None]:
+    """The project's current task and its COMPLETE marker (one blocking hop for both)."""
+    return read_current_task(directory), read_complete_marker(directory)
+
+
 class OpencodeBackend:
     """Implements :class:`~halswarm.agent.backend.SessionBackend` over ``opencode serve``."""
 
@@ -133,6 +140,7 @@ class OpencodeBackend:
         self._turn_ended = Signal()  # agents update CURRENT_TASK.md as a turn ends
         self._dirty = False
         self._lock = trio.Lock()  # one writer of mapper-derived events at a time
+        self._markers = CompletionMarkers()
 
     # ---- SessionBackend --------------------------------------------------------------
 
@@ -160,6 +168,7 @@ class OpencodeBackend:
                 self.mapper.restore(converter.structure(orjson.loads(saved), list[Session]))
             except Exception as exc:  # any shape change across versions: start afresh
                 log.warning("saved opencode session state unreadable; starting afresh", extra=ctx(error=repr(exc)))
+        self._markers = CompletionMarkers.restore(await self.outbox.get_kv(MARKERS_KEY))
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.runner.run)
@@ -282,14 +291,25 @@ class OpencodeBackend:
         return events, len(permissions) + len(questions)
 
     async def _task_watcher(self) -> None:
-        """Poll each project's CURRENT_TASK.md, and re-read it whenever a turn ends."""
+        """Poll each project's CURRENT_TASK.md and COMPLETE marker, and re-read them whenever a turn ends."""
         while True:
             turn_ended = self._turn_ended.waiter()
             for project in self.projects:
-                task = await trio.to_thread.run_sync(read_current_task, project.directory)
+                task, marker = await trio.to_thread.run_sync(_read_context, project.directory)
                 await self._apply(functools.partial(self.mapper.set_current_task, project.name, task))
+                await self._report_marker(project.name, marker)
             with trio.move_on_after(_TASK_POLL):
                 await turn_ended.wait()
+
+    async def _report_marker(self, project: str, marker: str | None) -> None:
+        """Emit ``project.completed`` once when the project's ``.context/COMPLETE`` appears."""
+        before = set(self._markers.reported)
+        event = self._markers.observe(project, marker)
+        if event is not None:
+            log.info("project complete: its .context/COMPLETE marker appeared", extra=ctx(project=project))
+            await self._apply(lambda: [event])
+        if self._markers.reported != before:
+            await self.outbox.put_kv(MARKERS_KEY, self._markers.dump())
 
     async def _apply(self, change: Callable[[], list[OutEvent]]) -> None:
         """Change the mapper and emit the result under the lock (a resync may be running)."""
