@@ -9,13 +9,14 @@ default.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import attrs
 
 from halswarm.config._load import EnvBinding, load_config_file, parse_config
 from halswarm.config.dependencies import DependencyStartConfig, check_dependencies
 from halswarm.config.policies import PoliciesConfig, ResumeOnIdlePolicy, check_policies
+from halswarm.config.routing import RouteConfig, SlackWebhookConfig, WebhookConfig, check_routing, routing_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -85,10 +86,23 @@ class SecurityConfig:
 
 @attrs.frozen
 class DiscordChannel:
-    """Discord bot credentials."""
+    """Discord bot: credentials, transport, channels and who may act (docs/discord.md)."""
 
     bot_token: str = attrs.field(default="", repr=False)  # a secret: never in a repr
     guild_id: str = ""
+    application_id: str = ""
+    #: The application's Ed25519 public key (hex), for the interactions endpoint.
+    public_key: str = ""
+    transport: Literal["gateway", "interactions"] = "gateway"
+    #: Channel name (as routes say ``discord#<name>``) -> channel id.
+    channels: dict[str, str] = attrs.Factory(dict)
+    #: Who may run commands and press buttons; both empty = nobody (safe default).
+    allowed_roles: list[str] = attrs.Factory(list)
+    allowed_users: list[str] = attrs.Factory(list)
+    #: Read-only commands (/status, /nodes, /logs, /cost): "allowed" (same lists) or "everyone".
+    read_access: Literal["allowed", "everyone"] = "allowed"
+    api_base_url: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg"
 
 
 @attrs.frozen
@@ -96,6 +110,10 @@ class ChannelsConfig:
     """Notification channels."""
 
     discord: DiscordChannel | None = None
+    #: Name -> generic JSON webhook (n8n and friends); routes target ``webhook#<name>``.
+    webhooks: dict[str, WebhookConfig] = attrs.Factory(dict)
+    #: Name -> Slack incoming webhook; routes target ``slack#<name>``.
+    slack: dict[str, SlackWebhookConfig] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -171,6 +189,8 @@ class SupervisorConfig:
     #: Project -> the projects it depends on (see docs/POLICIES.md, "Dependencies").
     dependencies: dict[str, list[str]] = attrs.Factory(dict)
     dependency_start: DependencyStartConfig = attrs.Factory(DependencyStartConfig)
+    #: Event routing rules, in order (docs/ROUTING.md).
+    routes: list[RouteConfig] = attrs.Factory(list)
 
     def secrets(self) -> list[str]:
         """Every secret value in this config, for log redaction."""
@@ -181,6 +201,7 @@ class SupervisorConfig:
             values.append(self.cost.providers.anthropic.admin_api_key)
         if self.cost.providers.openai:
             values.append(self.cost.providers.openai.org_api_key)
+        values += routing_secrets(self.channels.webhooks, self.channels.slack)
         return [v for v in values if v]
 
     def not_yet_active(self) -> list[str]:
@@ -188,6 +209,12 @@ class SupervisorConfig:
         notes = []
         if self.channels.discord is not None:
             notes.append("channels.discord")
+        if self.channels.webhooks:
+            notes.append("channels.webhooks")
+        if self.channels.slack:
+            notes.append("channels.slack")
+        if self.routes:
+            notes.append("routes")
         return notes
 
 
@@ -287,6 +314,13 @@ def check_supervisor_config(config: SupervisorConfig) -> list[str]:
     budgets = config.budgets
     problems += check_policies(config.policies, budget_limits=budgets.daily_usd is not None or bool(budgets.projects))
     problems += check_dependencies(config.dependencies, config.dependency_start)
+    discord = config.channels.discord
+    problems += check_routing(
+        config.routes,
+        webhooks=config.channels.webhooks,
+        slack=config.channels.slack,
+        discord_channels=discord.channels if discord is not None else None,
+    )
     return problems
 
 
