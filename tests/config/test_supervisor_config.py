@@ -238,17 +238,15 @@ def test_config_is_a_frozen_value() -> None:
 def test_routes_name_their_problems_and_are_reported_as_not_active_yet() -> None:
     raw = example()
     raw["channels"] = {"discord": {"bot_token": "bot-token-0123456789", "channels": {"alerts": "123"}}}
-    raw["routes"] = [
-        {"match": "session.error", "target": "discord#alerts", "throttle": "5m"},
-        {"match": "session.idle && idle_for >", "target": "webhook#n8n"},
-    ]
+    good: JSONObject = {"match": "session.error", "target": "discord#alerts", "throttle": "5m"}
+    raw["routes"] = [good, {"match": "session.idle && idle_for >", "target": "webhook#n8n"}]
     with pytest.raises(ConfigError) as failed:
         parse_supervisor_config(raw, env={})
     problems = failed.value.problems
     assert any(p.startswith("routes[1].match: expected a literal") and "position 26" in p for p in problems)
     assert any(p.startswith("routes[1].target: webhook#n8n: no webhook named 'n8n'") for p in problems)
     assert not any(p.startswith("routes[0]") for p in problems)
-    raw["routes"] = raw["routes"][:1]
+    raw["routes"] = [good]
     config = parse_supervisor_config(raw, env={})
     assert config.channels.discord is not None
     assert config.channels.discord.transport == "gateway"
