@@ -206,15 +206,7 @@ class SupervisorConfig:
 
     def not_yet_active(self) -> list[str]:
         """Configured features this version accepts but does not act on yet."""
-        notes = []
-        if self.channels.discord is not None:
-            notes.append("channels.discord")
-        if self.channels.webhooks:
-            notes.append("channels.webhooks")
-        if self.channels.slack:
-            notes.append("channels.slack")
-        if self.routes:
-            notes.append("routes")
+        notes: list[str] = []
         return notes
 
 

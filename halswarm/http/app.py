@@ -17,6 +17,7 @@ from halswarm.http.api_nodes import register_nodes
 from halswarm.http.api_policies import register_policies
 from halswarm.http.api_projects import register_projects
 from halswarm.http.api_sessions import register_sessions
+from halswarm.http.discord import register_discord
 from halswarm.http.probes import register_probes
 from halswarm.http.responses import ApiError, error_response
 from halswarm.store import StoreError
@@ -98,4 +99,5 @@ def create_app(api: ApiContext) -> QuartTrio:
     register_policies(app, api)
     register_projects(app, api)
     register_audit(app, api)
+    register_discord(app, api)
     return app

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from halswarm.channels.discord.service import DiscordService
 from halswarm.cost.reporter import CostReporter
 from halswarm.jsontypes import JSONObject
 from halswarm.obs.metrics import Metrics
@@ -37,3 +38,5 @@ class ApiContext:
     cost: CostReporter
     policies: PolicyEngine
     projects: DependencyEngine
+    #: The Discord channel, when ``channels.discord`` is configured (``POST /discord/interactions``).
+    discord: DiscordService | None = None

@@ -110,6 +110,19 @@ class Metrics:
             ["scope"],
             registry=r,
         )
+        # Event routing (issue 7): set by the router service.
+        self.route_deliveries = Counter(
+            "hal_o_swarm_route_deliveries",
+            "Routed deliveries by target (discord#x, webhook#x, slack#x) and outcome "
+            "(delivered, failed, dropped: the target's queue was full, unavailable: no sender).",
+            ["target", "outcome"],
+            registry=r,
+        )
+        self.route_events_dropped = Counter(
+            "hal_o_swarm_route_events_dropped",
+            "Committed events the router never saw: its queue was full.",
+            registry=r,
+        )
         self._event_types: set[str] = set()
 
     def attach_live_state(self, live: LiveState) -> None:

@@ -6,6 +6,8 @@
     └─ store (thread gate)                 open for the whole run, closed last
        └─ core nursery                     pipeline, dispatcher, heartbeat monitor, cost poller, policy engine,
           │                                dependencies (completions -> dependant starts)
+          │                                Discord channel (commands, gateway, alerts) when configured
+          │                                event router (routes -> Discord, webhooks, Slack) when configured
           └─ edge nursery                  hub (:8420), HTTP API (:8421)
 
 Shutdown (the ``shutdown`` event): the hub and HTTP server stop accepting; in-flight
@@ -22,7 +24,10 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from halswarm.cost.budgets import unmapped_budget_warnings
+from halswarm.channels.discord.service import DiscordService
+from halswarm.channels.discord.supervisor_backend import SupervisorDiscordBackend
+from halswarm.channels.router_service import PostDiscord, RouterService, RouterTuning
+from halswarm.cost.budgets import today_spend, unmapped_budget_warnings
 from halswarm.cost.poller import CostPoller
 from halswarm.cost.providers import sources_from_config
 from halswarm.cost.reporter import CostReporter
@@ -43,9 +48,11 @@ from halswarm.supervisor.tracker import SessionTracker
 from halswarm.timeutil import Clock, format_ts, system_now
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Sequence
 
     from halswarm.config.supervisor import SupervisorConfig
+    from halswarm.cost.budgets import TodaySpend
     from halswarm.cost.model import CostSource
 
 __all__ = ["SupervisorHandle", "run_supervisor"]
@@ -68,6 +75,10 @@ class SupervisorHandle:
     shutdown: trio.Event
     policies: PolicyEngine
     dependencies: DependencyEngine
+    #: The Discord channel (``post_alert`` for the event router), when configured.
+    discord: DiscordService | None = None
+    #: The event router (issue #7), when ``routes`` is configured.
+    router: RouterService | None = None
 
 
 async def run_supervisor(
@@ -76,11 +87,14 @@ async def run_supervisor(
     shutdown: trio.Event,
     now: Clock = system_now,
     cost_sources: Sequence[CostSource] | None = None,
+    post_discord: PostDiscord | None = None,
     task_status: trio.TaskStatus[SupervisorHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the supervisor until *shutdown* is set.
 
     *cost_sources* replaces the provider APIs built from ``config.cost`` (tests).
+    *post_discord* replaces the Discord service for the router's ``discord#<name>``
+    deliveries (tests); without either they are logged "discord not configured".
 
     Raises:
         StoreError: the database cannot be opened.
@@ -203,6 +217,36 @@ async def run_supervisor(
                 components["cost"] = cost_poller.readiness()
             return components
 
+        cost_reporter = CostReporter(
+            store, coverage=cost_poller.coverage, statuses=cost_poller.source_statuses, budgets=config.budgets, now=now
+        )
+        discord: DiscordService | None = None
+        if config.channels.discord is not None:
+            discord_backend = SupervisorDiscordBackend(
+                store=store, tracker=tracker, registry=registry, dispatcher=dispatcher, cost=cost_reporter, now=now
+            )
+            discord = DiscordService(config.channels.discord, discord_backend, now=now, sessions=tracker.get)
+
+        async def spend_of(day: dt.date) -> TodaySpend | None:
+            buckets = await store.cost_buckets(day, day)
+            return today_spend(buckets, cost_poller.coverage) if buckets else None
+
+        # Event routing (issue #7): every committed event -> Discord, webhooks, Slack.
+        router: RouterService | None = None
+        if config.routes:
+            router = RouterService(
+                config.routes,
+                webhooks=config.channels.webhooks,
+                slack=config.channels.slack,
+                # Tests may record instead; otherwise the Discord service renders and posts.
+                post_discord=post_discord or (discord.post_event if discord is not None else None),
+                sessions=tracker.get,
+                spend=spend_of,
+                metrics=metrics,
+                now=now,
+                tuning=RouterTuning(tick_seconds=config.policies.tick_seconds),
+            )
+            pipeline.on_committed(router.committed)
         api = ApiContext(
             token=config.server.auth_token,
             store=store,
@@ -212,15 +256,10 @@ async def run_supervisor(
             metrics=metrics,
             readiness=readiness,
             queue_stats=pipeline.queue_stats,
-            cost=CostReporter(
-                store,
-                coverage=cost_poller.coverage,
-                statuses=cost_poller.source_statuses,
-                budgets=config.budgets,
-                now=now,
-            ),
+            cost=cost_reporter,
             policies=policies,
             projects=dependencies,
+            discord=discord,
         )
         http = HttpServer(
             api,
@@ -236,6 +275,10 @@ async def run_supervisor(
             await core.start(cost_poller.run)
             await core.start(policies.run)
             await core.start(dependencies.run)
+            if router is not None:
+                await core.start(router.run)
+            if discord is not None:
+                await core.start(discord.run)
             async with trio.open_nursery() as edge:
                 ws_port = await edge.start(hub.run)
                 http_port = await edge.start(http.run)
@@ -256,6 +299,8 @@ async def run_supervisor(
                         shutdown=shutdown,
                         policies=policies,
                         dependencies=dependencies,
+                        discord=discord,
+                        router=router,
                     )
                 )
             # The hub and HTTP server have drained; flush what is still queued.

@@ -25,6 +25,8 @@ from halswarm.sync import Signal
 from halswarm.timeutil import Clock, format_ts
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from halswarm.jsontypes import JSONObject
     from halswarm.obs.metrics import Metrics
     from halswarm.supervisor.tracker import SessionTracker
@@ -80,6 +82,7 @@ class Pipeline:
         self._idle.set()
         self.stalled_since: float | None = None
         self._watchers: dict[str, list[Callable[[], None]]] = {}
+        self._commit_watchers: list[Callable[[Sequence[IngestBatch]], None]] = []
 
     def on_stored(self, event_type: str, callback: Callable[[], None]) -> None:
         """Call *callback* after every commit that stored events of *event_type*.
@@ -88,6 +91,15 @@ class Pipeline:
         store includes those events. It must not block or raise: set a flag, wake a task.
         """
         self._watchers.setdefault(event_type, []).append(callback)
+
+    def on_committed(self, callback: Callable[[Sequence[IngestBatch]], None]) -> None:
+        """Call *callback* with the new events of every commit (all types; duplicates already dropped).
+
+        It runs on the pipeline's task right after the commit, once per transaction: it
+        must not block or raise and should do O(1) work (hand the batches to a bounded
+        channel; the event router does, issue #7).
+        """
+        self._commit_watchers.append(callback)
 
     def last_seq(self, node_id: str) -> int:
         """The last committed seq of a node: every event up to it is stored."""
@@ -259,6 +271,8 @@ class Pipeline:
                 if summary.types[event_type]:
                     for callback in callbacks:
                         callback()
+            for watcher in self._commit_watchers:
+                watcher(batches)
         self._last_seq = positions
         self._supervisor_seq = own_seq
         for job in jobs:

@@ -37,6 +37,7 @@ __all__ = [
     "delete_original",
     "edit_message",
     "edit_original",
+    "edit_original_body",
     "get_gateway_bot",
     "interaction_callback",
     "overwrite_guild_commands",
@@ -194,8 +195,13 @@ def edit_original(application_id: str, token: str, message: Message) -> RestRequ
     Fills in a deferred reply (type 5), or edits the message whose button was clicked
     (after a type 6 deferred update). Fields left out stay as they were.
     """
+    return edit_original_body(application_id, token, message.to_json())
+
+
+def edit_original_body(application_id: str, token: str, body: JSONObject) -> RestRequest:
+    """:func:`edit_original` with a message body already in JSON (e.g. a response's ``data``)."""
     route, path = _webhook("PATCH", _ORIGINAL, application_id, token)
-    body = message.to_json()
+    body = dict(body)
     body.pop("flags", None)  # visibility was fixed by the deferral
     return RestRequest(route, path, body, bot_auth=False)
 
