@@ -19,7 +19,10 @@ Invariants (per route and dedup key):
 - An event route fires at most once per event (``event.id``): re-routing an event it
   fired for (delivered or suppressed) is a no-op. Callers re-route each session's
   latest event on a periodic tick so that time-based conditions (``idle_for > 5m``)
-  are seen while nothing happens.
+  are seen while nothing happens; such a caller passes its own per-event record of
+  the routes that fired (``route(..., fired=...)``, kept next to the event, so it is
+  never evicted) and only the routes whose match reads a time-dependent value
+  (``route(..., only=router.time_dependent)``, see :data:`TIME_FIELDS`).
 - After a delivery at ``t`` with throttle ``w``, firings at ``t <= now < t + w`` are
   suppressed and counted; the first firing at ``now >= t + w`` is delivered with that
   count (``suppressed_count``) and starts the next window.
@@ -30,7 +33,7 @@ Invariants (per route and dedup key):
   :data:`halswarm.channels.fields.MAX_KEY_LENGTH` characters: a flood of distinct keys or
   events cannot grow memory without bound. An evicted key starts over (its suppressed
   count is lost; a condition that holds fires again); an evicted event id may fire again
-  if that event is re-routed.
+  if that event is re-routed (callers that re-route pass ``fired`` instead).
 """
 
 from __future__ import annotations
@@ -49,12 +52,13 @@ from halswarm.channels.targets import Target, TargetError
 from halswarm.models import Event
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Container, Iterable
 
     from halswarm.config.routing import RouteConfig
 
 __all__ = [
     "DEFAULT_MAX_KEYS",
+    "TIME_FIELDS",
     "Delivery",
     "KeyState",
     "Route",
@@ -67,6 +71,10 @@ __all__ = [
 
 #: Keys each route remembers (throttle windows, condition states) before evicting.
 DEFAULT_MAX_KEYS: Final = 1024
+
+#: Fields whose value changes with time alone, without a new event: a route reading one
+#: of them must be re-checked periodically (:attr:`Router.time_dependent`).
+TIME_FIELDS: Final = frozenset({"idle_for", "cost.daily", "cost.project_daily"})
 
 RouteKind = Literal["event", "condition"]
 
@@ -94,6 +102,11 @@ class Route:
     kind: RouteKind
     #: The match as written, for logs and messages.
     text: str = ""
+
+    @property
+    def time_dependent(self) -> bool:
+        """True when the match reads a value that changes without events (:data:`TIME_FIELDS`)."""
+        return not fields_read(self.match).isdisjoint(TIME_FIELDS)
 
     @classmethod
     def create(
@@ -200,6 +213,9 @@ class Router:
         self.routes: tuple[Route, ...] = tuple(routes)
         self.max_keys = max_keys
         self.states: list[RouteState] = [RouteState() for _ in self.routes]
+        #: Indexes of the routes whose match reads a time-dependent value: the only ones a
+        #: periodic re-check needs to re-route.
+        self.time_dependent: frozenset[int] = frozenset(i for i, r in enumerate(self.routes) if r.time_dependent)
 
     @classmethod
     def from_config(cls, routes: Iterable[RouteConfig], *, max_keys: int = DEFAULT_MAX_KEYS) -> Router:
@@ -216,13 +232,28 @@ class Router:
                 raise RouteError(f"routes[{index}].{exc}") from None
         return cls(compiled, max_keys=max_keys)
 
-    def route(self, event: Event, context: RouteContext, now: float) -> list[Delivery]:
+    def route(
+        self,
+        event: Event,
+        context: RouteContext,
+        now: float,
+        *,
+        only: Container[int] | None = None,
+        fired: set[int] | None = None,
+    ) -> list[Delivery]:
         """The deliveries *event* causes, updating throttle and condition state.
 
         Args:
             event: a stored event (its ``id`` identifies it: re-routing is safe).
             context: the derived values for this event.
             now: the caller's clock in seconds (monotonic; the throttle windows use it).
+            only: the indexes of the routes to evaluate (None: all); a periodic re-check
+                passes :attr:`time_dependent`.
+            fired: the caller's record of the event routes (indexes) that already fired
+                for this exact event, updated in place. When given, it replaces the
+                router's bounded memory of event ids, so a caller that keeps it next to
+                the event never sees an old event fire again. Pass the same set every
+                time the same event is routed.
 
         Returns:
             One delivery per target reached, in route order.
@@ -231,13 +262,15 @@ class Router:
         deliveries: list[Delivery] = []
         reached: set[Target] = set()
         for index, route in enumerate(self.routes):
+            if only is not None and index not in only:
+                continue
             matched = evaluate(route.match, event.type, lookup)
             if not matched and route.kind == "event":
                 continue  # nothing to remember: unmatched events create no keys
             key = route.key.render(lookup)
             state = self.states[index]
             if route.kind == "event":
-                count = self._fire_event(state, key, event, route, now)
+                count = self._fire_event(state, key, event, route, now, index, fired)
             else:
                 count = self._fire_condition(state, key, matched, context, route, now)
             if count is None or route.target in reached:
@@ -263,7 +296,14 @@ class Router:
             state.evicted += 1
         return entry
 
-    def _fire_event(self, state: RouteState, key: str, event: Event, route: Route, now: float) -> int | None:
+    def _fire_event(
+        self, state: RouteState, key: str, event: Event, route: Route, now: float, index: int, fired: set[int] | None
+    ) -> int | None:
+        if fired is not None:
+            if index in fired:
+                return None  # routed again (a periodic re-check): it fired once already
+            fired.add(index)
+            return _open_window(self._entry(state, key), route, now)
         if event.id in state.fired:
             state.fired.move_to_end(event.id)
             return None  # routed again (a periodic re-check): it fired once already

@@ -16,8 +16,11 @@ ingest never waits for routing.
 **Tick.** Every ``tick_seconds`` (``policies.tick_seconds``) the loop reads today's spend
 (``cost.daily``, ``cost.project_daily``) and re-routes each session's latest event with a
 fresh context, so time-based conditions (``session.idle && idle_for > 5m``,
-``cost.daily > 20``) fire while nothing happens. The router fires an event route at most
-once per event, so re-routing is safe.
+``cost.daily > 20``) fire while nothing happens. Only the routes whose match reads a
+time-dependent value (``idle_for``, ``cost.daily``, ``cost.project_daily``) are
+re-routed. The routes that already fired for a session's latest event are remembered
+next to it in ``_latest`` (not in the router's bounded memory of event ids), so an
+event route fires at most once per event however many sessions are tracked.
 
 **Output.** Each delivery goes to its target's bounded queue; a full queue drops the
 delivery (``outcome="dropped"``). ``discord#<name>`` awaits the injected
@@ -189,8 +192,9 @@ class RouterService:
                 send, receive = trio.open_memory_channel[Delivery](tuning.delivery_queue_size)
                 self._queues[route.target] = _Queue(route.target, send, receive)
         self._ids = itertools.count(1)
-        #: Session id -> its latest event (re-routed on each tick), least recently active first.
-        self._latest: dict[str, Event] = {}
+        #: Session id -> its latest event (re-routed on each tick) and the indexes of the
+        #: event routes that already fired for it; least recently active first.
+        self._latest: dict[str, tuple[Event, set[int]]] = {}
         self._spend: TodaySpend | None = None
         self._spend_day: str | None = None
         self._dropping_events = False
@@ -280,14 +284,15 @@ class RouterService:
                     wire.project,
                     wire.data,
                 )
+                fired: set[int] = set()
                 if event.session_id is not None:
                     self._latest.pop(event.session_id, None)
-                    self._latest[event.session_id] = event
+                    self._latest[event.session_id] = (event, fired)
                     if len(self._latest) > _MAX_TRACKED_SESSIONS:
                         del self._latest[next(iter(self._latest))]
-                self._route(event)
+                self._route(event, fired)
 
-    def _route(self, event: Event) -> None:
+    def _route(self, event: Event, fired: set[int], *, tick: bool = False) -> None:
         session = self.sessions(event.session_id) if event.session_id is not None else None
         wall = self.now()
         context = RouteContext.of_session(
@@ -298,7 +303,13 @@ class RouterService:
             day=self._spend_day,
         )
         try:
-            deliveries = self.router.route(event, context, trio.current_time())
+            deliveries = self.router.route(
+                event,
+                context,
+                trio.current_time(),
+                only=self.router.time_dependent if tick else None,
+                fired=fired,
+            )
         except Exception:  # a bug must not stop routing of the next event
             log.exception("routing failed", extra=ctx(type=event.type, node_id=event.node_id, seq=event.seq))
             return
@@ -321,11 +332,13 @@ class RouterService:
                 self._spend_day = today.isoformat()
             except Exception as exc:  # keep the last figures; the next tick tries again
                 log.warning("router: cannot read today's spend: %s", exc)
-        for session_id, event in list(self._latest.items()):
+        recheck = bool(self.router.time_dependent)
+        for session_id, (event, fired) in list(self._latest.items()):
             if self.sessions(session_id) is None:  # deleted or forgotten: nothing to re-check
                 del self._latest[session_id]
                 continue
-            self._route(event)
+            if recheck:
+                self._route(event, fired, tick=True)
         self.ticks += 1
 
     # ---- output -----------------------------------------------------------------------------

@@ -313,7 +313,8 @@ def slack_message(delivery: Delivery) -> JSONObject:
     if delivery.suppressed_count:
         footer += f" · {delivery.suppressed_count} similar suppressed since the last message"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _escape(footer)}]})
-    return {"text": _clip(text, _SLACK_TEXT_MAX), "blocks": blocks}
+    # The notification text carries agent output too: escaped so it cannot @channel anyone.
+    return {"text": _clip(_escape(text), _SLACK_TEXT_MAX), "blocks": blocks}
 
 
 @attrs.define

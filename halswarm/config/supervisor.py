@@ -269,6 +269,23 @@ def _cost_problems(config: SupervisorConfig) -> list[str]:
     return problems
 
 
+def _discord_problems(discord: DiscordChannel | None) -> list[str]:
+    # Format checks only: the seed's example keeps placeholder ids and must still load.
+    if discord is None:
+        return []
+    problems = []
+    if not discord.api_base_url.startswith(("http://", "https://")):
+        problems.append("channels.discord.api_base_url: must start with http:// or https://")
+    if not discord.gateway_url.startswith(("ws://", "wss://")):
+        problems.append("channels.discord.gateway_url: must start with ws:// or wss://")
+    key = discord.public_key
+    if key and (len(key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in key)):
+        problems.append("channels.discord.public_key: must be the application's 64-character hex public key")
+    if discord.transport == "interactions" and not key:
+        problems.append("channels.discord.public_key: required when transport is 'interactions'")
+    return problems
+
+
 def check_supervisor_config(config: SupervisorConfig) -> list[str]:
     """Semantic checks beyond types: every problem, each naming its key path."""
     server = config.server
@@ -307,6 +324,7 @@ def check_supervisor_config(config: SupervisorConfig) -> list[str]:
     problems += check_policies(config.policies, budget_limits=budgets.daily_usd is not None or bool(budgets.projects))
     problems += check_dependencies(config.dependencies, config.dependency_start)
     discord = config.channels.discord
+    problems += _discord_problems(discord)
     problems += check_routing(
         config.routes,
         webhooks=config.channels.webhooks,

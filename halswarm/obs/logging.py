@@ -118,3 +118,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "json", secrets: Ite
     root.setLevel(level.upper())
     # hypercorn's access log is noise at fleet scale; errors still surface.
     logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
+    # httpx logs every request URL at INFO: Discord interaction tokens and webhook URLs
+    # carry credentials in their paths, and our clients log route names instead.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

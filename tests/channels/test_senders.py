@@ -151,7 +151,7 @@ async def test_slack_gets_text_and_blocks(client: httpx.AsyncClient) -> None:
     text = body["text"]
     assert isinstance(text, str)
     assert "session.error" in text
-    assert "APIError: overloaded <529>" in text
+    assert "APIError: overloaded &lt;529&gt;" in text  # escaped: agent text cannot @channel
     assert "+2 similar suppressed" in text
     blocks = body["blocks"]
     assert isinstance(blocks, list)

@@ -251,3 +251,22 @@ def test_routes_name_their_problems_and_are_active() -> None:
     assert config.channels.discord is not None
     assert config.channels.discord.transport == "gateway"
     assert config.not_yet_active() == []  # routes, webhooks and Slack run (issue 7)
+
+
+def test_discord_urls_and_public_key_are_checked_at_load() -> None:
+    raw = example()
+    raw["channels"] = {
+        "discord": {
+            "bot_token": "bot-token-0123456789",
+            "transport": "interactions",
+            "gateway_url": "https://gateway.discord.gg",
+            "api_base_url": "discord.com/api/v10",
+        }
+    }
+    with pytest.raises(ConfigError) as failed:
+        parse_supervisor_config(raw, env={})
+    assert failed.value.problems == [
+        "channels.discord.api_base_url: must start with http:// or https://",
+        "channels.discord.gateway_url: must start with ws:// or wss://",
+        "channels.discord.public_key: required when transport is 'interactions'",
+    ]

@@ -69,9 +69,20 @@ class GatewayRunner:
         self.stopped: Stop | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect and stay connected until cancelled or the machine says Stop."""
-        actions = self.machine.start(trio.current_time())
+        """Connect and stay connected until cancelled or the machine says Stop.
+
+        Error handling: an unexpected error (a malformed URL, a frame order the state
+        machine refuses) ends the gateway with the traceback logged; it never reaches the
+        supervisor's nursery (a Discord problem must not stop the supervisor).
+        """
         task_status.started()
+        try:
+            await self._run()
+        except Exception:
+            log.exception("Discord gateway stopped by an unexpected error; the supervisor keeps running without it")
+
+    async def _run(self) -> None:
+        actions = self.machine.start(trio.current_time())
         while True:
             connect: Connect | None = None
             for action in actions:
