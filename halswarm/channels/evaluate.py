@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, TypeVar
 
 from halswarm.channels.expr import And, Bool, Compare, CompareOp, Dur, Expr, Field, Not, Num, Or, Pattern, Str, Value
 
@@ -36,23 +36,10 @@ def matches_type(pattern: str, event_type: str) -> bool:
     return _pattern_regex(pattern).fullmatch(event_type) is not None
 
 
-def _order(op: CompareOp, actual: float, expected: float) -> bool:
-    match op:
-        case "==":
-            return actual == expected
-        case "!=":
-            return actual != expected
-        case ">":
-            return actual > expected
-        case ">=":
-            return actual >= expected
-        case "<":
-            return actual < expected
-        case "<=":
-            return actual <= expected
+_Number = TypeVar("_Number", float, Decimal)  # money compares exactly, as Decimal
 
 
-def _order_decimal(op: CompareOp, actual: Decimal, expected: Decimal) -> bool:
+def _order(op: CompareOp, actual: _Number, expected: _Number) -> bool:
     match op:
         case "==":
             return actual == expected
@@ -91,7 +78,7 @@ def _compare(actual: object, op: CompareOp, literal: Value) -> bool:
                 if actual.is_nan():  # Decimal NaNs raise on ordering
                     return op == "!="
                 # 20.1 means the decimal 20.1, not the float nearest to it.
-                return _order_decimal(op, actual, Decimal(repr(number)))
+                return _order(op, actual, Decimal(repr(number)))
             return _order(op, actual, number)
 
 
