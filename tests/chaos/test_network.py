@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 _KINDS = ("blackhole", "delay", "reset", "refuse", "random_resets")
+#: Longest a refusal phase waits for its first refused connection (the agents here back
+#: off at most 1 s between attempts, so this bound is only reached if they stopped trying).
+_REFUSE_MAX = 10.0
 
 
 async def _inject(cluster: ChaosCluster, rng: random.Random, seconds: float) -> dict[str, int]:
@@ -46,8 +49,14 @@ async def _inject(cluster: ChaosCluster, rng: random.Random, seconds: float) -> 
                 proxy.reset_all()
                 hold = 0.0
             case "refuse":
-                proxy.refuse_for(hold)
+                # Refuse until at least one reconnect attempt was refused (the agents'
+                # backoff may outlast a short hold), bounded so the test cannot hang.
+                refused_before = proxy.stats.refused
+                proxy.refuse_for(_REFUSE_MAX)
                 proxy.reset_all()
+                with trio.move_on_after(_REFUSE_MAX):
+                    while proxy.stats.refused == refused_before:
+                        await trio.sleep(0.05)
             case _:
                 proxy.set_reset_rate(rng.uniform(1.0, 5.0))
         await trio.sleep(hold)
