@@ -30,6 +30,7 @@ counted ``unavailable`` and logged ("discord not configured").
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import logging
@@ -44,7 +45,6 @@ import trio
 from halswarm.channels.fields import RouteContext
 from halswarm.channels.router import Delivery, Router
 from halswarm.channels.senders import RetryTuning, SlackSender, WebhookSender
-from halswarm.channels.targets import Target
 from halswarm.models import Event
 from halswarm.obs.logging import ctx
 from halswarm.store import IngestBatch
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Mapping
 
     from halswarm.channels.senders import Outcome, Sender
+    from halswarm.channels.targets import Target
     from halswarm.config.routing import RouteConfig, SlackWebhookConfig, WebhookConfig
     from halswarm.cost.budgets import TodaySpend
     from halswarm.models import Session
@@ -113,14 +114,40 @@ class RouterTuning:
     retry: RetryTuning = attrs.Factory(RetryTuning)
 
 
-@attrs.define
 class _Queue:
-    """One target's bounded queue, fed by the routing loop and drained by its sender task."""
+    """One target's bounded queue, fed by the routing loop and drained by its sender task.
 
-    target: Target
-    send: trio.MemorySendChannel[Delivery]
-    receive: trio.MemoryReceiveChannel[Delivery]
-    dropping: bool = False
+    When full, the *oldest* waiting delivery makes room for the new one: during a flood
+    the latest state of things is what an operator needs to see (a memory channel could
+    only refuse the newest).
+    """
+
+    def __init__(self, target: Target, capacity: int) -> None:
+        self.target = target
+        self.capacity = max(1, capacity)
+        self._items: collections.deque[Delivery] = collections.deque()
+        self._wake = trio.Event()
+        #: Inside a drop episode (logged once per episode, not per drop).
+        self.dropping = False
+        #: Outcome of the last delivery attempt (None before the first).
+        self.last_outcome: Outcome | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, delivery: Delivery) -> Delivery | None:
+        """Queue *delivery*; returns the oldest delivery dropped to make room, if any."""
+        dropped = self._items.popleft() if len(self._items) >= self.capacity else None
+        self._items.append(delivery)
+        self._wake.set()
+        return dropped
+
+    async def get(self) -> Delivery:
+        """The oldest waiting delivery (waits for one). One consumer only."""
+        while not self._items:
+            self._wake = trio.Event()
+            await self._wake.wait()
+        return self._items.popleft()
 
 
 class _DiscordSender:
@@ -189,8 +216,7 @@ class RouterService:
         self._queues: dict[Target, _Queue] = {}
         for route in self.router.routes:
             if route.target not in self._queues:
-                send, receive = trio.open_memory_channel[Delivery](tuning.delivery_queue_size)
-                self._queues[route.target] = _Queue(route.target, send, receive)
+                self._queues[route.target] = _Queue(route.target, tuning.delivery_queue_size)
         self._ids = itertools.count(1)
         #: Session id -> its latest event (re-routed on each tick) and the indexes of the
         #: event routes that already fired for it; least recently active first.
@@ -226,8 +252,21 @@ class RouterService:
         events = self._events_receive.statistics()
         stats["events"] = events.current_buffer_used
         for target, queue in self._queues.items():
-            stats[str(target)] = queue.receive.statistics().current_buffer_used
+            stats[str(target)] = len(queue)
         return stats
+
+    def health(self) -> str:
+        """``ok``, or ``degraded: <why>``: congested, a target's queue overflowing, or its deliveries failing."""
+        problems = []
+        if self._dropping_events:
+            problems.append("congested, committed events dropped unrouted")
+        full = [str(q.target) for q in self._queues.values() if q.dropping and len(q) >= q.capacity]
+        if full:
+            problems.append(f"queue full (oldest deliveries dropped): {', '.join(full)}")
+        failing = [str(q.target) for q in self._queues.values() if q.last_outcome == "failed"]
+        if failing:
+            problems.append(f"last delivery failed: {', '.join(failing)}")
+        return f"degraded: {'; '.join(problems)}" if problems else "ok"
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -350,15 +389,17 @@ class RouterService:
             self.metrics.route_deliveries.labels(label, "unavailable").inc()
             log.warning("discord not configured: alert not sent", extra=ctx(target=label, type=delivery.event.type))
             return
-        try:
-            queue.send.send_nowait(delivery)
-        except trio.WouldBlock:
-            self.metrics.route_deliveries.labels(label, "dropped").inc()
-            if not queue.dropping:
-                queue.dropping = True
-                log.warning("target queue full: dropping deliveries until it drains", extra=ctx(target=label))
-        else:
+        dropped = queue.put(delivery)
+        if dropped is None:
             queue.dropping = False
+            return
+        self.metrics.route_deliveries.labels(label, "dropped").inc()
+        if not queue.dropping:
+            queue.dropping = True
+            log.warning(
+                "target queue full: dropping the oldest deliveries until it drains",
+                extra=ctx(target=label, dropped_type=dropped.event.type),
+            )
 
     def _sender_for(self, target: Target, client: httpx.AsyncClient) -> Sender:
         match target.kind:
@@ -372,7 +413,8 @@ class RouterService:
     async def _drain(self, queue: _Queue, sender: Sender) -> None:
         """One target's sender task: deliver its queue in order, one at a time."""
         label = str(queue.target)
-        async for delivery in queue.receive:
+        while True:
+            delivery = await queue.get()
             route_text = self.router.routes[delivery.route_index].text
             outcome: Outcome
             try:
@@ -381,6 +423,7 @@ class RouterService:
                 log.exception("delivery crashed", extra=ctx(target=label))
                 outcome = "failed"
             self.metrics.route_deliveries.labels(label, outcome).inc()
+            queue.last_outcome = outcome
 
 
 def _idle_for(session: Session | None, event: Event, wall: dt.datetime) -> float | None:

@@ -78,7 +78,8 @@ class WebhookConfig:
     (:mod:`halswarm.channels.signing`).
     """
 
-    url: str
+    #: Receivers such as n8n put the credential in the URL's path: never in a repr or log.
+    url: str = attrs.field(repr=False)
     #: Extra request headers (e.g. an ``Authorization`` the receiver wants).
     headers: dict[str, str] = attrs.field(factory=dict, repr=False)  # may hold credentials
     secret: str | None = attrs.field(default=None, repr=False)  # a secret: never in a repr
@@ -239,14 +240,15 @@ def _is_credential_header(name: str) -> bool:
 def routing_secrets(webhooks: Mapping[str, WebhookConfig], slack: Mapping[str, SlackWebhookConfig]) -> list[str]:
     """Secret values of the routing config, for log redaction.
 
-    Webhook secrets, the values of credential headers (``Authorization``, ``Cookie``,
-    names with a word such as ``token``, ``key`` or ``secret``: ``X-Api-Key``) and Slack
-    webhook URLs. Other header values (``X-Source: halswarm``) are not secrets: redacting
-    them would hide that text everywhere in the logs.
+    Webhook URLs (n8n-style receivers put their credential in the path) and secrets,
+    the values of credential headers (``Authorization``, ``Cookie``, names with a word
+    such as ``token``, ``key`` or ``secret``: ``X-Api-Key``) and Slack webhook URLs.
+    Other header values (``X-Source: halswarm``) are not secrets: redacting them would
+    hide that text everywhere in the logs.
     """
     values: list[str] = []
     for webhook in webhooks.values():
-        values.append(webhook.secret or "")
+        values += [webhook.url, webhook.secret or ""]
         values += [value for name, value in webhook.headers.items() if _is_credential_header(name)]
     values += [hook.webhook_url for hook in slack.values()]
     return [v for v in values if v]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from halswarm.models import SESSION_STATUSES
@@ -20,7 +20,7 @@ from halswarm.models import SESSION_STATUSES
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["LiveState", "Metrics"]
+__all__ = ["ChannelState", "DiscordFigures", "LiveState", "Metrics"]
 
 _MAX_EVENT_TYPES: Final = 200  # bound label cardinality: agents choose event type names
 
@@ -50,6 +50,50 @@ class _LiveCollector(Collector):
         for status in SESSION_STATUSES:
             sessions.add_metric([status], counts.get(status, 0))
         yield sessions
+
+
+@attrs.frozen
+class DiscordFigures:
+    """The Discord channel's state at scrape time."""
+
+    up: bool  # its health is "ok"
+    gateway_connects: int  # gateway connection attempts so far
+    rate_limited: int  # REST 429 answers so far
+
+
+@attrs.frozen
+class ChannelState:
+    """Callables the channels' scrape-time collector reads (None: not configured)."""
+
+    route_queues: Callable[[], Mapping[str, int]] | None = None
+    discord: Callable[[], DiscordFigures] | None = None
+
+
+class _ChannelCollector(Collector):
+    def __init__(self, state: ChannelState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        if self.state.route_queues is not None:
+            depth = GaugeMetricFamily(
+                "hal_o_swarm_route_queue_depth",
+                "Waiting in the router: committed transactions (queue=events) or deliveries per target.",
+                labels=["queue"],
+            )
+            for queue, size in self.state.route_queues().items():
+                depth.add_metric([queue], size)
+            yield depth
+        if self.state.discord is not None:
+            figures = self.state.discord()
+            up = GaugeMetricFamily("hal_o_swarm_discord_up", "1 while the Discord channel is healthy (see /readyz).")
+            up.add_metric([], 1 if figures.up else 0)
+            yield up
+            yield CounterMetricFamily(
+                "hal_o_swarm_discord_gateway_connects", "Discord gateway connection attempts.", figures.gateway_connects
+            )
+            yield CounterMetricFamily(
+                "hal_o_swarm_discord_rate_limited", "Discord REST answers that were 429.", figures.rate_limited
+            )
 
 
 class Metrics:
@@ -123,11 +167,22 @@ class Metrics:
             "Committed events the router never saw: its queue was full.",
             registry=r,
         )
+        self.discord_interactions = Counter(
+            "hal_o_swarm_discord_interactions",
+            "Discord interactions by kind (command, click, autocomplete, ping) and answer "
+            "(immediate, deferred: the handler took longer than the guard, failed, busy: too many at once).",
+            ["kind", "answer"],
+            registry=r,
+        )
         self._event_types: set[str] = set()
 
     def attach_live_state(self, live: LiveState) -> None:
         """Register the scrape-time gauges (once the registry and tracker exist)."""
         self.registry.register(_LiveCollector(live))
+
+    def attach_channels(self, channels: ChannelState) -> None:
+        """Register the router's and Discord's scrape-time figures."""
+        self.registry.register(_ChannelCollector(channels))
 
     def count_events(self, counts: Mapping[str, int]) -> None:
         """Add per-type event counts of one committed transaction."""

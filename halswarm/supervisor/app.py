@@ -34,7 +34,7 @@ from halswarm.cost.reporter import CostReporter
 from halswarm.http.context import ApiContext
 from halswarm.http.server import HttpServer
 from halswarm.obs.logging import ctx
-from halswarm.obs.metrics import LiveState, Metrics
+from halswarm.obs.metrics import ChannelState, LiveState, Metrics
 from halswarm.policy.completions import COMPLETED_EVENT
 from halswarm.policy.dependency_engine import DependencyEngine
 from halswarm.policy.engine import PolicyEngine
@@ -200,23 +200,6 @@ async def run_supervisor(
         )
         pipeline.on_stored(COMPLETED_EVENT, dependencies.events_stored)
 
-        async def readiness() -> dict[str, str]:
-            components = {"database": "ok", "hub": "ok", "pipeline": "ok", "http": "ok"}
-            try:
-                with trio.fail_after(2):
-                    await store.ping()
-                if not store.healthy:
-                    components["database"] = f"last write failed: {store.last_error}"
-            except Exception as exc:
-                components["database"] = f"unavailable: {exc}"
-            if hub.port is None or shutdown.is_set():
-                components["hub"] = "not accepting connections"
-            if pipeline.stalled_since is not None:
-                components["pipeline"] = f"stalled for {trio.current_time() - pipeline.stalled_since:.0f}s"
-            if cost_poller.sources:  # degraded (not failing) while a provider cannot be polled
-                components["cost"] = cost_poller.readiness()
-            return components
-
         cost_reporter = CostReporter(
             store, coverage=cost_poller.coverage, statuses=cost_poller.source_statuses, budgets=config.budgets, now=now
         )
@@ -225,7 +208,9 @@ async def run_supervisor(
             discord_backend = SupervisorDiscordBackend(
                 store=store, tracker=tracker, registry=registry, dispatcher=dispatcher, cost=cost_reporter, now=now
             )
-            discord = DiscordService(config.channels.discord, discord_backend, now=now, sessions=tracker.get)
+            discord = DiscordService(
+                config.channels.discord, discord_backend, now=now, sessions=tracker.get, metrics=metrics
+            )
 
         async def spend_of(day: dt.date) -> TodaySpend | None:
             buckets = await store.cost_buckets(day, day)
@@ -247,6 +232,37 @@ async def run_supervisor(
                 tuning=RouterTuning(tick_seconds=config.policies.tick_seconds),
             )
             pipeline.on_committed(router.committed)
+
+        async def readiness() -> dict[str, str]:
+            components = {"database": "ok", "hub": "ok", "pipeline": "ok", "http": "ok"}
+            try:
+                with trio.fail_after(2):
+                    await store.ping()
+                if not store.healthy:
+                    components["database"] = f"last write failed: {store.last_error}"
+            except Exception as exc:
+                components["database"] = f"unavailable: {exc}"
+            if hub.port is None or shutdown.is_set():
+                components["hub"] = "not accepting connections"
+            if pipeline.stalled_since is not None:
+                components["pipeline"] = f"stalled for {trio.current_time() - pipeline.stalled_since:.0f}s"
+            if cost_poller.sources:  # degraded (not failing) while a provider cannot be polled
+                components["cost"] = cost_poller.readiness()
+            # Chat and webhooks are degraded at worst: an outage there must not take the
+            # supervisor out of service.
+            if router is not None:
+                components["routing"] = router.health()
+            if discord is not None:
+                components["discord"] = discord.health()
+            return components
+
+        metrics.attach_channels(
+            ChannelState(
+                route_queues=router.queue_stats if router is not None else None,
+                discord=discord.figures if discord is not None else None,
+            )
+        )
+
         api = ApiContext(
             token=config.server.auth_token,
             store=store,

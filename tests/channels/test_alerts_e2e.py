@@ -13,7 +13,7 @@ import trio
 from halswarm.config.policies import PoliciesConfig
 from halswarm.config.routing import RouteConfig, WebhookConfig
 from halswarm.config.supervisor import ChannelsConfig, DiscordChannel
-from halswarm.testing import open_supervisor, supervisor_config, wait_until
+from halswarm.testing import api_client, open_supervisor, supervisor_config, wait_until
 from tests.channels.discord.fake_discord import BOT_TOKEN, PUBLIC_KEY_HEX, open_fake_discord
 from tests.channels.discord.live import ALERTS
 from tests.channels.discord.support import APP_ID, CHANNEL_ID, GUILD_ID
@@ -66,6 +66,17 @@ async def test_a_session_error_reaches_the_discord_channel_and_a_webhook_within_
                 await wait_until(delivered, within=5 * TICK, what="the Discord alert and the webhook")
                 elapsed = trio.current_time() - start
                 [alert] = fake.rest.calls_to("POST", posts)
+                # Operators see both channels in the probes and the metrics.
+                assert sup.discord is not None
+                await sup.discord.commands_registered.wait()
+                async with api_client(sup) as api:
+                    ready = (await api.get("/readyz")).json()
+                    scraped = (await api.get("/metrics")).text
+    assert ready["components"]["discord"] == "ok", ready
+    assert ready["components"]["routing"] == "ok", ready
+    assert "hal_o_swarm_discord_up 1.0" in scraped
+    assert 'hal_o_swarm_route_queue_depth{queue="discord#alerts"} 0.0' in scraped
+    assert 'hal_o_swarm_route_deliveries_total{outcome="delivered",target="webhook#n8n"} 1.0' in scraped
     assert elapsed <= 2 * TICK  # within one tick of the router (plus loopback latency)
     assert alert.authorization == f"Bot {BOT_TOKEN}"
     text = str(alert.obj)

@@ -62,13 +62,16 @@ class Hooks:
 
     requests: list[tuple[float, str, JSONObject]] = attrs.Factory(list)
     slow: set[str] = attrs.Factory(set)
+    #: Every request as it arrives, answered or not.
+    arrived: list[tuple[str, JSONObject]] = attrs.Factory(list)
 
     async def handler(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
-        if host in self.slow:
-            await trio.sleep(1000)
         body = orjson.loads(request.content)
         assert isinstance(body, dict)
+        self.arrived.append((host, body))
+        if host in self.slow:
+            await trio.sleep(1000)
         self.requests.append((trio.current_time(), host, body))
         return httpx.Response(200, text="ok")
 
@@ -234,15 +237,23 @@ async def test_full_queues_drop_and_count(
         rig.service.committed(commit(wire("session.error")))
         rig.service.committed(commit(wire("session.error"), wire("session.error")))
         assert rig.metrics.registry.get_sample_value("hal_o_swarm_route_events_dropped_total") == 2
+        assert rig.service.health() == "degraded: congested, committed events dropped unrouted"
         await trio.testing.wait_all_tasks_blocked()
-        # One delivery in flight, one queued, the rest dropped.
-        for _ in range(3):
-            rig.service.committed(commit(wire("session.error")))
+        # One delivery in flight, one queued; each newer one pushes out the oldest waiting.
+        for n in range(3):
+            rig.service.committed(commit(wire("session.error", data={"n": n})))
             await trio.testing.wait_all_tasks_blocked()
         assert deliveries(rig.metrics, "webhook#slow", "dropped") == 2
         assert rig.metrics.registry.get_sample_value("hal_o_swarm_route_events_dropped_total") == 2
+        assert rig.service.health() == "degraded: queue full (oldest deliveries dropped): webhook#slow"
+        assert rig.service.queue_stats() == {"events": 0, "webhook#slow": 1}
+        await trio.sleep(30)  # each attempt times out after 5 s
+        assert rig.service.health() == "degraded: last delivery failed: webhook#slow"
+    # What reached the target: the one in flight, then the newest (not the oldest waiting).
+    sent = [at(body, "event", "data") for _, body in rig.hooks.arrived]
+    assert sent == [{}, {"n": 2}]
     assert "router congested" in caplog.text
-    assert "target queue full" in caplog.text
+    assert "target queue full: dropping the oldest" in caplog.text
 
 
 async def test_discord_targets_go_to_the_injected_poster(autojump_clock: trio.testing.MockClock) -> None:

@@ -5,16 +5,20 @@ reconnect). Afterwards every event is stored exactly once and everything is back
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pytest
 import trio
 
+from halswarm.testing import wait_until
 from tests.chaos.cluster import HEARTBEAT_TIMEOUT, ChaosCluster, open_chaos_cluster, scale, seeded_rng
 
 if TYPE_CHECKING:
     import random
     from pathlib import Path
+
+    from tests.chaos.proxy import ChaosProxy
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -22,6 +26,10 @@ _KINDS = ("blackhole", "delay", "reset", "refuse", "random_resets")
 #: Longest a refusal phase waits for its first refused connection (the agents here back
 #: off at most 1 s between attempts, so this bound is only reached if they stopped trying).
 _REFUSE_MAX = 10.0
+
+
+def _refused_more(proxy: ChaosProxy, before: int) -> bool:
+    return proxy.stats.refused > before
 
 
 async def _inject(cluster: ChaosCluster, rng: random.Random, seconds: float) -> dict[str, int]:
@@ -51,12 +59,9 @@ async def _inject(cluster: ChaosCluster, rng: random.Random, seconds: float) -> 
             case "refuse":
                 # Refuse until at least one reconnect attempt was refused (the agents'
                 # backoff may outlast a short hold), bounded so the test cannot hang.
-                refused_before = proxy.stats.refused
                 proxy.refuse_for(_REFUSE_MAX)
                 proxy.reset_all()
-                with trio.move_on_after(_REFUSE_MAX):
-                    while proxy.stats.refused == refused_before:
-                        await trio.sleep(0.05)
+                await wait_until(partial(_refused_more, proxy, proxy.stats.refused), within=_REFUSE_MAX)
             case _:
                 proxy.set_reset_rate(rng.uniform(1.0, 5.0))
         await trio.sleep(hold)

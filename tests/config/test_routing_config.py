@@ -99,8 +99,10 @@ def test_defaults() -> None:
 
 
 def test_secrets_stay_out_of_reprs() -> None:
-    doc = parse([], {**CHANNELS, "webhooks": {"n8n": {"url": "https://x.example", "secret": "s3cret-value"}}})
+    hook: JSONObject = {"url": "https://x.example/webhook/6f1d2c7e-token", "secret": "s3cret-value"}
+    doc = parse([], {**CHANNELS, "webhooks": {"n8n": hook}})
     assert "s3cret-value" not in repr(doc)
+    assert "6f1d2c7e-token" not in repr(doc)
     assert "XXXX" not in repr(doc)
 
 
@@ -115,9 +117,11 @@ def test_routing_secrets() -> None:
     }
     slack = {"ops": SlackWebhookConfig("https://hooks.slack.com/services/T/B/X")}
     assert routing_secrets(webhooks, slack) == [
+        "https://a.example",
         "s3cret",
         "Bearer abc123",
         "k-1",
+        "https://b.example",
         "https://hooks.slack.com/services/T/B/X",
     ]
 

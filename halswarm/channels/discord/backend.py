@@ -104,7 +104,7 @@ class DiscordBackend(Protocol):
         ...
 
     async def pending(self, request_id: str) -> PendingPermission | None:
-        """The permission request *request_id* (or a unique prefix) and its session; None if nobody waits on it."""
+        """The permission request with exactly this id and its session; None if nobody waits on it."""
         ...
 
     async def audit(self, note: AuditNote) -> None:

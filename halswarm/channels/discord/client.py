@@ -119,8 +119,7 @@ class DiscordRestClient:
         url = self.base_url + request.path
         last: DiscordRestError | None = None
         for attempt in range(self.timeouts.max_attempts):
-            await trio.sleep(self.limiter.delay(route, trio.current_time()))
-            self.limiter.sent(route, trio.current_time())
+            await self._wait_turn(route)
             try:
                 with trio.fail_after(self.timeouts.request_s):
                     if request.json is None:
@@ -164,6 +163,20 @@ class DiscordRestClient:
         assert last is not None
         raise last
 
+    async def _wait_turn(self, route: rest.Route) -> None:
+        """Wait until the limiter lets a request on *route* go, and count it as sent.
+
+        Asked again after every sleep, and ``sent`` follows the last ``delay`` with no
+        checkpoint in between: concurrent calls waiting on one bucket cannot all see the
+        same last request left and go together (which earned 429s).
+        """
+        while True:
+            wait = self.limiter.delay(route, trio.current_time())
+            if wait <= 0:
+                break
+            await trio.sleep(wait)
+        self.limiter.sent(route, trio.current_time())
+
     # ---- the calls halswarm makes ---------------------------------------------------------
 
     async def overwrite_guild_commands(
@@ -200,6 +213,10 @@ class DiscordRestClient:
     async def create_followup(self, application_id: str, token: str, message: Message) -> None:
         """One more message on an interaction."""
         await self.send(rest.create_followup(application_id, token, message))
+
+    async def create_followup_body(self, application_id: str, token: str, body: JSONObject) -> None:
+        """:meth:`create_followup` with the message already in JSON."""
+        await self.send(rest.create_followup_body(application_id, token, body))
 
     async def gateway_url(self) -> str | None:
         """``GET /gateway/bot``'s ``url`` (None if the answer has none)."""

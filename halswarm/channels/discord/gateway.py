@@ -22,6 +22,11 @@ and calls :meth:`Gateway.receive` per decoded frame, :meth:`Gateway.timer` when
 the socket goes away. Time (``now``, monotonic seconds) and randomness (``rng``) are
 injected, so every sequence is testable without sockets.
 
+Source: ``provider-apis.md`` covers Discord's REST and interactions contracts but not
+the gateway; the opcodes, close codes and timings below follow Discord's public gateway
+documentation (developer docs, "Gateway" and "Opcodes and Status Codes"), and the fake
+gateway in ``tests/channels/discord/fake_discord.py`` follows this description.
+
 Protocol (gateway v10, JSON): HELLO (op 10) gives ``heartbeat_interval`` (ms). The
 first heartbeat (op 1, ``d`` = last sequence or null) goes after ``interval * random()``
 so reconnecting clients spread out, then one every interval. Each must be ACKed (op 11)

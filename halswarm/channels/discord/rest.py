@@ -33,6 +33,7 @@ __all__ = [
     "RestRequest",
     "Route",
     "create_followup",
+    "create_followup_body",
     "create_message",
     "delete_original",
     "edit_message",
@@ -214,5 +215,10 @@ def delete_original(application_id: str, token: str) -> RestRequest:
 
 def create_followup(application_id: str, token: str, message: Message) -> RestRequest:
     """``POST /webhooks/{application_id}/{token}``: one more message (ephemeral if flagged)."""
+    return create_followup_body(application_id, token, message.to_json())
+
+
+def create_followup_body(application_id: str, token: str, body: JSONObject) -> RestRequest:
+    """:func:`create_followup` with a message body already in JSON (its flags are kept)."""
     route, path = _webhook("POST", _FOLLOWUP, application_id, token)
-    return RestRequest(route, path, message.to_json(), bot_auth=False)
+    return RestRequest(route, path, body, bot_auth=False)

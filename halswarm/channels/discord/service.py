@@ -41,10 +41,10 @@ from halswarm.agent.backoff import Backoff
 from halswarm.channels.discord.client import DiscordRestClient, DiscordRestError, RestTimeouts, open_rest_client
 from halswarm.channels.discord.commands import command_payloads
 from halswarm.channels.discord.errors import DiscordConfigError, PayloadError
-from halswarm.channels.discord.gateway import GatewayConfig
+from halswarm.channels.discord.gateway import GatewayConfig, GatewayState
 from halswarm.channels.discord.gateway_runner import GatewayRunner
 from halswarm.channels.discord.handler import Access, HandlerContext, HandlerOptions, Reply, handle
-from halswarm.channels.discord.interactions import Autocomplete, ComponentClick, parse_interaction
+from halswarm.channels.discord.interactions import Autocomplete, ComponentClick, Ping, parse_interaction
 from halswarm.channels.discord.messages import Embed, EmbedField, Message, truncate
 from halswarm.channels.discord.render import error_message, permission_alert, session_alert
 from halswarm.channels.discord.responses import (
@@ -54,9 +54,11 @@ from halswarm.channels.discord.responses import (
     channel_message,
     defer_message,
     defer_update,
+    pong,
 )
 from halswarm.channels.discord.signature import InteractionVerifier, Verdict
 from halswarm.obs.logging import ctx
+from halswarm.obs.metrics import DiscordFigures
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from halswarm.config.supervisor import DiscordChannel
     from halswarm.jsontypes import JSONObject
     from halswarm.models import Event, Session
+    from halswarm.obs.metrics import Metrics
     from halswarm.timeutil import Clock
 
 __all__ = ["DiscordService", "DiscordTimeouts", "event_alert"]
@@ -93,6 +96,11 @@ class DiscordTimeouts:
     edit_after_s: float = 0.25
     #: Posting or editing one alert.
     alert_s: float = 30.0
+    #: The first edit or follow-up of an interaction can race Discord's processing of
+    #: the initial response (an "Unknown Webhook" 404): it is tried once more after this.
+    unknown_original_retry_s: float = 1.0
+    #: Interactions being answered at once; more are told the supervisor is busy.
+    max_jobs: int = 64
     #: Between attempts to register the slash commands.
     register_backoff: Backoff = _REGISTER_BACKOFF
     rest: RestTimeouts = _REST_TIMEOUTS
@@ -107,7 +115,8 @@ class _Work:
     reply: Reply | None = None
     failed: bool = False
     late: bool = False
-    response: Response | None = None
+    response: Response | None = None  # None once decided: the request was abandoned
+    webhook_calls: int = 0  # edits and follow-ups sent so far (the first may race, see _webhook)
 
 
 def _headline(event: Event) -> str:
@@ -146,6 +155,32 @@ def _fallback(interaction: Interaction) -> Response:
             return defer_message(ephemeral=True)
 
 
+def _busy(interaction: Interaction) -> Response:
+    match interaction:
+        case Ping():
+            return pong()
+        case Autocomplete():
+            return autocomplete_result([])
+        case _:
+            return channel_message(error_message("The supervisor is busy answering Discord; try again in a moment."))
+
+
+def _kind(interaction: Interaction) -> str:
+    match interaction:
+        case Ping():
+            return "ping"
+        case Autocomplete():
+            return "autocomplete"
+        case ComponentClick():
+            return "click"
+        case _:
+            return "command"
+
+
+_FAILED_TEXT: Final = "Something went wrong; see the supervisor log."
+_FOLLOWUP_FAILED_TEXT: Final = "The command failed inside the supervisor; see its log."
+
+
 class DiscordService:
     """The Discord channel of one supervisor (see the module docstring)."""
 
@@ -159,8 +194,10 @@ class DiscordService:
         options: HandlerOptions = _HANDLER_OPTIONS,
         rng: random.Random | None = None,
         sessions: Callable[[str], Session | None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self._metrics = metrics
         self._sessions = sessions
         self.timeouts = timeouts
         self.now = now
@@ -182,6 +219,8 @@ class DiscordService:
         self.gateway: GatewayRunner | None = None
         #: Interaction requests refused for a bad signature (also a metric in the HTTP layer).
         self.signature_failures = 0
+        #: Interactions being answered now (bounded by ``timeouts.max_jobs``).
+        self.jobs = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -230,6 +269,31 @@ class DiscordService:
                 self.commands_registered.set()
                 return
 
+    # ---- health ----------------------------------------------------------------------------
+
+    def health(self) -> str:
+        """``ok``, or ``degraded: <why>`` (never failing: Discord down must not take the supervisor out of service)."""
+        if self.rest is None:
+            return "degraded: the Discord service is not running"
+        if not self.commands_registered.is_set():
+            return "degraded: slash commands not registered yet (is Discord reachable?)"
+        gateway = self.gateway
+        if gateway is not None:
+            if gateway.stopped is not None:
+                return f"degraded: gateway stopped: {gateway.stopped.reason}"
+            if gateway.machine.state is not GatewayState.READY:
+                return f"degraded: gateway {gateway.machine.state.value}"
+        return "ok"
+
+    def figures(self) -> DiscordFigures:
+        """Counters and state for the metrics endpoint."""
+        rest_client = self.rest
+        return DiscordFigures(
+            up=self.health() == "ok",
+            gateway_connects=self.gateway.connects if self.gateway is not None else 0,
+            rate_limited=rest_client.rate_limited if rest_client is not None else 0,
+        )
+
     # ---- interactions ----------------------------------------------------------------------
 
     def verify(self, signature: str | None, timestamp: str | None, body: bytes) -> Verdict:
@@ -255,21 +319,37 @@ class DiscordService:
         nursery = self._nursery
         if nursery is None:
             raise DiscordConfigError("the Discord service is not running")
+        if self.jobs >= self.timeouts.max_jobs:
+            log.warning("Discord interaction refused: %d already being answered", self.jobs)
+            self._count(interaction, "busy")
+            return _busy(interaction)
         work = _Work()
+        self.jobs += 1
         nursery.start_soon(self._work, interaction, work, send_initial)
-        with trio.move_on_after(self.timeouts.answer_guard_s):
-            await work.done.wait()
-        if work.reply is not None:
-            response = work.reply.response
-        elif work.failed:
-            response = channel_message(error_message("Something went wrong; see the supervisor log."))
-        else:
-            work.late = True
-            response = _fallback(interaction)
-            log.warning("Discord interaction: answer deferred (the handler is slow)")
-        work.response = response
-        work.decided.set()
-        return response
+        try:
+            with trio.move_on_after(self.timeouts.answer_guard_s):
+                await work.done.wait()
+            if work.reply is not None:
+                response = work.reply.response
+                self._count(interaction, "immediate")
+            elif work.failed:
+                response = channel_message(error_message(_FAILED_TEXT))
+                self._count(interaction, "failed")
+            else:
+                work.late = True
+                response = _fallback(interaction)
+                self._count(interaction, "deferred")
+                log.warning("Discord interaction: answer deferred (the handler is slow)")
+            work.response = response
+            return response
+        finally:
+            # Also when the caller is cancelled (the HTTP client went away): the job
+            # must not wait for a decision that will never come.
+            work.decided.set()
+
+    def _count(self, interaction: Interaction, answer: str) -> None:
+        if self._metrics is not None:
+            self._metrics.discord_interactions.labels(_kind(interaction), answer).inc()
 
     async def _work(
         self, interaction: Interaction, work: _Work, send_initial: Callable[[Response], Awaitable[None]] | None
@@ -286,6 +366,8 @@ class DiscordService:
             log.warning("Discord follow-up gave up after %.0fs", self.timeouts.followup_s)
         except Exception:
             log.exception("Discord interaction job failed")
+        finally:
+            self.jobs -= 1
 
     async def _work_inner(
         self, interaction: Interaction, work: _Work, send_initial: Callable[[Response], Awaitable[None]] | None
@@ -297,7 +379,11 @@ class DiscordService:
             work.failed = True
         work.done.set()
         await work.decided.wait()
-        assert work.response is not None
+        if work.response is None:
+            # Nothing reached Discord, so there is nothing to edit. The command (if any)
+            # was never submitted: follow-ups submit it, and they are skipped here.
+            log.warning("Discord interaction abandoned before its answer was sent")
+            return
         if send_initial is not None:
             await send_initial(work.response)
         else:
@@ -305,31 +391,63 @@ class DiscordService:
         reply = work.reply
         if reply is None:
             if work.late:
-                await self._edit(interaction, error_message("Something went wrong; see the supervisor log."))
+                await self._tell(interaction, work, error_message(_FAILED_TEXT))
             return
-        late_data = reply.response.data
-        if (
-            work.late
-            and late_data
-            and reply.response.type
-            in (
-                CallbackType.CHANNEL_MESSAGE_WITH_SOURCE,
-                CallbackType.UPDATE_MESSAGE,
-            )
-        ):
-            client = self._client()
-            await client.edit_original_body(interaction.application_id, interaction.token, late_data)
+        if work.late:
+            await self._deliver_late(interaction, work, reply.response)
         if reply.followup is None:
             return
         try:
             message = await reply.followup()
         except Exception:
             log.exception("Discord follow-up failed")
-            message = error_message("The command failed inside the supervisor; see its log.")
-        await self._edit(interaction, message)
+            await self._tell(interaction, work, error_message(_FOLLOWUP_FAILED_TEXT))
+            return
+        await self._webhook(work, lambda c: c.edit_original(interaction.application_id, interaction.token, message))
 
-    async def _edit(self, interaction: Interaction, message: Message) -> None:
-        await self._client().edit_original(interaction.application_id, interaction.token, message)
+    async def _deliver_late(self, interaction: Interaction, work: _Work, response: Response) -> None:
+        """Send a reply that came after the deferral.
+
+        A new message (type 4) fills in a command's deferred reply; after a click's
+        deferred update the original is the *alert* everyone sees, so it goes out as a
+        follow-up instead (keeping its ephemeral flag). An update (type 7) edits the original.
+        """
+        data = response.data
+        if not data:
+            return
+        app, token = interaction.application_id, interaction.token
+        if response.type == CallbackType.UPDATE_MESSAGE or (
+            response.type == CallbackType.CHANNEL_MESSAGE_WITH_SOURCE and not isinstance(interaction, ComponentClick)
+        ):
+            await self._webhook(work, lambda c: c.edit_original_body(app, token, data))
+        elif response.type == CallbackType.CHANNEL_MESSAGE_WITH_SOURCE:
+            await self._webhook(work, lambda c: c.create_followup_body(app, token, data))
+
+    async def _tell(self, interaction: Interaction, work: _Work, message: Message) -> None:
+        """A message for the user who acted: a click gets a private follow-up (its original is the alert)."""
+        app, token = interaction.application_id, interaction.token
+        if isinstance(interaction, ComponentClick):
+            private = attrs.evolve(message, ephemeral=True)
+            await self._webhook(work, lambda c: c.create_followup(app, token, private))
+        else:
+            await self._webhook(work, lambda c: c.edit_original(app, token, message))
+
+    async def _webhook(self, work: _Work, call: Callable[[DiscordRestClient], Awaitable[None]]) -> None:
+        """Make an interaction webhook call; the first one is tried again after a 404.
+
+        Discord may not have processed the initial response yet when the first edit
+        arrives (seen as "Unknown Webhook"); a later 404 means the token expired.
+        """
+        first = work.webhook_calls == 0
+        work.webhook_calls += 1
+        try:
+            await call(self._client())
+        except DiscordRestError as exc:
+            if not (first and exc.status == 404):
+                raise
+            log.info("Discord: the interaction is not known yet; retrying once", extra=ctx(route=exc.route_name))
+            await trio.sleep(self.timeouts.unknown_original_retry_s)
+            await call(self._client())
 
     def _client(self) -> DiscordRestClient:
         if self.rest is None:

@@ -101,16 +101,13 @@ class SupervisorDiscordBackend:
             raise BackendError(f"no cost data is available: {exc}") from None
 
     async def pending(self, request_id: str) -> PendingPermission | None:
-        matches = [
-            PendingPermission(s, p)
-            for s in self.tracker.sessions()
-            for p in s.pending.permissions
-            if p.id == request_id or p.id.startswith(request_id)
-        ]
-        exact = [m for m in matches if m.request.id == request_id]
-        if exact:
-            return exact[0]
-        return matches[0] if len(matches) == 1 else None
+        # Exact ids only (autocomplete offers them): a prefix could answer a request
+        # that appeared after the operator read the alert.
+        for session in self.tracker.sessions():
+            for request in session.pending.permissions:
+                if request.id == request_id:
+                    return PendingPermission(session, request)
+        return None
 
     async def audit(self, note: AuditNote) -> None:
         record = AuditRecord(

@@ -257,7 +257,7 @@ class FakeBackend:
     async def pending(self, request_id: str) -> PendingPermission | None:
         for s in self.sessions_:
             for p in s.pending.permissions:
-                if p.id.startswith(request_id):
+                if p.id == request_id:
                     return PendingPermission(s, p)
         return None
 

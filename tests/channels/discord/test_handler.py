@@ -172,7 +172,7 @@ async def test_agent_commands_are_always_deferred_and_submit_only_in_the_followu
         ),
         (
             "approve",
-            [s.option("request", "per_20"), s.option("always", True, OptionType.BOOLEAN)],
+            [s.option("request", "per_20d3aa"), s.option("always", True, OptionType.BOOLEAN)],
             CommandRequest("reply_permission", "ses_wait01", {"request_id": "per_20d3aa", "reply": "always"}),
         ),
         (

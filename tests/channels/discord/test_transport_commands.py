@@ -157,6 +157,10 @@ async def test_deny_rejects_a_pending_request(tmp_path: Path) -> None:
             await wait_until(lambda: bool(pending_requests(live)), within=20, what="a permission request")
             waiting, request = pending_requests(live)[0]
             request_id = request.id
+            # Only an exact id answers a request: a prefix could hit one that came later.
+            prefix = request_id[: len(request_id) // 2]
+            partial = await slash_edit(live, "deny", [s.option("request", prefix)])
+            assert f"no session is waiting on permission request {prefix!r}" in description(partial), partial
             denied = await slash_edit(
                 live, "deny", [s.option("request", request_id), s.option("reason", "not on the build box")]
             )

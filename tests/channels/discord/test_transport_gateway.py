@@ -66,6 +66,10 @@ async def test_the_gateway_resumes_after_a_dropped_connection(tmp_path: Path) ->
         await gw.send_op(7)  # the server asks for a reconnect: resume again
         await wait_until(lambda: len(gw.frames(6)) == 2, what="second RESUME")
         await wait_until(lambda: len(runner(live).readies) == 3, what="RESUMED again")
+        service = live.supervisor.discord
+        assert service is not None
+        await wait_until(lambda: service.health() == "ok", what="the channel healthy again")
+        assert service.figures().gateway_connects == 3
 
 
 async def test_a_non_resumable_invalid_session_identifies_anew(tmp_path: Path) -> None:

@@ -106,6 +106,9 @@ async def test_read_commands_answer_at_once(tmp_path: Path) -> None:
         assert "node-1" in str(nodes.json())
         missing = await live.post(fresh(s.slash("logs", [s.option("target", "nope")]))[0])
         assert "no session or project named 'nope'" in str(missing.json())
+        metrics = (await live.http.get("/metrics")).text
+        answered = len(reads) + 2
+        assert f'hal_o_swarm_discord_interactions_total{{answer="immediate",kind="command"}} {answered:.1f}' in metrics
 
 
 async def test_agent_commands_run_and_edit_the_reply(tmp_path: Path) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import trio
+import trio.testing
 
 from halswarm.agent.backoff import Backoff
-from halswarm.channels.discord.client import DiscordRestError, RestTimeouts, open_rest_client
+from halswarm.channels.discord.client import DiscordRestClient, DiscordRestError, RestTimeouts, open_rest_client
 from halswarm.channels.discord.messages import Message
 from halswarm.channels.discord.rest import USER_AGENT
 from tests.channels.discord import support as s
@@ -88,3 +90,42 @@ async def test_an_unreachable_discord_fails_within_the_retries() -> None:
             await client.create_message(s.CHANNEL_ID, Message(content="x"))
     assert caught.value.status is None
     assert "transport failure" in str(caught.value)
+
+
+class _BucketServer:
+    """An in-process Discord bucket: *limit* requests per *window* seconds, 429 beyond it."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.window_end = -1.0
+        self.used = 0
+        self.too_many = 0
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        now = trio.current_time()
+        if now >= self.window_end:
+            self.window_end, self.used = now + self.window, 0
+        reset_after = f"{self.window_end - now:.3f}"
+        headers = {"X-RateLimit-Bucket": "b1", "X-RateLimit-Reset-After": reset_after}
+        if self.used >= self.limit:
+            self.too_many += 1
+            headers |= {"X-RateLimit-Remaining": "0", "X-RateLimit-Scope": "user"}
+            return httpx.Response(429, headers=headers, json={"message": "limited", "retry_after": float(reset_after)})
+        self.used += 1
+        headers["X-RateLimit-Remaining"] = str(self.limit - self.used)
+        await trio.sleep(0.05)  # the answer takes a moment: concurrent calls overlap
+        return httpx.Response(200, headers=headers, json={"id": "1"})
+
+
+async def test_concurrent_calls_share_what_is_left_of_a_bucket(autojump_clock: trio.testing.MockClock) -> None:
+    """One request left in the bucket and three callers: one goes, two wait for the reset."""
+    server = _BucketServer(limit=2, window=2.0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server.handle)) as http:
+        client = DiscordRestClient(http, base_url="https://discord.test/api/v10", bot_token=BOT_TOKEN)
+        await client.create_message(s.CHANNEL_ID, Message(content="learn the bucket"))
+        async with trio.open_nursery() as nursery:
+            for n in range(3):
+                nursery.start_soon(client.create_message, s.CHANNEL_ID, Message(content=f"concurrent {n}"))
+    assert server.too_many == 0
+    assert client.rate_limited == 0
