@@ -98,6 +98,9 @@ class AgentConfig:
     data_dir: str | None = None
     link: LinkConfig = LinkConfig()
     opencode: OpencodeConfig = OpencodeConfig()
+    #: PEM file of the CA(s) that sign the supervisor's certificate (``wss://``); the
+    #: system's CAs when unset.
+    tls_ca_file: str | None = None
 
     def resolved_node_id(self) -> str:
         """The configured node id, or this machine's hostname."""
@@ -148,6 +151,11 @@ def check_agent_config(config: AgentConfig) -> list[str]:
         problems.append(f"supervisor_url: must be a ws:// or wss:// URL with a host, got {config.supervisor_url!r}")
     if not config.auth_token:
         problems.append("auth_token: required (or set HALSWARM_AUTH_TOKEN)")
+    if config.tls_ca_file is not None:
+        if url.scheme != "wss":
+            problems.append("tls_ca_file: only used with a wss:// supervisor_url")
+        elif not Path(config.tls_ca_file).expanduser().is_file():
+            problems.append(f"tls_ca_file: no such file: {config.tls_ca_file}")
     if not 1 <= config.opencode_port <= 65535:
         problems.append(f"opencode_port: must be between 1 and 65535, got {config.opencode_port}")
     if config.data_dir is not None and not Path(config.data_dir).expanduser().is_absolute():

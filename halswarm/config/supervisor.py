@@ -17,6 +17,14 @@ from halswarm.config._load import EnvBinding, load_config_file, parse_config
 from halswarm.config.dependencies import DependencyStartConfig, check_dependencies
 from halswarm.config.policies import PoliciesConfig, ResumeOnIdlePolicy, check_policies
 from halswarm.config.routing import RouteConfig, SlackWebhookConfig, WebhookConfig, check_routing, routing_secrets
+from halswarm.config.security import (
+    MIN_TOKEN_LEN,
+    ApiToken,
+    check_api_tokens,
+    check_node_tokens,
+    check_origins,
+    check_tls_files,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -47,6 +55,10 @@ class ServerConfig:
     """Listeners, auth and link tuning."""
 
     auth_token: str = attrs.field(default="", repr=False)  # a secret: never in a repr
+    #: Named API tokens with roles (see :mod:`halswarm.config.security`).
+    tokens: list[ApiToken] = attrs.Factory(list)
+    #: Node id -> that node's own agent token (the shared token is then refused for it).
+    node_tokens: dict[str, str] = attrs.field(factory=dict, repr=False)  # secrets
     port: int = 8420
     http_port: int = 8421
     host: str = "0.0.0.0"
@@ -194,7 +206,7 @@ class SupervisorConfig:
 
     def secrets(self) -> list[str]:
         """Every secret value in this config, for log redaction."""
-        values = [self.server.auth_token]
+        values = [self.server.auth_token, *(t.token for t in self.server.tokens), *self.server.node_tokens.values()]
         if self.channels.discord:
             values.append(self.channels.discord.bot_token)
         if self.cost.providers.anthropic:
@@ -216,8 +228,6 @@ SUPERVISOR_ENV: Final[tuple[EnvBinding, ...]] = (
     ("HALSWARM_ANTHROPIC_ADMIN_KEY", ("cost", "providers", "anthropic", "admin_api_key")),
     ("HALSWARM_OPENAI_ADMIN_KEY", ("cost", "providers", "openai", "org_api_key")),
 )
-
-_MIN_TOKEN_LEN: Final = 16
 
 
 def _port_problem(key: str, port: int, allow_zero: bool) -> list[str]:
@@ -292,8 +302,10 @@ def check_supervisor_config(config: SupervisorConfig) -> list[str]:
     problems: list[str] = []
     if not server.auth_token:
         problems.append("server.auth_token: required (or set HALSWARM_AUTH_TOKEN)")
-    elif len(server.auth_token) < _MIN_TOKEN_LEN:
-        problems.append(f"server.auth_token: must be at least {_MIN_TOKEN_LEN} characters")
+    elif len(server.auth_token) < MIN_TOKEN_LEN:
+        problems.append(f"server.auth_token: must be at least {MIN_TOKEN_LEN} characters")
+    problems += check_api_tokens(server.tokens, server.auth_token)
+    problems += check_node_tokens(server.node_tokens)
     problems += _port_problem("server.port", server.port, allow_zero=True)
     problems += _port_problem("server.http_port", server.http_port, allow_zero=True)
     if server.port == server.http_port and server.port != 0:
@@ -317,8 +329,8 @@ def check_supervisor_config(config: SupervisorConfig) -> list[str]:
     if config.database.retention_days < 1:
         problems.append("database.retention_days: must be at least 1")
     tls = config.security.tls
-    if tls.enabled:
-        problems.append("security.tls.enabled: TLS is not available in this version yet (planned); set false")
+    problems += check_tls_files(tls.enabled, tls.cert_path, tls.key_path)
+    problems += check_origins(config.security.origin_allowlist)
     problems += _cost_problems(config)
     budgets = config.budgets
     problems += check_policies(config.policies, budget_limits=budgets.daily_usd is not None or bool(budgets.projects))

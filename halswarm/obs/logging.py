@@ -6,16 +6,27 @@ Structured context goes in ``extra={"ctx": {...}}``; it is rendered as JSON fiel
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Final, Literal
 
 import orjson
 
-__all__ = ["LogFormat", "RedactingFilter", "configure_logging", "ctx", "redact"]
+__all__ = [
+    "CorrelationFilter",
+    "LogFormat",
+    "RedactingFilter",
+    "configure_logging",
+    "correlation_scope",
+    "ctx",
+    "current_correlation_id",
+    "redact",
+]
 
 LogFormat = Literal["json", "text"]
 
@@ -25,6 +36,26 @@ _TOKEN_PATTERNS: Final = (
     re.compile(r"\bsk-[A-Za-z0-9_-]{10,}"),
 )
 _REDACTED: Final = "[REDACTED]"
+
+
+_CORRELATION: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
+    "halswarm_correlation_id", default=None
+)
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id of the work in progress (an HTTP request, a command), if any."""
+    return _CORRELATION.get()
+
+
+@contextlib.contextmanager
+def correlation_scope(correlation_id: str | None) -> Generator[None, None, None]:
+    """Within the block (and tasks it starts), log lines carry ``correlation_id``."""
+    token = _CORRELATION.set(correlation_id)
+    try:
+        yield
+    finally:
+        _CORRELATION.reset(token)
 
 
 def ctx(**fields: object) -> dict[str, Mapping[str, object]]:
@@ -61,7 +92,20 @@ class RedactingFilter(logging.Filter):
 
 def _fields(record: logging.LogRecord) -> Mapping[str, object]:
     fields = getattr(record, "ctx", None)
-    return fields if isinstance(fields, Mapping) else {}
+    fields = fields if isinstance(fields, Mapping) else {}
+    correlation = getattr(record, "correlation_id", None)
+    if correlation and "correlation_id" not in fields:
+        return {**fields, "correlation_id": correlation}
+    return fields
+
+
+class CorrelationFilter(logging.Filter):
+    """Stamps each record with the correlation id of the context that logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Copy the context's correlation id onto the record (formatters render it)."""
+        record.correlation_id = _CORRELATION.get()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -109,6 +153,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "json", secrets: Ite
     """
     secret_list = [s for s in secrets if s]
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CorrelationFilter())
     handler.addFilter(RedactingFilter(secret_list))
     handler.setFormatter(JsonFormatter(secret_list) if fmt == "json" else TextFormatter(secret_list))
     root = logging.getLogger()

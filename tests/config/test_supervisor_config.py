@@ -134,14 +134,6 @@ def test_port_zero_is_allowed_for_tests() -> None:
     assert (config.server.port, config.server.http_port) == (0, 0)
 
 
-def test_tls_enabled_is_rejected_clearly() -> None:
-    raw = example()
-    raw["security"] = {"tls": {"enabled": True, "cert_path": "/etc/ssl/c.pem", "key_path": "/etc/ssl/k.pem"}}
-    (problem,) = problems_of(raw)
-    assert problem.startswith("security.tls.enabled: TLS is not available in this version")
-    assert "set false" in problem
-
-
 # ---- environment ------------------------------------------------------------------------
 
 
