@@ -8,9 +8,11 @@ STAMP := $(VENV)/.installed
 OPENCODE_VERSION := 1.18.33
 TOOLS := .tools
 OPENCODE := $(TOOLS)/node_modules/.bin/opencode
+# promtool (Debian's prometheus package) checks /metrics in the tests; extracted, not installed.
+PROMTOOL := $(TOOLS)/promtool
 PY_SOURCES := halswarm tests bench
 
-.PHONY: help venv demo test lint typecheck unit opencode bench chaos clean
+.PHONY: help venv demo test lint typecheck unit opencode promtool bench chaos clean
 
 help:
 	@echo "make demo    - set up .venv and run a local supervisor + agent with simulated sessions"
@@ -36,6 +38,23 @@ $(OPENCODE):
 
 opencode: $(OPENCODE)
 
+# `apt-get download` needs no root, only package lists: a fresh CI machine (root) may have
+# none, so refresh them once if the package is unknown. Idempotent: the binary is the target.
+$(PROMTOOL):
+	@command -v apt-get >/dev/null || { echo "promtool: apt-get not found (install Prometheus's promtool as $(PROMTOOL))"; exit 1; }
+	@mkdir -p $(TOOLS)/promtool.d
+	@if ! apt-cache show prometheus >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq; \
+		else echo "promtool: no apt package lists; run 'sudo apt-get update' (or install promtool as $(PROMTOOL))"; exit 1; fi; \
+	fi
+	cd $(TOOLS)/promtool.d && rm -f prometheus_*.deb && apt-get download -qq prometheus
+	dpkg-deb -x $(TOOLS)/promtool.d/prometheus_*.deb $(TOOLS)/promtool.d/root
+	cp $(TOOLS)/promtool.d/root/usr/bin/promtool $(PROMTOOL)
+	rm -rf $(TOOLS)/promtool.d
+	$(PROMTOOL) --version
+
+promtool: $(PROMTOOL)
+
 demo: $(STAMP)
 	$(BIN)/python -m halswarm.demo --dir .halswarm
 
@@ -49,8 +68,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) $(OPENCODE)
-	OPENCODE_BIN=$(abspath $(OPENCODE)) $(BIN)/pytest -q
+unit: $(STAMP) $(OPENCODE) $(PROMTOOL)
+	OPENCODE_BIN=$(abspath $(OPENCODE)) PROMTOOL_BIN=$(abspath $(PROMTOOL)) $(BIN)/pytest -q
 
 test: lint unit
 

@@ -38,6 +38,8 @@ async def open_ws(
 
     Raises:
         OSError: the TCP connection failed.
+        trio.BrokenResourceError: the TLS handshake failed (e.g. certificate verify failed;
+            the :class:`ssl.SSLError` is its ``__cause__``).
         trio.TooSlowError: connecting or the handshake took longer than *connect_timeout*.
         trio_websocket.ConnectionRejected: the server refused the upgrade (e.g. 401).
 
@@ -53,9 +55,17 @@ async def open_ws(
     stream: trio.abc.Stream
     with trio.fail_after(connect_timeout):
         if secure:
-            stream = await trio.open_ssl_over_tcp_stream(
+            ssl_stream = await trio.open_ssl_over_tcp_stream(
                 parts.hostname, port, ssl_context=ssl_context or ssl.create_default_context(), https_compatible=True
             )
+            try:
+                # Handshake now: inside trio-websocket a certificate failure would only
+                # surface as a handshake timeout, hiding the reason from the agent's log.
+                await ssl_stream.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(ssl_stream)
+                raise
+            stream = ssl_stream
         else:
             stream = await trio.open_tcp_stream(parts.hostname, port)
     try:

@@ -17,7 +17,7 @@ import trio
 from halswarm.agent.backend import CommandFailedError, SessionBackend
 from halswarm.agent.outbox import OutboxError
 from halswarm.convert import ConversionError, converter, structure_strict
-from halswarm.obs.logging import ctx
+from halswarm.obs.logging import correlation_scope, ctx
 from halswarm.proto.messages import CommandMsg, CommandResult
 
 if TYPE_CHECKING:
@@ -71,13 +71,25 @@ class Executor:
             return
         if len(self._running) >= _MAX_RUNNING:
             self._nursery.start_soon(
-                reply, CommandResult(command.command_id, ok=False, error="agent busy: too many commands running")
+                reply,
+                CommandResult(
+                    command.command_id,
+                    ok=False,
+                    error="agent busy: too many commands running",
+                    correlation_id=command.correlation_id,
+                ),
             )
             return
         self._running[key] = command
         self._nursery.start_soon(self._execute, key, command, reply)
 
     async def _execute(self, key: str, command: CommandMsg, reply: Reply) -> None:
+        # Every line logged about this command (here, in the backend, in tasks it
+        # starts) carries the id the operator's request came with (issue 8).
+        with correlation_scope(command.correlation_id or None):
+            await self._execute_in_scope(key, command, reply)
+
+    async def _execute_in_scope(self, key: str, command: CommandMsg, reply: Reply) -> None:
         try:
             try:
                 result = self._recent.get(key) or await self._remembered(key)
@@ -85,7 +97,10 @@ class Executor:
                 # Running it could run it twice; refusing is the safe answer.
                 log.error("cannot read remembered results: %s", exc, extra=ctx(command_id=command.command_id))
                 result = CommandResult(
-                    command.command_id, ok=False, error="agent cannot check whether this command already ran"
+                    command.command_id,
+                    ok=False,
+                    error="agent cannot check whether this command already ran",
+                    correlation_id=command.correlation_id,
                 )
                 await reply(result)
                 return
@@ -104,7 +119,11 @@ class Executor:
                         exc,
                         extra=ctx(command_id=command.command_id),
                     )
-            await reply(CommandResult(command.command_id, result.ok, result.result, result.error))
+            await reply(
+                CommandResult(
+                    command.command_id, result.ok, result.result, result.error, correlation_id=command.correlation_id
+                )
+            )
         finally:
             self._running.pop(key, None)
 
@@ -115,7 +134,7 @@ class Executor:
         try:
             return structure_strict(orjson.loads(stored), CommandResult)
         except ConversionError as exc:
-            log.error("unreadable remembered result ignored: %s", exc, extra=ctx(key=key))
+            log.error("unreadable remembered result ignored: %s", exc, extra=ctx(idempotency_key=key))
             return None
 
     def _remember(self, key: str, result: CommandResult) -> None:

@@ -4,8 +4,9 @@ Per connection: the reader (frames -> protocol -> handlers; never does slow work
 sender (outbox pages into the send window), heartbeats, and a watchdog that drops a
 silent connection. Between connections: jittered exponential backoff, reset only after a
 connection stayed up ``stable_after_sec`` (a supervisor that accepts and then drops us
-cannot cause a tight loop). A rejected token or a node-id conflict backs off to the
-maximum delay and says why, loudly.
+cannot cause a tight loop). A rejected token (401, or 4401 for a per-node token) or a
+node-id conflict backs off to the maximum delay and says why, loudly; a certificate the
+agent cannot verify is logged as such (with the fix) and retried like any failure.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -37,6 +39,7 @@ from halswarm.proto import (
 from halswarm.runtime import exception_leaves
 from halswarm.sync import Signal, wait_any
 from halswarm.timeutil import Clock, format_ts
+from halswarm.tls import CERT_VERIFY_HINT, cert_verify_error, client_ssl_context
 
 if TYPE_CHECKING:
     import random
@@ -60,7 +63,16 @@ _MAX_INBOUND_FRAME: Final = 16 * 1024 * 1024
 
 
 def websocket_connector(config: AgentConfig) -> Connector:
-    """The real connector: TCP (TLS for ``wss://``) with the config's timeouts."""
+    """The real connector: TCP (TLS for ``wss://``) with the config's timeouts.
+
+    For ``wss://`` the certificate is verified against ``tls_ca_file`` (or the system's
+    CAs) and the URL's host name.
+
+    Raises:
+        TlsConfigError: ``tls_ca_file`` cannot be read or is not PEM (at once, not per attempt).
+    """
+    secure = urlsplit(config.supervisor_url).scheme == "wss"
+    ssl_context = client_ssl_context(config.tls_ca_file) if secure else None
 
     def connect(url: str, headers: list[tuple[bytes, bytes]]) -> AbstractAsyncContextManager[WebSocketConnection]:
         return open_ws(
@@ -69,6 +81,7 @@ def websocket_connector(config: AgentConfig) -> Connector:
             connect_timeout=config.link.connect_timeout_sec,
             close_timeout=config.link.close_timeout_sec,
             max_message_size=_MAX_INBOUND_FRAME,
+            ssl_context=ssl_context,
         )
 
     return connect
@@ -200,9 +213,19 @@ class AgentLink:
             code = first.reason.code if first.reason else None
             reason = first.reason.reason if first.reason else ""
             self.status.last_error = f"supervisor closed the connection (code {code}: {reason})"
-            if code == CloseCode.NODE_ID_CONFLICT:  # sent instead of a welcome
+            if code == CloseCode.AUTH_REFUSED:  # sent instead of a welcome: a per-node token problem
+                self.status.last_error = (
+                    f"supervisor refused our token for node {self.node_id} (code {code}: {reason}): check auth_token"
+                )
+            if code in (CloseCode.NODE_ID_CONFLICT, CloseCode.AUTH_REFUSED):
                 log.error(self.status.last_error)
                 return True
+        elif (cert_problem := cert_verify_error(first)) is not None:
+            self.status.last_error = (
+                f"TLS: certificate verify failed for {self.config.ws_url()} ({cert_problem}): {CERT_VERIFY_HINT}"
+            )
+            log.error(self.status.last_error)
+            return False
         else:
             self.status.last_error = f"cannot reach supervisor at {self.config.supervisor_url}: {first}"
         log.warning(self.status.last_error)
@@ -342,6 +365,7 @@ class AgentLink:
                     resources=self.resources(),
                     health=self.health(),
                     facts=self.facts() if self.facts is not None else None,
+                    outbox_backlog=self.outbox.pending,
                 )
                 await conn.send(proto.heartbeat_frame(heartbeat))
                 # The next slot of the fixed schedule: an extra heartbeat never delays

@@ -27,10 +27,12 @@ import orjson
 
 from halswarm.audit import AuditEntry
 from halswarm.convert import converter, describe_errors, unstructure
+from halswarm.http.correlation import CORRELATION_HEADER, new_correlation_id
 from halswarm.jsontypes import JSONObject, JSONValue, is_json_object
 from halswarm.models import Command, Event, Node, Session
 from halswarm.policy.views import PolicyInfo
 from halswarm.projects import CompleteAnswer, CompleteRequest, ProjectInfo
+from halswarm.tls import CERT_VERIFY_HINT, cert_verify_error, client_ssl_context
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -60,6 +62,8 @@ class ClientError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        #: The invocation's ``X-Correlation-ID`` (set for error answers; grep the supervisor log for it).
+        self.correlation_id: str | None = None
 
 
 class SupervisorUnreachableError(ClientError):
@@ -125,6 +129,8 @@ class ApiClient:
         self._http = http
         self.url = url
         self.timeouts = timeouts
+        #: Sent as ``X-Correlation-ID`` on every request of this invocation.
+        self.correlation_id = str(http.headers.get(CORRELATION_HEADER, ""))
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -308,14 +314,18 @@ class ApiClient:
                 raise ApiError(response.status_code, "invalid_response", "the supervisor sent a body that is not JSON")
             return body
         code, message = _error_of(body, response)
+        error: ClientError
         if response.status_code == 401:
-            raise AuthenticationError(message)
-        if response.status_code == 404:
-            raise NotFoundError(code, message)
-        command = None
-        if body is not None and "command" in body:
-            command = self._structure(body, "command", Command, status=response.status_code)
-        raise ApiError(response.status_code, code, message, command)
+            error = AuthenticationError(message)
+        elif response.status_code == 404:
+            error = NotFoundError(code, message)
+        else:
+            command = None
+            if body is not None and "command" in body:
+                command = self._structure(body, "command", Command, status=response.status_code)
+            error = ApiError(response.status_code, code, message, command)
+        error.correlation_id = response.headers.get(CORRELATION_HEADER) or self.correlation_id
+        raise error
 
     @staticmethod
     def _structure(body: JSONObject, key: str, cls: type[T], *, status: int = 200) -> T:
@@ -335,6 +345,7 @@ async def open_api(
     *,
     timeouts: ClientTimeouts | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    ca_file: str | None = None,
 ) -> AsyncGenerator[ApiClient]:
     """An :class:`ApiClient` for the supervisor at *url*, closed on exit.
 
@@ -343,6 +354,10 @@ async def open_api(
         token: bearer token (``None`` sends no Authorization header).
         timeouts: request deadlines (defaults: :class:`ClientTimeouts`).
         transport: an httpx transport for tests (default: real sockets).
+        ca_file: PEM CA file to verify an ``https://`` supervisor with (default: system CAs).
+
+    Raises:
+        TlsConfigError: *ca_file* cannot be read or is not PEM.
 
     Resource handling: one connection pool for the block; closing it does not wait for
     the peer.
@@ -351,7 +366,13 @@ async def open_api(
     headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=effective.httpx(), transport=transport) as http:
+    # One id per invocation: every request of this halctl run can be found in the supervisor log.
+    headers[CORRELATION_HEADER] = new_correlation_id()
+    # Our own context (TLS >= 1.2, host name checked); httpx deprecates a path for verify=.
+    verify = client_ssl_context(ca_file) if url.startswith("https:") else True
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=effective.httpx(), transport=transport, verify=verify
+    ) as http:
         yield ApiClient(http, url, effective)
 
 
@@ -396,6 +417,8 @@ def _transport_reason(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.ConnectError):
         if _caused_by_refusal(exc):
             return "connection refused"
+        if (cert_problem := cert_verify_error(exc)) is not None:
+            return f"TLS certificate verify failed ({cert_problem}); {CERT_VERIFY_HINT}"
         return f"cannot connect: {exc}" if str(exc) else "cannot connect"
     return str(exc) or type(exc).__name__
 

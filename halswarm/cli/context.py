@@ -70,7 +70,9 @@ class App:
 
     def open_api(self) -> AbstractAsyncContextManager[ApiClient]:
         """An API client for the resolved URL and token (closed when the block ends)."""
-        return open_api(self.settings.url, self.settings.token, timeouts=self.io.timeouts)
+        return open_api(
+            self.settings.url, self.settings.token, timeouts=self.io.timeouts, ca_file=self.settings.ca_file
+        )
 
     def print(self, *renderables: object) -> None:
         """Print rich renderables to standard output."""

@@ -76,5 +76,7 @@ def describe_error(exc: ClientError, settings: Settings) -> tuple[int, str]:
     if isinstance(exc, NotFoundError):
         return EXIT_NOT_FOUND, f"not found: {exc.message}"
     if isinstance(exc, ApiError):
-        return EXIT_FAILED, f"{exc.message} ({exc.code}, HTTP {exc.status})"
+        # The correlation id finds this request in the supervisor's logs and audit rows.
+        trace = f"; correlation id {exc.correlation_id}" if exc.correlation_id else ""
+        return EXIT_FAILED, f"{exc.message} ({exc.code}, HTTP {exc.status}{trace})"
     return EXIT_FAILED, exc.message

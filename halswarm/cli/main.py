@@ -65,9 +65,9 @@ _EPILOG = f"""{EXIT_CODES_HELP}
 
 \b
 Settings, first found wins:
-  --url / --token
-  HALCTL_URL / HALCTL_TOKEN (or HALSWARM_AUTH_TOKEN)
-  ./.halswarm/halctl.json   {{"url": "...", "token": "..."}}
+  --url / --token / --ca-file
+  HALCTL_URL / HALCTL_TOKEN (or HALSWARM_AUTH_TOKEN) / HALSWARM_CA_FILE
+  ./.halswarm/halctl.json   {{"url": "...", "token": "...", "ca_file": "..."}}
   $XDG_CONFIG_HOME/halswarm/halctl.json (~/.config/...)
 --config FILE replaces the two files. Default URL: {DEFAULT_URL}"""
 
@@ -100,15 +100,22 @@ class HalctlGroup(click.Group):
     help="Read url/token from this JSON file instead of the usual ones.",
 )
 @click.option(
+    "--ca-file",
+    metavar="FILE",
+    help="PEM file of the CA that signed an https:// supervisor's certificate [default: system CAs].",
+)
+@click.option(
     "-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table", show_default=True, help="Output format."
 )
 @click.version_option(__version__, prog_name="halctl")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, token: str | None, config_path: Path | None, output: str) -> None:
+def cli(
+    ctx: click.Context, url: str | None, token: str | None, config_path: Path | None, ca_file: str | None, output: str
+) -> None:
     """Operate a halswarm fleet: nodes, agent sessions and their commands."""
     io = ctx.obj if isinstance(ctx.obj, Io) else Io()
     try:
-        settings = resolve_settings(url=url, token=token, config=config_path, env=io.env, cwd=io.cwd)
+        settings = resolve_settings(url=url, token=token, config=config_path, env=io.env, cwd=io.cwd, ca_file=ca_file)
     except SettingsError as exc:
         fail(io, EXIT_USAGE, str(exc))
     ctx.obj = App(io, settings, output="json" if output == "json" else "table")

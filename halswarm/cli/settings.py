@@ -2,13 +2,16 @@
 
 Each value is taken from the first of these that sets it:
 
-1. the ``--url`` / ``--token`` flags;
+1. the ``--url`` / ``--token`` / ``--ca-file`` flags;
 2. the environment: ``HALCTL_URL``; ``HALCTL_TOKEN``, then ``HALSWARM_AUTH_TOKEN``;
+   ``HALSWARM_CA_FILE``;
 3. ``./.halswarm/halctl.json`` in the current directory (the local demo writes it);
 4. ``$XDG_CONFIG_HOME/halswarm/halctl.json`` (``~/.config/halswarm/halctl.json``).
 
 ``--config FILE`` replaces steps 3 and 4 with that one file. A config file is a JSON
-object with optional ``url`` and ``token`` keys. The URL defaults to
+object with optional ``url``, ``token`` and ``ca_file`` keys (``ca_file``: PEM file of
+the CA that signed an ``https://`` supervisor's certificate; the system's CAs when
+unset). The URL defaults to
 ``http://127.0.0.1:8421``; there is no default token. The token is never printed: it
 is left out of reprs, and messages name only where it came from.
 """
@@ -42,6 +45,7 @@ CONFIG_FILE_NAME: Final = "halctl.json"
 LOCAL_CONFIG: Final = Path(".halswarm") / CONFIG_FILE_NAME
 URL_ENV: Final = "HALCTL_URL"
 TOKEN_ENVS: Final = ("HALCTL_TOKEN", "HALSWARM_AUTH_TOKEN")
+CA_FILE_ENV: Final = "HALSWARM_CA_FILE"
 
 
 class SettingsError(Exception):
@@ -54,6 +58,7 @@ class FileSettings:
 
     url: str | None = None
     token: str | None = attrs.field(default=None, repr=False)
+    ca_file: str | None = None
 
 
 @attrs.frozen
@@ -64,6 +69,8 @@ class Settings:
     token: str | None = attrs.field(repr=False)
     url_source: str = "default"
     token_source: str | None = None
+    #: CA file for ``https://`` (issue #8); None uses the system's CAs.
+    ca_file: str | None = None
 
 
 def config_files(*, config: Path | None, env: Mapping[str, str], cwd: Path) -> list[Path]:
@@ -89,12 +96,14 @@ def resolve_settings(
     config: Path | None = None,
     env: Mapping[str, str],
     cwd: Path,
+    ca_file: str | None = None,
 ) -> Settings:
     """Resolve URL and token with precedence flags > environment > local file > XDG file.
 
     Args:
         url: the ``--url`` flag, if given.
         token: the ``--token`` flag, if given.
+        ca_file: the ``--ca-file`` flag, if given.
         config: the ``--config`` file, if given (must exist).
         env: the environment variables.
         cwd: the current directory.
@@ -104,14 +113,15 @@ def resolve_settings(
 
     Raises:
         SettingsError: ``--config`` names a missing file, a file is not valid JSON
-            or has unknown keys, or the URL is not an http(s) URL.
+            or has unknown keys, the URL is not an http(s) URL, or the CA file is missing.
     """
     url_value, url_source = _first((url, "--url"), (env.get(URL_ENV), URL_ENV))
     token_value, token_source = _first((token, "--token"), *((env.get(name), name) for name in TOKEN_ENVS))
+    ca_value, _ = _first((ca_file, "--ca-file"), (env.get(CA_FILE_ENV), CA_FILE_ENV))
     if config is not None and not config.is_file():
         raise SettingsError(f"config file {config} does not exist")
     for path in config_files(config=config, env=env, cwd=cwd):
-        if url_value is not None and token_value is not None:
+        if url_value is not None and token_value is not None and ca_value is not None:
             break
         loaded = _load_file(path)
         if loaded is None:
@@ -120,13 +130,18 @@ def resolve_settings(
             url_value, url_source = loaded.url, str(path)
         if token_value is None and loaded.token:
             token_value, token_source = loaded.token, str(path)
+        if ca_value is None and loaded.ca_file:
+            ca_value = loaded.ca_file
     if url_value is None:
         url_value, url_source = DEFAULT_URL, "default"
+    if ca_value is not None and not Path(ca_value).expanduser().is_file():
+        raise SettingsError(f"CA file {ca_value} does not exist (--ca-file / {CA_FILE_ENV} / ca_file)")
     return Settings(
         url=_check_url(url_value, url_source),
         token=token_value,
         url_source=url_source or "default",
         token_source=token_source if token_value is not None else None,
+        ca_file=str(Path(ca_value).expanduser()) if ca_value is not None else None,
     )
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 from quart import Quart, Response, request
 
+from halswarm.http.auth import requires
 from halswarm.http.responses import ApiError, json_response, query_int, query_str
 from halswarm.store.policy_sql import AuditQuery
 from halswarm.timeutil import format_ts, parse_ts
@@ -67,5 +68,6 @@ def register_audit(app: Quart, api: ApiContext) -> None:
     """Add the audit route to *app*."""
 
     @app.get("/api/v1/audit")
+    @requires("viewer")
     async def list_audit() -> Response:
         return json_response({"audit": await api.store.query_audit(audit_query(request.args))})

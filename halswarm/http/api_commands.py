@@ -13,7 +13,9 @@ from quart import Quart, Response, request
 
 from halswarm.commands import CommandRequest
 from halswarm.convert import ConversionError, loads_object, structure_strict
+from halswarm.http.auth import current_principal, requires
 from halswarm.http.responses import ApiError, error_response, json_response, query_float
+from halswarm.obs.logging import current_correlation_id
 from halswarm.supervisor.dispatcher import CommandError
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ def register_commands(app: Quart, api: ApiContext) -> None:
     """Add the command routes to *app*."""
 
     @app.post("/api/v1/commands")
+    @requires("operator")
     async def submit_command() -> Response:
         wait = query_float(request.args, "wait", default=_DEFAULT_WAIT, low=0, high=_MAX_WAIT)
         try:
@@ -48,10 +51,12 @@ def register_commands(app: Quart, api: ApiContext) -> None:
             command_request = structure_strict(body, CommandRequest)
         except ConversionError as exc:
             raise ApiError(400, "invalid_body", "; ".join(exc.problems)) from None
-        correlation_id = request.headers.get("X-Correlation-ID")
         try:
             command = await api.dispatcher.submit(
-                command_request, actor="api", source="http", correlation_id=correlation_id
+                command_request,
+                actor=current_principal().actor,
+                source="http",
+                correlation_id=current_correlation_id(),
             )
         except CommandError as exc:
             extra = {"command": exc.command} if exc.command is not None else None
@@ -60,6 +65,7 @@ def register_commands(app: Quart, api: ApiContext) -> None:
         return command_response(final or command)
 
     @app.get("/api/v1/commands/<command_id>")
+    @requires("viewer")
     async def get_command(command_id: str) -> Response:
         wait = query_float(request.args, "wait", default=0, low=0, high=_MAX_WAIT)
         command = await api.dispatcher.wait(command_id, wait)

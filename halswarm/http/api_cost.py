@@ -13,6 +13,7 @@ from quart import Quart, Response, request
 
 from halswarm.cost.model import COST_GROUPINGS
 from halswarm.cost.report import PeriodError, parse_window
+from halswarm.http.auth import requires
 from halswarm.http.responses import ApiError, json_response, query_str
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def register_cost(app: Quart, api: ApiContext) -> None:
     """Add the cost route to *app*."""
 
     @app.get("/api/v1/cost")
+    @requires("viewer")
     async def cost_report() -> Response:
         args = request.args
         group_by = _group_by(query_str(args, "group_by"))

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from quart import Quart, Response, request
 
+from halswarm.http.auth import requires
 from halswarm.http.responses import ApiError, json_response, query_int, query_str
 from halswarm.models import SESSION_STATUSES
 from halswarm.store import EventQuery
@@ -45,6 +46,7 @@ def register_sessions(app: Quart, api: ApiContext) -> None:
     """Add the session and event routes to *app*."""
 
     @app.get("/api/v1/sessions")
+    @requires("viewer")
     async def list_sessions() -> Response:
         status = query_str(request.args, "status")
         if status is not None and status not in SESSION_STATUSES:
@@ -55,6 +57,7 @@ def register_sessions(app: Quart, api: ApiContext) -> None:
         return json_response(body)
 
     @app.get("/api/v1/sessions/<session_id>")
+    @requires("viewer")
     async def get_session(session_id: str) -> Response:
         session = api.tracker.get(session_id)
         if session is None:
@@ -62,6 +65,7 @@ def register_sessions(app: Quart, api: ApiContext) -> None:
         return json_response({"session": session})
 
     @app.get("/api/v1/sessions/<session_id>/events")
+    @requires("viewer")
     async def session_events(session_id: str) -> Response:
         if api.tracker.get(session_id) is None:
             raise ApiError(404, "not_found", f"no session {session_id!r}")
@@ -69,6 +73,7 @@ def register_sessions(app: Quart, api: ApiContext) -> None:
         return json_response({"events": events})
 
     @app.get("/api/v1/events")
+    @requires("viewer")
     async def list_events() -> Response:
         events = await api.store.query_events(_event_query())
         return json_response({"events": events})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 
+from halswarm.auth_throttle import FailureThrottle
 from halswarm.channels.discord.service import DiscordService
+from halswarm.config.security import ApiToken
 from halswarm.cost.reporter import CostReporter
 from halswarm.jsontypes import JSONObject
 from halswarm.obs.metrics import Metrics
@@ -16,6 +18,7 @@ from halswarm.store import Store
 from halswarm.supervisor.dispatcher import Dispatcher
 from halswarm.supervisor.registry import NodeRegistry
 from halswarm.supervisor.tracker import SessionTracker
+from halswarm.timeutil import Clock, system_now
 
 __all__ = ["ApiContext", "Readiness"]
 
@@ -27,6 +30,7 @@ Readiness = Callable[[], Awaitable[dict[str, str]]]
 class ApiContext:
     """Handles on the supervisor's components, for route handlers."""
 
+    #: The shared ``server.auth_token``: role admin, actor ``api``.
     token: str
     store: Store
     tracker: SessionTracker
@@ -40,3 +44,11 @@ class ApiContext:
     projects: DependencyEngine
     #: The Discord channel, when ``channels.discord`` is configured (``POST /discord/interactions``).
     discord: DiscordService | None = None
+    #: Named API tokens with roles (``server.tokens``).
+    tokens: Sequence[ApiToken] = ()
+    #: Origins allowed on requests that carry an ``Origin`` header (``security.origin_allowlist``).
+    origin_allowlist: Sequence[str] = ("*",)
+    #: Slows down repeated auth failures per remote address.
+    throttle: FailureThrottle = attrs.Factory(FailureThrottle)
+    #: Wall clock for audit rows the API writes itself (auth failures).
+    now: Clock = system_now

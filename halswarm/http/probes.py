@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from quart import Quart, Response
+from quart import Quart, Response, request
 
 from halswarm.http.responses import json_response
 
@@ -42,4 +42,9 @@ def register_probes(app: Quart, api: ApiContext) -> None:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(api.metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+        # Content negotiation (provider-apis.md section 5): OpenMetrics for scrapers that
+        # ask for it, the text format 0.0.4 otherwise; never a blank content type.
+        body, content_type = api.metrics.exposition(request.headers.get("Accept"))
+        response = Response(body, content_type=content_type)
+        response.vary.add("Accept")
+        return response

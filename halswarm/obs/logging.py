@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import logging
 import re
 import sys
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final, Literal
 
@@ -19,8 +20,10 @@ import orjson
 
 __all__ = [
     "CorrelationFilter",
+    "JsonFormatter",
     "LogFormat",
     "RedactingFilter",
+    "TextFormatter",
     "configure_logging",
     "correlation_scope",
     "ctx",
@@ -30,12 +33,30 @@ __all__ = [
 
 LogFormat = Literal["json", "text"]
 
-# Token-shaped strings: bearer headers, provider keys, long hex/base64 runs.
-_TOKEN_PATTERNS: Final = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"\bsk-[A-Za-z0-9_-]{10,}"),
-)
+_MIN_SECRET: Final = 4
+
 _REDACTED: Final = "[REDACTED]"
+
+# Token-shaped strings (issue 8): whatever configured secrets a deployment has, these
+# never reach a log line. Each pattern keeps group 1 (a prefix worth seeing: the header
+# or key name) and replaces the rest. Ordinary ids (event ids, SHA-256 digests) survive
+# unless they follow a credential-ish key name.
+_KEY_NAMES: Final = r"(?:token|secret|key|password|passwd|api[_-]?key|access[_-]?key|client[_-]?secret)"
+_TOKEN_PATTERNS: Final = (
+    # Authorization: Basic <b64> / Bearer <token> (header or "authorization=" field).
+    re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?(?:basic|bearer)\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    # Slack incoming webhooks: the path is the credential.
+    re.compile(r"(https?://hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_-]+"),
+    # Discord webhooks: /api/webhooks/<id>/<token>.
+    re.compile(r"(https?://(?:\w+\.)?discord(?:app)?\.com/api/(?:v\d+/)?webhooks/\d+/)[A-Za-z0-9._-]+"),
+    # Discord bot tokens: base64(user id) . timestamp . HMAC.
+    re.compile(r"()(?<![A-Za-z0-9_.-])[A-Za-z0-9_-]{23,}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}"),
+    # Anthropic (sk-ant-...), OpenAI (sk-..., sk-proj-..., sk-admin-...) keys.
+    re.compile(r"()\bsk-[A-Za-z0-9_-]{10,}"),
+    # Long hex runs only as the value of a credential-ish key: token=..., "secret": "...".
+    re.compile(r"(?i)(\b[A-Za-z0-9_-]*" + _KEY_NAMES + r"[\"']?\s*[:=]\s*[\"']?)[0-9a-fA-F]{32,}"),
+)
 
 
 _CORRELATION: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
@@ -64,29 +85,79 @@ def ctx(**fields: object) -> dict[str, Mapping[str, object]]:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove configured secrets and token-shaped strings from *text*."""
+    """Remove configured secrets and token-shaped strings from *text*.
+
+    Args:
+        text: a log line, an error message or a traceback.
+        secrets: exact values to remove (shorter than 4 characters are ignored: they
+            would blank out ordinary words).
+
+    Returns:
+        *text* with every match replaced by ``[REDACTED]``.
+    """
     for secret in secrets:
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= _MIN_SECRET and secret in text:
             text = text.replace(secret, _REDACTED)
     for pattern in _TOKEN_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + _REDACTED, text)
+        text = pattern.sub(_keep_prefix, text)
     return text
 
 
+def _keep_prefix(match: re.Match[str]) -> str:
+    return match.group(1) + _REDACTED
+
+
+def _json_forms(secrets: Iterable[str]) -> list[str]:
+    """Each secret plus its JSON-escaped spelling (quotes, backslashes, control and
+    non-ASCII characters change when serialised), so a finished JSON line is covered."""
+    forms: list[str] = []
+    for secret in secrets:
+        if not secret or len(secret) < _MIN_SECRET:
+            continue
+        # orjson keeps non-ASCII as is; the stdlib escapes it (\uXXXX): cover both.
+        forms += [secret, orjson.dumps(secret).decode()[1:-1], json.dumps(secret)[1:-1]]
+    # Longest first: a secret containing another is removed whole.
+    return sorted(set(forms), key=len, reverse=True)
+
+
+def _redact_value(value: object, secrets: Sequence[str]) -> object:
+    """Redact the strings inside a structured field (before it is serialised)."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {str(k): _redact_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(v, secrets) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact(str(value), secrets)
+
+
 class RedactingFilter(logging.Filter):
-    """Redacts the formatted message, arguments and exception text of every record."""
+    """Redacts the formatted message, context fields and exception text of every record.
+
+    Attach it to every handler (``configure_logging`` does): it renders the message
+    once, redacted, so no formatter can see the raw arguments.
+    """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s]
+        self.secrets = _json_forms(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Render the message once, redacted, and drop the raw arguments."""
         record.msg = redact(record.getMessage(), self.secrets)
         record.args = None
+        fields = getattr(record, "ctx", None)
+        if isinstance(fields, Mapping):
+            record.ctx = {str(k): _redact_value(v, self.secrets) for k, v in fields.items()}
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.secrets)
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.secrets)
         return True
 
 
@@ -113,20 +184,24 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets = list(secrets)
+        self.secrets = _json_forms(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        """Serialise the record."""
+        """Serialise the record (fields redacted before, the finished line after)."""
         out: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage(), self.secrets),
         }
         for key, value in _fields(record).items():
-            out.setdefault(key, value)
+            out.setdefault(key, _redact_value(value, self.secrets))
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            out["exc"] = record.exc_text
+            out["exc"] = redact(record.exc_text, self.secrets)
+        if record.stack_info:
+            out["stack"] = redact(record.stack_info, self.secrets)
         line = orjson.dumps(out, default=str).decode()
         return redact(line, self.secrets)
 
@@ -136,7 +211,7 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-        self.secrets = list(secrets)
+        self.secrets = _json_forms(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         """Render the record with its context fields appended."""

@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
 import attrs
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from halswarm.models import SESSION_STATUSES
@@ -20,9 +21,24 @@ from halswarm.models import SESSION_STATUSES
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["ChannelState", "DiscordFigures", "LiveState", "Metrics"]
+__all__ = ["STORE_WRITE_OPS", "ChannelState", "DiscordFigures", "FleetFigures", "LiveState", "Metrics"]
 
 _MAX_EVENT_TYPES: Final = 200  # bound label cardinality: agents choose event type names
+#: The ``op`` label values of ``hal_o_swarm_store_write_seconds`` (a closed set).
+STORE_WRITE_OPS: Final = ("ingest", "command_insert", "command_update")
+# Store writes and ingest lag: an fsync on a busy disk can take seconds; a stalled store
+# (retried with backoff) minutes. Buckets up to 60 s, then +Inf.
+_SLOW_IO_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+@attrs.frozen
+class FleetFigures:
+    """The node registry's link figures at scrape time."""
+
+    #: Unacknowledged events per online node (as of its last heartbeat).
+    outbox_backlog: Mapping[str, int]
+    reconnects: int  # connections from a node that had already connected this run
+    unclean_disconnects: int  # connections that dropped without a close frame
 
 
 @attrs.frozen
@@ -32,6 +48,7 @@ class LiveState:
     nodes_online: Callable[[], int]
     connections: Callable[[], int]
     sessions_by_status: Callable[[], Mapping[str, int]]
+    fleet: Callable[[], FleetFigures] | None = None
 
 
 class _LiveCollector(Collector):
@@ -50,6 +67,29 @@ class _LiveCollector(Collector):
         for status in SESSION_STATUSES:
             sessions.add_metric([status], counts.get(status, 0))
         yield sessions
+        if self.live.fleet is not None:
+            yield from _fleet_metrics(self.live.fleet())
+
+
+def _fleet_metrics(fleet: FleetFigures) -> Iterator[Metric]:
+    backlog = GaugeMetricFamily(
+        "hal_o_swarm_node_outbox_backlog",
+        "Events waiting in a node's outbox for the supervisor's ack (online nodes, as of their last heartbeat).",
+        labels=["node_id"],
+    )
+    for node_id, pending in sorted(fleet.outbox_backlog.items()):
+        backlog.add_metric([node_id], pending)
+    yield backlog
+    yield CounterMetricFamily(
+        "hal_o_swarm_node_reconnects",
+        "Connections from a node that had already connected since start.",
+        fleet.reconnects,
+    )
+    yield CounterMetricFamily(
+        "hal_o_swarm_node_unclean_disconnects",
+        "Agent connections that dropped without a close handshake.",
+        fleet.unclean_disconnects,
+    )
 
 
 @attrs.frozen
@@ -119,6 +159,28 @@ class Metrics:
             "hal_o_swarm_ingest_transactions", "Store transactions of event batches.", registry=r
         )
         self.ingest_errors = Counter("hal_o_swarm_ingest_errors", "Failed store transactions (retried).", registry=r)
+        self.ingest_lag = Histogram(
+            "hal_o_swarm_ingest_lag_seconds",
+            "Time from a batch's arrival at the supervisor to its commit (includes queueing and retries).",
+            buckets=_SLOW_IO_BUCKETS,
+            registry=r,
+        )
+        self.store_write = Histogram(
+            "hal_o_swarm_store_write_seconds",
+            "Duration of one store write transaction, by operation (ingest, command_insert, command_update).",
+            ["op"],
+            buckets=_SLOW_IO_BUCKETS,
+            registry=r,
+        )
+        self.duplicates_dropped = Counter(
+            "hal_o_swarm_duplicate_events_dropped",
+            "Events dropped before storing because they were stored already (resends after a reconnect).",
+            registry=r,
+        )
+        self.start_time = Gauge(
+            "hal_o_swarm_start_time_seconds", "When this supervisor started, in Unix seconds.", registry=r
+        )
+        self.start_time.set_to_current_time()
         self.frames_rejected = Counter(
             "hal_o_swarm_frames_rejected", "Agent frames rejected, by close code.", ["code"], registry=r
         )
@@ -180,6 +242,10 @@ class Metrics:
         """Register the scrape-time gauges (once the registry and tracker exist)."""
         self.registry.register(_LiveCollector(live))
 
+    def observe_store_write(self, op: str, seconds: float) -> None:
+        """Record one store write transaction's duration (*op* in ``STORE_WRITE_OPS``)."""
+        self.store_write.labels(op if op in STORE_WRITE_OPS else "other").observe(seconds)
+
     def attach_channels(self, channels: ChannelState) -> None:
         """Register the router's and Discord's scrape-time figures."""
         self.registry.register(_ChannelCollector(channels))
@@ -196,5 +262,19 @@ class Metrics:
             self.events_total.labels(label).inc(n)
 
     def render(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)
+        """The text exposition format (0.0.4)."""
+        return self.exposition(None)[0]
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition the scraper asked for, and its content type.
+
+        Args:
+            accept: the request's ``Accept`` header. An OpenMetrics type gets
+                OpenMetrics; anything else (or nothing) the text format 0.0.4.
+
+        Returns:
+            ``(body, content_type)``; the content type is never blank (Prometheus 3
+            rejects a scrape without one).
+        """
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

@@ -20,7 +20,7 @@ from halswarm.convert import ConversionError, converter, strict, structure_stric
 from halswarm.jsontypes import JSONObject, is_json_object
 from halswarm.models import SESSION_STATUSES, Pending, Session, Tokens
 from halswarm.proto.errors import CloseCode, ProtocolError
-from halswarm.proto.messages import PROTOCOL_VERSION, TAGS, Events, Message, WireEvent
+from halswarm.proto.messages import PROTOCOL_VERSION, TAGS, CommandResult, Events, Heartbeat, Message, WireEvent
 from halswarm.timeutil import is_ts
 
 if TYPE_CHECKING:
@@ -56,9 +56,20 @@ _NO_TOKENS: Final = Tokens()
 _NO_PENDING: Final = Pending()
 
 
+# Fields added after v1 shipped (issue 8), left off the wire at their defaults so a peer
+# that predates them (and rejects unknown keys) still accepts the frame.
+_OMIT_AT_DEFAULT: Final[dict[type[Message], tuple[tuple[str, object], ...]]] = {
+    Heartbeat: (("outbox_backlog", None),),
+    CommandResult: (("correlation_id", ""),),
+}
+
+
 def encode(msg: Message) -> str:
     """Serialise a message to one JSON text frame."""
     body = converter.unstructure(msg)
+    for name, default in _OMIT_AT_DEFAULT.get(type(msg), ()):
+        if body.get(name) == default:
+            del body[name]
     return orjson.dumps({"v": PROTOCOL_VERSION, "type": TAGS[type(msg)], **body}).decode()
 
 

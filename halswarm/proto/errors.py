@@ -17,6 +17,7 @@ class CloseCode(enum.IntEnum):
     INTERNAL_ERROR = 1011  # the supervisor failed (e.g. storage unavailable): retry later
     REPLACED = 4000  # the same agent instance connected again
     HEARTBEAT_TIMEOUT = 4001
+    AUTH_REFUSED = 4401  # the token is not valid for the hello's node_id (server.node_tokens)
     MALFORMED = 4400  # not JSON, wrong shape, or out of order
     NODE_ID_CONFLICT = 4409  # another instance holds this node_id
     WINDOW_EXCEEDED = 4429  # more unacked batches than the window allows

@@ -113,6 +113,9 @@ class Heartbeat:
     health: dict[str, str] | None = None
     #: What the node runs (e.g. ``opencode_version``): shown, never judged.
     facts: dict[str, str] | None = None
+    #: Agents: events in the outbox not yet acknowledged (``None``: not reported, as
+    #: from agents older than issue 8). Exported as ``hal_o_swarm_node_outbox_backlog``.
+    outbox_backlog: int | None = None
 
 
 @attrs.frozen
@@ -140,6 +143,9 @@ class CommandResult:
     ok: bool
     result: JSONObject | None = None
     error: str | None = None
+    #: The command's correlation id, echoed back ("" from agents older than issue 8);
+    #: the supervisor logs with its own record's id and uses this only as a fallback.
+    correlation_id: str = ""
 
 
 Message: TypeAlias = Hello | Welcome | Events | Ack | Heartbeat | CommandMsg | CommandResult

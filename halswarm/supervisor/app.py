@@ -46,6 +46,7 @@ from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, Pipeline
 from halswarm.supervisor.registry import NodeRegistry
 from halswarm.supervisor.tracker import SessionTracker
 from halswarm.timeutil import Clock, format_ts, system_now
+from halswarm.tls import server_ssl_context
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -99,6 +100,7 @@ async def run_supervisor(
     Raises:
         StoreError: the database cannot be opened.
         OSError: a port cannot be bound.
+        TlsConfigError: (an OSError) the TLS certificate or key cannot be loaded.
 
     Cancellation: cancelling skips the graceful drain; the store is still closed.
     """
@@ -137,6 +139,8 @@ async def run_supervisor(
             on_offline=node_offline,
             congested=pipeline.congested,
         )
+        tls = config.security.tls
+        tls_files = (tls.cert_path, tls.key_path) if tls.enabled and tls.cert_path and tls.key_path else None
         hub = Hub(
             config.server,
             registry=registry,
@@ -148,12 +152,16 @@ async def run_supervisor(
             on_result=dispatcher.on_result,
             on_node_offline=node_offline,
             shutdown=shutdown,
+            # WSS with security.tls (a bad certificate or key fails here, naming the file).
+            ssl_context=server_ssl_context(*tls_files) if tls_files is not None else None,
+            origin_allowlist=config.security.origin_allowlist,
         )
         metrics.attach_live_state(
             LiveState(
                 nodes_online=registry.online_count,
                 connections=lambda: hub.connections,
                 sessions_by_status=tracker.counts_by_status,
+                fleet=registry.fleet_figures,
             )
         )
 
@@ -276,6 +284,9 @@ async def run_supervisor(
             policies=policies,
             projects=dependencies,
             discord=discord,
+            tokens=config.server.tokens,
+            origin_allowlist=config.security.origin_allowlist,
+            now=now,
         )
         http = HttpServer(
             api,
@@ -283,6 +294,7 @@ async def run_supervisor(
             port=config.server.http_port,
             grace=config.server.shutdown_grace_sec,
             shutdown=shutdown,
+            tls_files=tls_files,  # HTTPS with security.tls
         )
         async with trio.open_nursery() as core:
             await core.start(pipeline.run)

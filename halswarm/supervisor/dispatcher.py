@@ -19,7 +19,7 @@ import trio
 from halswarm.commands import SESSION_TARGETED, CommandRequest, parse_args
 from halswarm.convert import ConversionError, converter
 from halswarm.models import Command, CommandStatus
-from halswarm.obs.logging import ctx
+from halswarm.obs.logging import correlation_scope, ctx
 from halswarm.proto.messages import CommandMsg, CommandResult
 from halswarm.store import AuditRecord, Store, StoreError
 from halswarm.supervisor.registry import LinkGoneError, NodeRegistry
@@ -161,12 +161,14 @@ class Dispatcher:
             correlation_id=correlation,
             detail={"command_id": command.id, "node_id": resolved.node_id},
         )
+        began = trio.current_time()
         try:
             raced = await self.store.insert_command(command, audit)
         except StoreError as exc:
             # Never dispatch a command we could not record (it would escape the audit trail).
             log.error("command refused: cannot store it: %s", exc, extra=ctx(type=request.type))
             raise CommandError(503, "storage_unavailable", "the supervisor cannot store commands right now") from None
+        self.metrics.observe_store_write("command_insert", trio.current_time() - began)
         if raced is not None:
             return self._same_or_conflict(raced, request, args)
         log.info(
@@ -231,9 +233,14 @@ class Dispatcher:
         the reason logged (house-style rule 8).
         """
         try:
-            await self._deliver_until_answered(inflight, resolved)
+            # Every line about this delivery carries the command's own correlation id.
+            with correlation_scope(inflight.command.correlation_id):
+                await self._deliver_until_answered(inflight, resolved)
         except Exception as exc:
-            log.exception("command delivery failed", extra=ctx(command_id=inflight.command.id))
+            log.exception(
+                "command delivery failed",
+                extra=ctx(command_id=inflight.command.id, correlation_id=inflight.command.correlation_id),
+            )
             if not inflight.done.is_set():
                 await self._finish(inflight, "failed", error=f"supervisor error while delivering: {exc}")
 
@@ -297,7 +304,8 @@ class Dispatcher:
                 "late command result after the command was closed (ok=%s, error=%s)",
                 result.ok,
                 result.error,
-                extra=ctx(command_id=result.command_id, node_id=node_id),
+                # No record of ours any more: the id the agent echoed is the best we have.
+                extra=ctx(command_id=result.command_id, node_id=node_id, correlation_id=result.correlation_id or None),
             )
             return
         if inflight.result is None:
@@ -337,6 +345,7 @@ class Dispatcher:
         self._inflight.pop(command.id, None)
         inflight.done.set()
         with trio.move_on_after(_STORE_TIMEOUT, shield=True) as scope:
+            began = trio.current_time()
             try:
                 await self.store.update_command(command, audit)
             except StoreError as exc:
@@ -344,6 +353,7 @@ class Dispatcher:
                     "could not store a command's outcome (kept in memory): %s", exc, extra=ctx(command_id=command.id)
                 )
             else:
+                self.metrics.observe_store_write("command_update", trio.current_time() - began)
                 self._finished.pop(command.id, None)
         if scope.cancelled_caught:
             log.error("storing a command's outcome took too long (kept in memory)", extra=ctx(command_id=command.id))

@@ -3,12 +3,18 @@
 Each connection has a reader (frames -> protocol -> handlers), an ack sender and a
 heartbeat sender, in a nursery owned by the connection's handler. A bad frame or a
 broken peer closes that connection only; the hub keeps serving everyone else.
+
+Before the upgrade (issue #8): a request with a disallowed ``Origin`` gets 403; a bad
+bearer token gets 401, answered later the more often that address failed
+(:class:`~halswarm.auth_throttle.FailureThrottle`), counted, logged without the token and
+audited at most once per address per minute. After the hello, per-node tokens are
+enforced (:mod:`halswarm.supervisor.hub_auth`; close 4401). With an ``ssl_context`` the
+hub serves WSS.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 from functools import partial
 from typing import TYPE_CHECKING, Final
@@ -16,9 +22,11 @@ from typing import TYPE_CHECKING, Final
 import orjson
 import trio
 import trio_websocket
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest
 
 from halswarm import __version__
+from halswarm.auth_throttle import FailureThrottle
+from halswarm.config.security import origin_allowed
 from halswarm.obs.logging import ctx
 from halswarm.proto import (
     BatchReceived,
@@ -35,14 +43,16 @@ from halswarm.proto import (
     Welcome,
 )
 from halswarm.runtime import listen_error
-from halswarm.store import StoreError
+from halswarm.store import AuditRecord, StoreError
+from halswarm.supervisor.hub_auth import AgentTokens, FailureAudit, TokenMatch, bearer_token, header_value
 from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, IngestJob, Pipeline
 from halswarm.supervisor.registry import LinkGoneError, NodeConflictError, NodeEntry, NodeRegistry
 from halswarm.sync import Signal
 from halswarm.timeutil import Clock, format_ts
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    import ssl
+    from collections.abc import Awaitable, Callable, Sequence
 
     from halswarm.config.supervisor import ServerConfig
     from halswarm.obs.metrics import Metrics
@@ -155,7 +165,13 @@ class Hub:
         on_result: Callable[[str, CommandResult], None],
         on_node_offline: Callable[[str, str], None],
         shutdown: trio.Event,
+        ssl_context: ssl.SSLContext | None = None,
+        origin_allowlist: Sequence[str] = ("*",),
+        throttle: FailureThrottle | None = None,
+        failure_audit: FailureAudit | None = None,
     ) -> None:
+        """*ssl_context* serves WSS instead of WS; *origin_allowlist* is
+        ``security.origin_allowlist``; *throttle* and *failure_audit* are injectable for tests."""
         self.config = config
         self.registry = registry
         self.tracker = tracker
@@ -167,7 +183,12 @@ class Hub:
         self.on_node_offline = on_node_offline
         self.shutdown = shutdown
         self.port: int | None = None
-        self._token = config.auth_token.encode()
+        self.ssl_context = ssl_context
+        self.origin_allowlist = list(origin_allowlist)
+        # "is not None", not "or": both are empty (falsy, they have __len__) when injected.
+        self.throttle = throttle if throttle is not None else FailureThrottle()
+        self.failure_audit = failure_audit if failure_audit is not None else FailureAudit()
+        self._tokens = AgentTokens(config.auth_token, config.node_tokens)
         self._connections: set[HubConnection] = set()
         self._acked = Signal()  # fired after every ack frame, for the shutdown drain
         self._draining = False
@@ -195,7 +216,7 @@ class Hub:
                             self.handle_request,
                             self.config.host,
                             self.config.port,
-                            None,
+                            self.ssl_context,
                             handler_nursery=handlers,
                             max_message_size=self.config.max_frame_bytes,
                             receive_buffer_size=_RECEIVE_BUFFER,
@@ -206,7 +227,10 @@ class Hub:
                 except* OSError as group:
                     raise listen_error(group, f"{self.config.host}:{self.config.port} (agent WebSocket)") from None
                 self.port = server.port
-                log.info("hub listening", extra=ctx(host=self.config.host, port=server.port))
+                log.info(
+                    "hub listening",
+                    extra=ctx(host=self.config.host, port=server.port, tls=self.ssl_context is not None),
+                )
                 task_status.started(server.port)
                 await self.shutdown.wait()
                 listener.cancel_scope.cancel()
@@ -234,9 +258,19 @@ class Hub:
         if path not in _WS_PATHS:
             await _reject(request, 404, "not_found", f"no WebSocket endpoint at {path}; agents connect to /ws")
             return
-        if not self._authorized(request.headers):
-            self.metrics.auth_failures.labels("ws").inc()
-            log.warning("agent rejected: missing or invalid bearer token", extra=ctx(remote=_peer(request)))
+        origin = header_value(request.headers, b"origin")
+        if origin is not None and not origin_allowed(origin.decode("latin-1"), self.origin_allowlist):
+            # Browsers always send Origin; agents never do. A page on a foreign site must
+            # not be able to ride a user's network position into the hub.
+            log.warning(
+                "WebSocket upgrade refused: origin not allowed",
+                extra=ctx(remote=_peer(request), origin=origin.decode("latin-1")),
+            )
+            await _reject(request, 403, "forbidden", "origin not allowed (security.origin_allowlist)")
+            return
+        match = self._tokens.match(bearer_token(request.headers))
+        if not match.accepted:
+            await self.auth_failed(_address(request), "missing or invalid bearer token", actor="unknown")
             await _reject(request, 401, "unauthorized", "missing or invalid bearer token")
             return
         if self._draining:
@@ -250,19 +284,41 @@ class Hub:
             return
         self._serving += 1
         try:
-            await self._serve(ws)
+            await self._serve(ws, match, _address(request))
         finally:
             self._serving -= 1
             self._handler_done.fire()
 
-    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        for name, value in headers:
-            if name.lower() == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._token)
-        return False
+    async def auth_failed(self, address: str, reason: str, *, actor: str) -> None:
+        """Count, log (never the token), audit (rate-limited) and slow down one auth failure.
 
-    async def _serve(self, ws: WebSocketConnection) -> None:
+        Returns after the throttle's delay for *address*; the caller then answers.
+        Error handling: an audit write that fails is logged; the refusal still happens.
+        """
+        self.metrics.auth_failures.labels("ws").inc()
+        now = trio.current_time()
+        delay = self.throttle.failed(address, now)
+        log.warning("agent refused: %s", reason, extra=ctx(remote=address, actor=actor, delay_s=delay))
+        count = self.failure_audit.failed(address, now)
+        if count is not None:
+            record = AuditRecord(
+                ts=format_ts(self.now()),
+                actor=actor,
+                source="ws",
+                action="auth.failure",
+                target=actor.removeprefix("node:") if actor.startswith("node:") else "",
+                outcome="refused",
+                detail={"address": address, "reason": reason, "count": count},
+            )
+            try:
+                with trio.move_on_after(_CLOSE_TIMEOUT):
+                    await self.store.insert_audit(record)
+            except StoreError as exc:
+                log.error("could not audit an agent auth failure: %s", exc, extra=ctx(remote=address))
+        if delay > 0:
+            await trio.sleep(delay)
+
+    async def _serve(self, ws: WebSocketConnection, match: TokenMatch, address: str) -> None:
         proto = HubProtocol(window=self.config.window, max_batch_events=self.config.max_batch_events)
         code, reason = CloseCode.NORMAL, ""
         node_id = "?"
@@ -276,7 +332,14 @@ class Hub:
             node_id = hello.node_id
             if node_id == SUPERVISOR_NODE_ID:
                 raise ProtocolError(CloseCode.MALFORMED, f"node_id {SUPERVISOR_NODE_ID!r} is reserved")
-            code, reason = await self._run_connection(ws, proto, hello)
+            refusal = self._tokens.refusal(match, node_id)
+            if refusal is not None:
+                await self.auth_failed(address, refusal, actor=f"node:{node_id}")
+                # Close reasons are limited to 123 bytes (a long node id must not break the close).
+                code, reason = CloseCode.AUTH_REFUSED, refusal.encode()[:120].decode(errors="ignore")
+            else:
+                self.throttle.succeeded(address)
+                code, reason = await self._run_connection(ws, proto, hello)
         except ProtocolError as exc:
             code, reason = exc.code, exc.reason
             self.metrics.frames_rejected.labels(str(int(exc.code))).inc()
@@ -395,6 +458,15 @@ class Hub:
             await trio.sleep_until(start + k * interval)
             k += 1
             await conn.send(conn.proto.heartbeat_frame(Heartbeat(ts=format_ts(self.now()))))
+
+
+def _address(request: WebSocketRequest) -> str:
+    """The peer's IP address (no port: each attempt has a new one), for throttling and audit."""
+    try:
+        remote = request.remote
+    except OSError:
+        return "(disconnected)"
+    return str(remote.address) if isinstance(remote, Endpoint) else str(remote)
 
 
 def _peer(conn: WebSocketRequest | WebSocketConnection) -> str:

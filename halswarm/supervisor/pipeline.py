@@ -47,6 +47,9 @@ class IngestJob:
     node_id: str
     events: list[WireEvent]
     on_stored: Callable[[int], None] | None = None
+    #: ``trio.current_time()`` when the batch reached the pipeline (set by ``submit``):
+    #: ``hal_o_swarm_ingest_lag_seconds`` measures from here to the commit.
+    received: float | None = attrs.field(default=None, kw_only=True)
 
 
 class Pipeline:
@@ -108,6 +111,8 @@ class Pipeline:
     async def submit(self, job: IngestJob) -> None:
         """Queue a batch (waits while the queue is full: backpressure to the agent)."""
         self._mark_busy()
+        if job.received is None:
+            job = attrs.evolve(job, received=trio.current_time())
         size = len(job.events)
         while True:
             room = self._room.waiter()
@@ -145,7 +150,7 @@ class Pipeline:
             must not lose it (budget events) can raise it again later.
         """
         event = WireEvent(0, format_ts(self.now()), event_type, session_id, project, data)
-        job = IngestJob(SUPERVISOR_NODE_ID, [event])
+        job = IngestJob(SUPERVISOR_NODE_ID, [event], received=trio.current_time())
         self._mark_busy()
         try:
             self._send.send_nowait(job)
@@ -239,6 +244,7 @@ class Pipeline:
         positions = dict(self._last_seq)
         batches: list[IngestBatch] = []
         own_seq = self._supervisor_seq
+        duplicates = 0
         for job in jobs:
             if job.node_id == SUPERVISOR_NODE_ID:
                 numbered = []
@@ -249,6 +255,7 @@ class Pipeline:
                 continue
             start = positions.get(job.node_id, 0)
             fresh = job.events if job.events[0].seq > start else [e for e in job.events if e.seq > start]
+            duplicates += len(job.events) - len(fresh)
             if fresh:
                 if fresh[0].seq > start + 1 and start > 0:
                     log.warning(
@@ -258,7 +265,10 @@ class Pipeline:
                 batches.append(IngestBatch(job.node_id, fresh))
                 positions[job.node_id] = fresh[-1].seq
         if batches:
+            began = trio.current_time()
             summary = await self.store.ingest(batches, format_ts(self.now()))
+            committed = trio.current_time()
+            self.metrics.observe_store_write("ingest", committed - began)
             self.metrics.ingest_batches.inc()
             # The store made the one pass over the events; here it is per session.
             apply, touch = self.tracker.apply, self.tracker.touch
@@ -275,7 +285,12 @@ class Pipeline:
                 watcher(batches)
         self._last_seq = positions
         self._supervisor_seq = own_seq
+        if duplicates:
+            self.metrics.duplicates_dropped.inc(duplicates)
+        done = trio.current_time()
         for job in jobs:
+            if job.received is not None:
+                self.metrics.ingest_lag.observe(done - job.received)
             if job.on_stored is not None:
                 job.on_stored(job.events[-1].seq)
         if any(job.node_id == SUPERVISOR_NODE_ID for job in jobs):

@@ -16,6 +16,7 @@ import trio
 
 from halswarm.models import Node, NodeStatus, Resources
 from halswarm.obs.logging import ctx
+from halswarm.obs.metrics import FleetFigures
 from halswarm.proto.errors import CloseCode
 from halswarm.store.sql import NodeRecord
 
@@ -60,6 +61,8 @@ class NodeEntry:
     facts: dict[str, str] = attrs.field(factory=dict)  # live only: back with the next heartbeat
     last_heartbeat: str | None = None
     connected_at: str | None = None
+    #: Unacknowledged events in the agent's outbox, as of its last heartbeat (None: not reported).
+    outbox_backlog: int | None = None
     # Set (and replaced) whenever link or online changes: dispatchers wait on it.
     changed: trio.Event = attrs.field(factory=trio.Event)
 
@@ -83,6 +86,10 @@ class NodeRegistry:
     def __init__(self, on_reachability: Callable[[str, bool], None]) -> None:
         self._nodes: dict[str, NodeEntry] = {}
         self._on_reachability = on_reachability
+        # Metrics (issue 8): read at scrape time by the metrics collector.
+        self._attached: set[str] = set()  # node ids that connected during this run
+        self.reconnects = 0
+        self.unclean_disconnects = 0
 
     def load(self, records: list[NodeRecord]) -> None:
         """Known nodes from the store; all start offline until they connect."""
@@ -149,6 +156,10 @@ class NodeRegistry:
             connected_at=wall,
         )
         came_online = not entry.online
+        if hello.node_id in self._attached:
+            self.reconnects += 1
+        self._attached.add(hello.node_id)
+        entry.outbox_backlog = None  # until the first heartbeat of this connection
         entry.link = link
         entry.online = True
         entry.last_seen = now
@@ -170,6 +181,8 @@ class NodeRegistry:
         if entry is None or entry.link is not link:
             return False  # already replaced by a newer connection
         entry.link = None
+        if not clean:
+            self.unclean_disconnects += 1
         went_offline = clean and entry.online
         if went_offline:
             entry.online = False
@@ -195,6 +208,8 @@ class NodeRegistry:
             entry.health = dict(heartbeat.health)
         if heartbeat.facts is not None:
             entry.facts = dict(heartbeat.facts)
+        if heartbeat.outbox_backlog is not None:
+            entry.outbox_backlog = heartbeat.outbox_backlog
 
     def expire(self, node_id: str, reason: str) -> bool:
         """Mark a silent node offline and drop its connection. Returns True if it was online."""
@@ -208,6 +223,20 @@ class NodeRegistry:
         self._on_reachability(node_id, False)
         entry.notify()
         return True
+
+    def fleet_figures(self) -> FleetFigures:
+        """What ``/metrics`` shows about the fleet's links.
+
+        The backlog covers online nodes that reported one: its label set is bounded by
+        the known nodes, and a node's series disappears when it goes offline.
+        """
+        return FleetFigures(
+            outbox_backlog={
+                e.record.id: e.outbox_backlog for e in self._nodes.values() if e.online and e.outbox_backlog is not None
+            },
+            reconnects=self.reconnects,
+            unclean_disconnects=self.unclean_disconnects,
+        )
 
     def online_entries(self) -> list[NodeEntry]:
         """Entries of online nodes (a copy: safe to mutate the registry while iterating)."""

@@ -18,13 +18,14 @@ from halswarm.agent.app import AgentHandle, BackendFactory, run_agent
 from halswarm.agent.simulate import default_projects, simulated_factory
 from halswarm.config import AgentConfig, SupervisorConfig
 from halswarm.config.agent import LinkConfig
-from halswarm.config.supervisor import DatabaseConfig, ServerConfig
+from halswarm.config.supervisor import DatabaseConfig, SecurityConfig, ServerConfig
 from halswarm.models import Project
 from halswarm.supervisor.app import SupervisorHandle, run_supervisor
 from halswarm.timeutil import Clock, system_now
+from halswarm.tls import client_ssl_context
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Awaitable, Callable
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
     from pathlib import Path
 
 
@@ -45,16 +46,26 @@ TEST_TOKEN: Final = "test-token-" + "0" * 16
 _STOP_TIMEOUT: Final = 15.0
 
 
-def supervisor_config(db_path: Path, *, token: str = TEST_TOKEN, **server: float | int | str) -> SupervisorConfig:
+def supervisor_config(
+    db_path: Path,
+    *,
+    token: str = TEST_TOKEN,
+    node_tokens: Mapping[str, str] | None = None,
+    security: SecurityConfig | None = None,
+    **server: float | int | str,
+) -> SupervisorConfig:
     """A supervisor config on 127.0.0.1 with OS-chosen ports and a database at *db_path*.
 
-    Keyword arguments override ``server.*`` keys (e.g. ``heartbeat_interval_sec=0.2``).
+    Keyword arguments override ``server.*`` keys (e.g. ``heartbeat_interval_sec=0.2``);
+    *node_tokens* sets ``server.node_tokens`` and *security* the ``security`` section
+    (TLS, origin allowlist).
     """
     fields: dict[str, float | int | str] = {"auth_token": token, "port": 0, "http_port": 0, "host": "127.0.0.1"}
     fields.update(server)
     return SupervisorConfig(
-        server=ServerConfig(**fields),  # type: ignore[arg-type]
+        server=ServerConfig(**fields, node_tokens=dict(node_tokens or {})),  # type: ignore[arg-type]
         database=DatabaseConfig(path=str(db_path)),
+        security=security or SecurityConfig(),
     )
 
 
@@ -66,10 +77,16 @@ def agent_config(
     token: str = TEST_TOKEN,
     projects: list[Project] | None = None,
     link: LinkConfig | None = None,
+    tls: bool = False,
+    tls_ca_file: str | None = None,
 ) -> AgentConfig:
-    """An agent config pointing at a supervisor on 127.0.0.1:*ws_port*."""
+    """An agent config pointing at a supervisor on 127.0.0.1:*ws_port*.
+
+    *tls* dials ``wss://`` (verified with *tls_ca_file*, or the system's CAs).
+    """
     return AgentConfig(
-        supervisor_url=f"ws://127.0.0.1:{ws_port}",
+        supervisor_url=f"{'wss' if tls else 'ws'}://127.0.0.1:{ws_port}",
+        tls_ca_file=tls_ca_file,
         auth_token=token,
         projects=projects or [],
         node_id=node_id,
@@ -156,11 +173,21 @@ async def _run_agent(
     )
 
 
-def api_client(handle: SupervisorHandle, *, token: str | None = TEST_TOKEN) -> httpx.AsyncClient:
-    """An httpx client for the supervisor's HTTP API (bearer token set unless None)."""
+def api_client(
+    handle: SupervisorHandle, *, token: str | None = TEST_TOKEN, tls_ca_file: str | None = None
+) -> httpx.AsyncClient:
+    """An httpx client for the supervisor's HTTP API (bearer token set unless None).
+
+    With *tls_ca_file* it speaks HTTPS and verifies the certificate with that CA.
+    """
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    scheme = "https" if tls_ca_file is not None else "http"
+    verify = client_ssl_context(tls_ca_file) if tls_ca_file is not None else True
     return httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{handle.http_port}", headers=headers, timeout=httpx.Timeout(30.0)
+        base_url=f"{scheme}://127.0.0.1:{handle.http_port}",
+        headers=headers,
+        timeout=httpx.Timeout(30.0),
+        verify=verify,
     )
 
 
@@ -207,7 +234,7 @@ async def open_cluster(
     **server: float | int | str,
 ) -> AsyncGenerator[Cluster, None]:
     """A supervisor plus *agents* simulated agents, each with its own projects, all online."""
-    config = supervisor_config(tmp_path / "supervisor.db", token=TEST_TOKEN, **server)
+    config = supervisor_config(tmp_path / "supervisor.db", token=TEST_TOKEN, node_tokens=None, security=None, **server)
     async with open_supervisor(config) as sup, trio.open_nursery() as nursery:
         handles: list[AgentHandle] = []
         stop = trio.Event()

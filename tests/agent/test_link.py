@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 import orjson
+import pytest
 import trio
 
 from halswarm.agent.app import run_agent
@@ -24,7 +25,15 @@ from halswarm.agent.backend import AlwaysHealthy, CommandFailedError, EventSink,
 from halswarm.config.agent import LinkConfig
 from halswarm.jsontypes import is_json_object
 from halswarm.store import EventQuery
-from halswarm.testing import agent_config, free_port, open_sim_agent, open_supervisor, supervisor_config, wait_until
+from halswarm.testing import (
+    TEST_TOKEN,
+    agent_config,
+    free_port,
+    open_sim_agent,
+    open_supervisor,
+    supervisor_config,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -104,6 +113,46 @@ async def test_a_wrong_token_is_retried_and_reported(tmp_path: Path) -> None:
             # Rejected sockets were closed by us, not left to the garbage collector:
             # a leaked one would raise ResourceWarning here (warnings are errors).
             gc.collect()
+
+
+NODE_TOKEN: Final = "node-w-own-token-00000000"
+
+
+@pytest.mark.parametrize(
+    ("node_id", "token", "words"),
+    [
+        # node-w has its own token: the shared one is refused for it.
+        ("node-w", TEST_TOKEN, "node node-w has its own token (server.node_tokens); the shared token is refused"),
+        # node-v has none: node-w's token is not valid for it.
+        ("node-v", NODE_TOKEN, "this token belongs to another node (server.node_tokens), not to node-v"),
+    ],
+)
+async def test_a_token_not_valid_for_the_node_is_retried_and_reported(
+    tmp_path: Path, node_id: str, token: str, words: str
+) -> None:
+    config = supervisor_config(tmp_path / "s.db", node_tokens={"node-w": NODE_TOKEN})
+    with trio.fail_after(20):
+        async with open_supervisor(config) as sup:
+            cfg = agent_config(sup.ws_port, tmp_path / "agent", node_id=node_id, token=token, link=FAST)
+            async with open_sim_agent(cfg, sessions=1, rate=0, max_events=3) as agent:
+                await wait_until(lambda: auth_failures(sup) >= 2, what="two refused attempts")
+                assert agent.status.last_error == (
+                    f"supervisor refused our token for node {node_id} (code 4401: {words}): check auth_token"
+                )
+                assert agent.status.connections == 0
+                assert sup.registry.get(node_id) is None
+                assert agent.outbox.pending == 3
+
+
+async def test_the_right_node_token_connects(tmp_path: Path) -> None:
+    config = supervisor_config(tmp_path / "s.db", node_tokens={"node-w": NODE_TOKEN})
+    with trio.fail_after(20):
+        async with open_supervisor(config) as sup:
+            cfg = agent_config(sup.ws_port, tmp_path / "agent", node_id="node-w", token=NODE_TOKEN, link=FAST)
+            async with open_sim_agent(cfg, sessions=1, rate=0, max_events=3) as agent:
+                await wait_until(lambda: is_online(sup, agent), what="node-w online with its own token")
+                await wait_until(lambda: sup.pipeline.last_seq("node-w") == 3, what="its events")
+            assert auth_failures(sup) == 0
 
 
 async def test_a_second_agent_cannot_take_a_live_node_id(tmp_path: Path) -> None:

@@ -465,7 +465,11 @@ async def test_refused_parameters_are_exit_1_with_the_servers_message(api: FakeC
     result = await halctl(api, tmp_path, "cost", "--from", "2020-01-01", "--to", "2026-01-01")
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr.strip() == "error: from/to may span at most 366 days (invalid_parameter, HTTP 400)"
+    # The correlation id halctl sent finds the request in the supervisor's logs.
+    assert re.fullmatch(
+        r"error: from/to may span at most 366 days \(invalid_parameter, HTTP 400; correlation id [0-9a-f]{16}\)",
+        result.stderr.strip(),
+    ), result.stderr
 
 
 async def test_an_answer_that_is_not_the_report_schema_is_exit_1(api: FakeCostApi, tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ async def test_policy_errors_exit_with_their_codes(halctl: Halctl) -> None:
     assert unknown.stderr.startswith("error: not found: no policy 'nope' (policies: kill_on_cost, ")
     unconfigured = await halctl("policies", "enable", "kill_on_cost")
     assert unconfigured.exit_code == 1
-    assert "(policy_not_configured, HTTP 409)" in unconfigured.stderr
+    assert "(policy_not_configured, HTTP 409; correlation id " in unconfigured.stderr
     assert unconfigured.stdout == ""
 
 

@@ -151,6 +151,7 @@ heartbeats = st.builds(
     ts=texts,
     resources=st.none() | st.builds(Resources, cpu_percent=floats, mem_used_mb=floats, disk_used_gb=floats),
     health=st.none() | st.dictionaries(texts, texts, max_size=3),
+    outbox_backlog=st.none() | st.integers(min_value=0, max_value=2**40),
 )
 commands = st.builds(
     CommandMsg,
@@ -168,6 +169,7 @@ results = st.builds(
     ok=st.booleans(),
     result=st.none() | json_objects,
     error=optional_texts,
+    correlation_id=texts,
 )
 
 MESSAGE_STRATEGIES: dict[str, st.SearchStrategy[Message]] = {

@@ -1,10 +1,12 @@
 """The hub over real loopback sockets: auth before upgrade, clear close codes for bad
-frames, node identity rules, and no collateral damage to other agents."""
+frames, node identity rules, and no collateral damage to other agents. Issue #8: per-node
+tokens (close 4401), the Origin allowlist (403), and throttled, audited auth failures
+(delays checked on MockClock against a hub with a recording store)."""
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, cast
 
 import orjson
 import pytest
@@ -12,16 +14,26 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
 
 from halswarm.agent.connector import open_ws
+from halswarm.auth_throttle import FailureThrottle
+from halswarm.config.supervisor import SecurityConfig, ServerConfig
 from halswarm.models import Session
+from halswarm.obs.metrics import Metrics
 from halswarm.proto import Ack, CloseCode, Hello, SessionSnapshot, Welcome, decode, encode
-from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID
+from halswarm.store.policy_sql import AuditQuery
+from halswarm.supervisor.hub import Hub
+from halswarm.supervisor.hub_auth import FailureAudit
+from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, Pipeline
+from halswarm.supervisor.registry import NodeRegistry
+from halswarm.supervisor.tracker import SessionTracker
 from halswarm.testing import TEST_TOKEN, open_supervisor, supervisor_config, wait_until
+from halswarm.timeutil import system_now
 from tests.sqlite_faults import disk_full
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
     from pathlib import Path
 
+    from halswarm.store import AuditRecord, Store
     from halswarm.supervisor.app import SupervisorHandle
 
 TS = "2026-01-01T00:00:00.000000Z"
@@ -37,9 +49,11 @@ async def supervisor(tmp_path: Path) -> AsyncIterator[SupervisorHandle]:
 
 @asynccontextmanager
 async def raw_ws(
-    handle: SupervisorHandle, token: str | None = TEST_TOKEN, path: str = "/ws"
+    handle: SupervisorHandle, token: str | None = TEST_TOKEN, path: str = "/ws", origin: str | None = None
 ) -> AsyncGenerator[WebSocketConnection, None]:
     headers = [(b"Authorization", f"Bearer {token}".encode())] if token is not None else []
+    if origin is not None:
+        headers.append((b"Origin", origin.encode()))
     async with open_ws(
         f"ws://127.0.0.1:{handle.ws_port}{path}", headers, connect_timeout=5, close_timeout=2, max_message_size=1 << 20
     ) as ws:
@@ -297,3 +311,135 @@ async def test_a_connection_replaced_before_its_welcome_is_closed_not_left_open(
 def _link_of(handle: SupervisorHandle, node_id: str) -> object:
     entry = handle.registry.get(node_id)
     return entry.link if entry is not None else None
+
+
+# ---- issue #8: per-node tokens, origins, throttled and audited failures ----------------
+
+NODE_A_TOKEN: Final = "node-a-token-000000000"
+NODE_B_TOKEN: Final = "node-b-token-000000000"
+
+
+@pytest.fixture
+async def guarded(tmp_path: Path) -> AsyncIterator[SupervisorHandle]:
+    """node-a and node-b have their own tokens; browsers only from ops.example.com."""
+    config = supervisor_config(
+        tmp_path / "s.db",
+        node_tokens={"node-a": NODE_A_TOKEN, "node-b": NODE_B_TOKEN},
+        security=SecurityConfig(origin_allowlist=["https://ops.example.com"]),
+    )
+    with trio.fail_after(30):
+        async with open_supervisor(config) as handle:
+            yield handle
+
+
+async def auth_audit_rows(handle: SupervisorHandle) -> list[tuple[str, str, str]]:
+    rows = await handle.store.query_audit(AuditQuery(action="auth.failure"))
+    return [(row.actor, row.outcome, str(row.detail.get("reason"))) for row in rows]
+
+
+async def test_a_node_token_connects_its_own_node(guarded: SupervisorHandle) -> None:
+    async with raw_ws(guarded, token=NODE_A_TOKEN) as ws:
+        await handshake(ws, "node-a", "key-a")
+    # A node without its own token still uses the shared one.
+    async with raw_ws(guarded) as ws:
+        await handshake(ws, "node-c", "key-c")
+
+
+@pytest.mark.parametrize(
+    ("token", "node_id", "words"),
+    [
+        (TEST_TOKEN, "node-a", "node node-a has its own token (server.node_tokens); the shared token is refused"),
+        (NODE_B_TOKEN, "node-a", "this token is not node node-a's own token"),
+        (NODE_A_TOKEN, "node-c", "this token belongs to another node (server.node_tokens), not to node-c"),
+    ],
+)
+async def test_a_token_not_valid_for_the_hello_node_is_refused_with_4401(
+    guarded: SupervisorHandle, token: str, node_id: str, words: str
+) -> None:
+    async with raw_ws(guarded, token=token) as ws:
+        await ws.send_message(hello(node_id, "key"))
+        code, reason = await close_code(ws)
+    assert code == CloseCode.AUTH_REFUSED
+    assert words in reason
+    assert guarded.registry.get(node_id) is None
+    assert 'hal_o_swarm_auth_failures_total{listener="ws"} 1.0' in guarded.metrics.render().decode()
+    assert await auth_audit_rows(guarded) == [(f"node:{node_id}", "refused", reason)]
+
+
+async def test_an_upgrade_from_a_foreign_origin_is_403(guarded: SupervisorHandle) -> None:
+    with pytest.RaisesGroup(ConnectionRejected, allow_unwrapped=True, flatten_subgroups=True) as caught:
+        async with raw_ws(guarded, origin="https://evil.example.com"):
+            pass
+    rejected = caught.value if isinstance(caught.value, ConnectionRejected) else caught.value.exceptions[0]
+    assert isinstance(rejected, ConnectionRejected)
+    assert rejected.status_code == 403
+    assert orjson.loads(rejected.body or b"{}")["error"]["code"] == "forbidden"
+    # An allowed origin and no origin at all (agents) both pass.
+    async with raw_ws(guarded, origin="https://ops.example.com") as ws:
+        await handshake(ws, "node-c", "key-c")
+    async with raw_ws(guarded) as ws:
+        await handshake(ws, "node-d", "key-d")
+
+
+async def test_bad_tokens_write_one_audit_row_per_address_per_minute(supervisor: SupervisorHandle) -> None:
+    for _ in range(3):
+        with pytest.RaisesGroup(ConnectionRejected, allow_unwrapped=True, flatten_subgroups=True):
+            async with raw_ws(supervisor, token="wrong-token-0000000000"):
+                pass
+    rows = await supervisor.store.query_audit(AuditQuery(action="auth.failure"))
+    assert len(rows) == 1
+    assert (rows[0].actor, rows[0].source, rows[0].outcome) == ("unknown", "ws", "refused")
+    assert rows[0].detail == {"address": "127.0.0.1", "reason": "missing or invalid bearer token", "count": 1}
+    assert "wrong-token" not in str(rows[0])
+    assert 'hal_o_swarm_auth_failures_total{listener="ws"} 3.0' in supervisor.metrics.render().decode()
+
+
+class RecordingStore:
+    """Just enough of :class:`Store` for :meth:`Hub.auth_failed`."""
+
+    def __init__(self) -> None:
+        self.audits: list[AuditRecord] = []
+
+    async def insert_audit(self, audit: AuditRecord) -> None:
+        self.audits.append(audit)
+
+
+def offline_hub(store: RecordingStore) -> Hub:
+    """A hub that is never run: only its auth-failure path is exercised."""
+    tracker = SessionTracker()
+    return Hub(
+        ServerConfig(auth_token=TEST_TOKEN),
+        registry=NodeRegistry(on_reachability=tracker.set_node_reachable),
+        tracker=tracker,
+        pipeline=cast("Pipeline", None),
+        store=cast("Store", store),
+        metrics=Metrics(),
+        now=system_now,
+        on_result=lambda _node, _result: None,
+        on_node_offline=lambda _node, _reason: None,
+        shutdown=trio.Event(),
+        throttle=FailureThrottle(free=2, base_delay=1.0, max_delay=4.0, window=600.0),
+        failure_audit=FailureAudit(interval=60.0),
+    )
+
+
+async def test_repeated_failures_are_answered_ever_later(autojump_clock: trio.testing.MockClock) -> None:
+    store = RecordingStore()
+    hub = offline_hub(store)
+    delays: list[float] = []
+    for _ in range(6):
+        start = trio.current_time()
+        await hub.auth_failed("10.0.0.9", "missing or invalid bearer token", actor="unknown")
+        delays.append(trio.current_time() - start)
+    assert delays == [0.0, 0.0, 1.0, 2.0, 4.0, 4.0]
+    # Another address is not slowed down by this one.
+    start = trio.current_time()
+    await hub.auth_failed("10.0.0.10", "missing or invalid bearer token", actor="unknown")
+    assert trio.current_time() == start
+    # 11 s have passed: one row for 10.0.0.9 so far, one for 10.0.0.10.
+    assert [(a.detail["address"], a.detail["count"]) for a in store.audits] == [("10.0.0.9", 1), ("10.0.0.10", 1)]
+    await trio.sleep(60)
+    await hub.auth_failed("10.0.0.9", "missing or invalid bearer token", actor="unknown")
+    # The new row stands for the five failures since the first row and this one.
+    assert store.audits[-1].detail == {"address": "10.0.0.9", "reason": "missing or invalid bearer token", "count": 6}
+    assert hub.metrics.registry.get_sample_value("hal_o_swarm_auth_failures_total", {"listener": "ws"}) == 8.0
