@@ -37,6 +37,7 @@ def run(
     [
         ("hal-supervisor", "supervisor.config.json"),
         ("hal-supervisor", "supervisor.cost.config.json"),
+        ("hal-supervisor", "supervisor.security.config.json"),
         ("hal-agent", "agent.config.json"),
         ("hal-agent", "agent.opencode.config.json"),
     ],
