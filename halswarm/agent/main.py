@@ -21,6 +21,7 @@ from halswarm.agent.opencode.backend import opencode_factory
 from halswarm.agent.outbox import OutboxError
 from halswarm.agent.simulate import default_projects, simulated_factory
 from halswarm.config import AgentConfig, ConfigError, load_agent_config, missing_project_directories
+from halswarm.config.agent import DEFAULT_AGENT_CONFIG
 from halswarm.obs.logging import LogFormat, configure_logging
 from halswarm.runtime import exception_leaves, watch_signals
 
@@ -28,7 +29,7 @@ __all__ = ["cli", "main"]
 
 log = logging.getLogger("halswarm.agent")
 
-DEFAULT_CONFIG: Final = "/etc/hal-o-swarm/agent.config.json"
+DEFAULT_CONFIG: Final = DEFAULT_AGENT_CONFIG
 EXIT_RUNTIME: Final = 1
 EXIT_CONFIG: Final = 2
 

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 __all__ = [
     "EXIT_AUTH",
     "EXIT_CODES_HELP",
+    "EXIT_DEGRADED",
     "EXIT_FAILED",
+    "EXIT_MISSING",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_UNREACHABLE",
@@ -45,6 +47,9 @@ EXIT_USAGE: Final = 2
 EXIT_UNREACHABLE: Final = 3
 EXIT_AUTH: Final = 4
 EXIT_NOT_FOUND: Final = 5
+#: ``halctl env``: the worst project is degraded / missing.
+EXIT_DEGRADED: Final = 6
+EXIT_MISSING: Final = 7
 
 #: For the ``halctl --help`` epilog (``\b`` keeps click from re-wrapping it).
 EXIT_CODES_HELP: Final = """\b
@@ -54,7 +59,9 @@ Exit codes:
   2  usage error (bad options or arguments, invalid config file)
   3  supervisor unreachable (is it running? is --url right?)
   4  authentication failed (token missing or rejected)
-  5  not found (unknown node, session, project or command)"""
+  5  not found (unknown node, session, project or command)
+  6  env: a project's environment is degraded (some checks failed)
+  7  env: a project's environment is missing (no directory/repo, or a runtime absent)"""
 
 _TOKEN_HOWTO: Final = 'set it with --token, HALCTL_TOKEN, or "token" in .halswarm/halctl.json'
 

@@ -22,6 +22,7 @@ Commands::
     halctl projects list | complete NAME [--detail TEXT]
     halctl audit [--actor A] [--action A] [--target T] [--since TIME] [--until TIME] [--limit N] [--before ID]
     halctl health
+    halctl env check|provision [--project P] [--manifest FILE] [--agent-config FILE | --dir DIR] [--dry-run]
 
 Session commands take ``--wait S`` (default 60) and ``--idempotency-key K``. Every
 command takes ``-o/--output table|json``; JSON is the API's own shape, for scripts.
@@ -29,7 +30,8 @@ Settings (URL and token) are resolved as described in :mod:`halswarm.cli.setting
 
 Exit codes: 0 ok; 1 the command failed or timed out (the agent reported a failure or
 gave no answer) or another API error; 2 usage error (click's default, also a bad
-config file); 3 supervisor unreachable; 4 authentication failed; 5 not found. Errors
+config file); 3 supervisor unreachable; 4 authentication failed; 5 not found; ``env``
+only: 6 a project is degraded, 7 a project is missing. Errors
 go to standard error as one line, never a traceback.
 
 Embedding and tests: ``await cli.main([...], standalone_mode=False, obj=Io(...))``
@@ -50,6 +52,7 @@ from halswarm.cli.audit import audit
 from halswarm.cli.client import ClientError
 from halswarm.cli.context import OUTPUT_FORMATS, App, Io, app_of, fail, output_option
 from halswarm.cli.cost import cost
+from halswarm.cli.env import env
 from halswarm.cli.exits import EXIT_CODES_HELP, EXIT_USAGE, describe_error
 from halswarm.cli.hitl import PENDING_COMMANDS
 from halswarm.cli.logs import logs
@@ -146,6 +149,7 @@ cli.add_command(cost)
 cli.add_command(policies)
 cli.add_command(projects)
 cli.add_command(audit)
+cli.add_command(env)
 
 
 def main() -> None:

@@ -135,6 +135,9 @@ def default_data_dir(node_id: str, env: Mapping[str, str] | None = None) -> Path
     return Path(base) / "halswarm" / "agent" / node_id
 
 
+#: Where ``hal-agent`` (and ``halctl env`` on a node) look for the agent config.
+DEFAULT_AGENT_CONFIG: Final = "/etc/hal-o-swarm/agent.config.json"
+
 AGENT_ENV: Final[tuple[EnvBinding, ...]] = (
     ("HALSWARM_AUTH_TOKEN", ("auth_token",)),
     ("HALSWARM_OPENCODE_PASSWORD", ("opencode", "password")),

@@ -1,0 +1,244 @@
+"""``halctl env check|provision``: check and provision project environments locally (issue #9).
+
+Both run on the node itself with no supervisor: they read the manifest
+(``--manifest``, else ``$HALSWARM_ENV_MANIFEST``, else ``./env-manifest.json``) and find
+project directories in the agent config (``--agent-config``, else
+``$HALSWARM_AGENT_CONFIG``, else the agent's default path) or take ``--dir DIR`` for one
+directory. Checks see the environment opencode would get: halctl's own, plus the agent
+config's ``opencode.env``, plus the manifest's declared values.
+
+Exit codes (beyond halctl's usual ones): 0 every project ready (for ``provision``: ready
+after provisioning; a dry run exits 0 once the plan is printed); 6 a project is degraded;
+7 a project is missing (directory absent, not a git repository, or a required runtime
+not installed); the worse one wins. 2: invalid manifest or agent config; 5: ``--project``
+names a project the agent config does not list.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import asyncclick as click
+import attrs
+import trio
+from rich.text import Text
+
+from halswarm.cli.audit import fitted_table
+from halswarm.cli.context import App, app_of, output_option
+from halswarm.cli.exits import EXIT_DEGRADED, EXIT_MISSING, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
+from halswarm.config import ConfigError, load_agent_config
+from halswarm.config.agent import DEFAULT_AGENT_CONFIG
+from halswarm.convert import unstructure
+from halswarm.envcheck.checks import ProjectReport, check_project
+from halswarm.envcheck.manifest import Manifest, ManifestError, load_manifest, manifest_hash
+from halswarm.envcheck.provision import ProvisionResult, opencode_env, provision_project
+from halswarm.jsontypes import is_json_object
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from halswarm.jsontypes import JSONObject, JSONValue
+
+__all__ = ["env", "exit_code_for", "report_lines"]
+
+MANIFEST_ENV: Final = "HALSWARM_ENV_MANIFEST"
+AGENT_CONFIG_ENV: Final = "HALSWARM_AGENT_CONFIG"
+DEFAULT_MANIFEST: Final = "env-manifest.json"
+
+_STATE_STYLES: Final = {"ready": "green", "degraded": "yellow", "missing": "bold red"}
+_STATUS_STYLES: Final = {"ok": "green", "fail": "bold red", "skip": "dim"}
+
+
+@attrs.frozen
+class _Target:
+    name: str
+    directory: Path
+    #: opencode.env from the agent config: part of what opencode would see.
+    extra_env: dict[str, str] = attrs.field(factory=dict, repr=False)
+
+
+def exit_code_for(states: list[str]) -> int:
+    """The exit code for these project states: the worst one wins."""
+    if "missing" in states:
+        return EXIT_MISSING
+    if "degraded" in states:
+        return EXIT_DEGRADED
+    return EXIT_OK
+
+
+def _path(io_cwd: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else io_cwd / path
+
+
+async def _load(app: App, manifest_opt: str | None) -> Manifest:
+    path = _path(app.io.cwd, manifest_opt or app.io.env.get(MANIFEST_ENV) or DEFAULT_MANIFEST)
+    try:
+        return await trio.to_thread.run_sync(load_manifest, path)
+    except ManifestError as exc:
+        app.fail(EXIT_USAGE, f"invalid manifest {path}: " + "; ".join(exc.problems))
+
+
+async def _targets(
+    app: App, manifest: Manifest, project: str | None, directory: str | None, agent_config: str | None
+) -> list[_Target]:
+    if directory is not None:
+        if project is None and len(manifest.projects) != 1:
+            # A directory alone names no project unless the manifest has only one.
+            app.fail(EXIT_USAGE, "--dir needs --project (the manifest lists more than one project)")
+        name = project or next(iter(manifest.projects))
+        return [_Target(name, _path(app.io.cwd, directory))]
+    config_path = _path(app.io.cwd, agent_config or app.io.env.get(AGENT_CONFIG_ENV) or DEFAULT_AGENT_CONFIG)
+    exists = await trio.to_thread.run_sync(config_path.is_file)
+    if not exists:
+        app.fail(EXIT_USAGE, f"no agent config at {config_path}: give --agent-config FILE or --dir DIR")
+    try:
+        config = await trio.to_thread.run_sync(lambda: load_agent_config(config_path, env=app.io.env))
+    except ConfigError as exc:
+        app.fail(EXIT_USAGE, str(exc))
+    projects = [p for p in config.projects if project is None or p.name == project]
+    if not projects:
+        what = f"project {project!r} is not in" if project else "no projects in"
+        app.fail(EXIT_NOT_FOUND, f"{what} the agent config {config_path}")
+    return [_Target(p.name, _path(app.io.cwd, p.directory), dict(config.opencode.env)) for p in projects]
+
+
+def _environment(app: App, target: _Target) -> Mapping[str, str]:
+    return {**app.io.env, **target.extra_env}
+
+
+def report_lines(report: ProjectReport, width: int) -> list[Text | object]:
+    """The renderables for one report: a heading, the checks table, the drift lines."""
+    heading = Text(f"{report.project}  ", style="bold")
+    heading.append(report.state, style=_STATE_STYLES[report.state])
+    heading.append(f"  {report.directory}")
+    rows: list[list[str | Text]] = [
+        [c.category, c.name, Text(c.status, style=_STATUS_STYLES[c.status]), c.expected, c.actual, c.fix or ""]
+        for c in report.checks
+    ]
+    table = fitted_table(["CATEGORY", "CHECK", "STATUS", "EXPECTED", "ACTUAL", "FIX"], rows, width=width, flex="ACTUAL")
+    out: list[Text | object] = [heading, table]
+    out += [Text(f"drift: {d.check} {d.kind} (expected {d.expected}, found {d.actual})") for d in report.drift]
+    return out
+
+
+@click.group("env")
+def env() -> None:
+    """Check and provision project environments against the manifest (runs locally, no supervisor)."""
+
+
+def _common(command: click.Command) -> click.Command:
+    for option in (
+        click.option("--project", "project", metavar="P", help="Only this project."),
+        click.option("--manifest", "manifest_path", metavar="FILE", help=f"Manifest [default: ./{DEFAULT_MANIFEST}]."),
+        click.option("--dir", "directory", metavar="DIR", help="Check this directory instead of the agent config's."),
+        click.option("--agent-config", "agent_config", metavar="FILE", help="Agent config listing the projects."),
+    ):
+        command = option(command)
+    return command
+
+
+@output_option
+@_common
+@env.command("check")
+@click.pass_context
+async def check(
+    ctx: click.Context, project: str | None, manifest_path: str | None, directory: str | None, agent_config: str | None
+) -> None:
+    """Check each project against the manifest: exit 0 ready, 6 degraded, 7 missing."""
+    app = app_of(ctx)
+    manifest = await _load(app, manifest_path)
+    digest = manifest_hash(manifest)
+    reports: list[ProjectReport] = []
+    for target in await _targets(app, manifest, project, directory, agent_config):
+        spec = manifest.spec_for(target.name)
+        environment = {**_environment(app, target), **opencode_env(spec)}
+        reports.append(await check_project(target.name, spec, target.directory, env=environment, manifest_hash=digest))
+    if app.json:
+        app.print_json({"manifest_hash": digest, "projects": unstructure(reports)})
+    else:
+        for report in reports:
+            app.print(*report_lines(report, app.io.console.width))
+    code = exit_code_for([r.state for r in reports])
+    if code != EXIT_OK:
+        raise click.exceptions.Exit(code)
+
+
+def _result_json(result: ProvisionResult) -> JSONObject:
+    body = unstructure(result)
+    plan = body.get("plan") if is_json_object(body) else None
+    if not is_json_object(body) or not is_json_object(plan):
+        raise TypeError("a provision result unstructures to an object")
+    # Values may be secrets: show which variables opencode gets, not their values.
+    names: list[JSONValue] = [*sorted(result.plan.env)]
+    plan["env"] = names
+    return body
+
+
+def _result_lines(result: ProvisionResult, width: int) -> list[Text | object]:
+    plan = result.plan
+    out: list[Text | object] = []
+    verb = "would" if result.dry_run else "did"
+    title = Text(f"{plan.project}  ", style="bold")
+    title.append(f"{len(plan.actions)} safe action(s) {'planned' if result.dry_run else 'applied'}")
+    out.append(title)
+    done = plan.actions if result.dry_run else result.applied
+    out += [Text(f"  {verb} {a.kind.replace('_', ' ')}: {a.path}") for a in done]
+    out += [Text(f"  failed: {e}", style="bold red") for e in result.errors]
+    if plan.env:
+        out.append(Text(f"  opencode environment gets: {', '.join(sorted(plan.env))} (never written to disk)"))
+    for item in plan.manual:
+        line = Text(f"  {item.fix}: {item.check} (expected {item.expected}, found {item.actual})", style="yellow")
+        if item.command is not None:
+            line.append(f"; needs approval to run {item.install}: {' '.join(item.command)}")
+        out.append(line)
+    if result.after is not None:
+        out += report_lines(result.after, width)
+    return out
+
+
+@output_option
+@_common
+@env.command("provision")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.pass_context
+async def provision(
+    ctx: click.Context,
+    project: str | None,
+    manifest_path: str | None,
+    directory: str | None,
+    agent_config: str | None,
+    dry_run: bool,
+) -> None:
+    """Apply the safe fixes (AGENT.md, .context/, docs, git hooks); list the ones needing approval.
+
+    Exit 0 when every project is ready afterwards (or the dry-run plan was printed),
+    6 degraded, 7 missing.
+    """
+    app = app_of(ctx)
+    manifest = await _load(app, manifest_path)
+    digest = manifest_hash(manifest)
+    results: list[ProvisionResult] = []
+    for target in await _targets(app, manifest, project, directory, agent_config):
+        spec = manifest.spec_for(target.name)
+        results.append(
+            await provision_project(
+                target.name,
+                spec,
+                target.directory,
+                env=_environment(app, target),
+                dry_run=dry_run,
+                manifest_hash=digest,
+            )
+        )
+    if app.json:
+        app.print_json({"manifest_hash": digest, "projects": [_result_json(r) for r in results]})
+    else:
+        for result in results:
+            app.print(*_result_lines(result, app.io.console.width))
+    if dry_run:
+        return
+    code = exit_code_for([r.after.state for r in results if r.after is not None])
+    if code != EXIT_OK:
+        raise click.exceptions.Exit(code)

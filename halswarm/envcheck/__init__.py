@@ -1,0 +1,71 @@
+"""Environment manifest, checks and safe provisioning for project directories (issue #9).
+
+- :mod:`~halswarm.envcheck.manifest`: the ``env-manifest.json`` model and parser.
+- :mod:`~halswarm.envcheck.versions`: versions, constraints, ``--version`` parsing.
+- :mod:`~halswarm.envcheck.checks`: check one project directory -> :class:`ProjectReport`.
+- :mod:`~halswarm.envcheck.provision`: plan and apply the safe fixes.
+- :mod:`~halswarm.envcheck.install`: run an approved install command (a risky fix).
+
+Standalone for now: ``halctl env check|provision`` runs it locally. See docs/ENVIRONMENT.md.
+"""
+
+from __future__ import annotations
+
+from halswarm.envcheck.checks import (
+    CheckItem,
+    CheckTimeouts,
+    DriftItem,
+    ProjectReport,
+    ProjectState,
+    check_project,
+    normalise_remote,
+)
+from halswarm.envcheck.install import run_install
+from halswarm.envcheck.manifest import (
+    Manifest,
+    ManifestError,
+    ProjectSpec,
+    load_manifest,
+    manifest_hash,
+    parse_manifest,
+)
+from halswarm.envcheck.process import ProcessResult
+from halswarm.envcheck.provision import (
+    Action,
+    ManualItem,
+    ProvisionPlan,
+    ProvisionResult,
+    apply_plan,
+    opencode_env,
+    plan_provision,
+    provision_project,
+)
+from halswarm.envcheck.template import TemplateError, render_template
+
+__all__ = [
+    "Action",
+    "CheckItem",
+    "CheckTimeouts",
+    "DriftItem",
+    "Manifest",
+    "ManifestError",
+    "ManualItem",
+    "ProcessResult",
+    "ProjectReport",
+    "ProjectSpec",
+    "ProjectState",
+    "ProvisionPlan",
+    "ProvisionResult",
+    "TemplateError",
+    "apply_plan",
+    "check_project",
+    "load_manifest",
+    "manifest_hash",
+    "normalise_remote",
+    "opencode_env",
+    "parse_manifest",
+    "plan_provision",
+    "provision_project",
+    "render_template",
+    "run_install",
+]
