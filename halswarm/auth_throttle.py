@@ -3,8 +3,10 @@
 After ``free`` failures from one address within ``window`` seconds, each further failed
 attempt is answered only after a delay that doubles per failure up to ``max_delay``:
 guessing tokens gets slow, while a mistyped token in halctl costs nothing noticeable.
-A success from the address clears its record. Memory is bounded: at most
-``max_addresses`` addresses are remembered (the stalest go first).
+A success does *not* clear the record (a caller holding one valid token could otherwise
+guess others at full speed); the window expires it. Only the answer to each failure is
+delayed, not concurrent attempts. Memory is bounded: at most ``max_addresses``
+addresses are remembered (the stalest go first).
 
 Pure bookkeeping on an injected monotonic ``now`` (``trio.current_time()``), so tests run
 on MockClock; the caller sleeps.
@@ -66,11 +68,9 @@ class FailureThrottle:
         over = record.failures - self.free
         if over <= 0:
             return 0.0
-        return min(self.max_delay, self.base_delay * float(2 ** (over - 1)))
-
-    def succeeded(self, address: str) -> None:
-        """A good credential from *address*: forget its failures."""
-        self._records.pop(address, None)
+        # The exponent is capped: the count has no bound (a flood keeps failing), and
+        # 2 ** 1029 as a float overflows.
+        return min(self.max_delay, self.base_delay * 2.0 ** min(over - 1, 32))
 
     def failures(self, address: str, now: float) -> int:
         """Failures from *address* in the current window."""

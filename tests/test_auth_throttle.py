@@ -12,15 +12,18 @@ def test_free_failures_then_doubling_delays_capped() -> None:
     assert throttle.failed("10.0.0.2", now=8.0) == 0.0  # another address is not slowed
 
 
-def test_the_window_and_a_success_reset_the_count() -> None:
+def test_the_window_resets_the_count() -> None:
     throttle = FailureThrottle(free=1, window=60.0, base_delay=1.0)
     throttle.failed("a", 0.0)
     assert throttle.failed("a", 1.0) == 1.0
     assert throttle.failed("a", 61.0) == 0.0  # a new window
-    throttle.failed("a", 62.0)
-    throttle.succeeded("a")
-    assert throttle.failures("a", 63.0) == 0
-    assert throttle.failed("a", 63.0) == 0.0
+    assert throttle.failures("a", 62.0) == 1
+
+
+def test_a_flood_never_overflows_the_delay() -> None:
+    throttle = FailureThrottle(free=5, max_delay=5.0)
+    delays = [throttle.failed("10.0.0.1", now=0.001 * i) for i in range(5000)]
+    assert delays[-1] == 5.0  # 2 ** 4999 would overflow a float
 
 
 def test_memory_is_bounded() -> None:

@@ -96,14 +96,27 @@ def check_api_tokens(tokens: Sequence[ApiToken], auth_token: str) -> list[str]:
     return problems
 
 
-def check_node_tokens(node_tokens: Mapping[str, str]) -> list[str]:
-    """Problems with ``server.node_tokens``."""
+def check_node_tokens(
+    node_tokens: Mapping[str, str], auth_token: str, api_tokens: Sequence[ApiToken] = ()
+) -> list[str]:
+    """Problems with ``server.node_tokens``: each long enough and used nowhere else.
+
+    A node token equal to the shared token or to another node's would let its holder
+    connect as that node; one equal to an API token would mix two kinds of caller.
+    """
     problems: list[str] = []
+    seen: dict[str, str] = {token_sha256(auth_token): "server.auth_token"} if auth_token else {}
+    seen.update((t.digest(), f"server.tokens ({t.name})") for t in api_tokens)
     for node_id, token in node_tokens.items():
+        key = f"server.node_tokens.{node_id}"
         if not node_id.strip():
             problems.append("server.node_tokens: a node id is empty")
         elif len(token) < MIN_TOKEN_LEN:
-            problems.append(f"server.node_tokens.{node_id}: must be at least {MIN_TOKEN_LEN} characters")
+            problems.append(f"{key}: must be at least {MIN_TOKEN_LEN} characters")
+        elif (other := seen.get(token_sha256(token))) is not None:
+            problems.append(f"{key}: the same token as {other} (each token must identify one caller)")
+        else:
+            seen[token_sha256(token)] = key
     return problems
 
 

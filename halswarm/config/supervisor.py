@@ -305,7 +305,7 @@ def check_supervisor_config(config: SupervisorConfig) -> list[str]:
     elif len(server.auth_token) < MIN_TOKEN_LEN:
         problems.append(f"server.auth_token: must be at least {MIN_TOKEN_LEN} characters")
     problems += check_api_tokens(server.tokens, server.auth_token)
-    problems += check_node_tokens(server.node_tokens)
+    problems += check_node_tokens(server.node_tokens, server.auth_token, server.tokens)
     problems += _port_problem("server.port", server.port, allow_zero=True)
     problems += _port_problem("server.http_port", server.http_port, allow_zero=True)
     if server.port == server.http_port and server.port != 0:

@@ -9,6 +9,7 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from halswarm.auth_failures import AuthFailures
 from halswarm.config.security import origin_allowed
 from halswarm.http.api_audit import register_audit
 from halswarm.http.api_commands import register_commands
@@ -17,7 +18,7 @@ from halswarm.http.api_nodes import register_nodes
 from halswarm.http.api_policies import register_policies
 from halswarm.http.api_projects import register_projects
 from halswarm.http.api_sessions import register_sessions
-from halswarm.http.auth import Authenticator, AuthFailures, check_routes, role_allows, route_role
+from halswarm.http.auth import Authenticator, check_routes, role_allows, route_role
 from halswarm.http.correlation import CORRELATION_HEADER, CorrelationMiddleware
 from halswarm.http.discord import INTERACTIONS_PATH, register_discord
 from halswarm.http.openapi import register_openapi
@@ -34,6 +35,7 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 _MAX_BODY: Final = 1024 * 1024
+_AUDIT_PATH_MAX: Final = 200
 _PROTECTED_PREFIX: Final = "/api/"
 # Discord sends no Origin and authenticates by signature; exempt by name so a future
 # generic origin rule cannot break the interactions endpoint.
@@ -65,6 +67,7 @@ def create_app(api: ApiContext) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     authenticator = Authenticator(api.token, api.tokens)
     failures = AuthFailures(
+        listener="http",
         throttle=api.throttle,
         write_audit=api.store.insert_audit,
         count=api.metrics.auth_failures.labels("http").inc,
@@ -89,9 +92,13 @@ def create_app(api: ApiContext) -> QuartTrio:
         if not request.path.startswith(_PROTECTED_PREFIX):
             return None
         address = _remote_address()
+        # The sender chooses the path and it lands in the audit table: cut it short.
+        path = request.path[:_AUDIT_PATH_MAX]
         principal = authenticator.from_header(request.headers.get("Authorization"))
         if principal is None:
-            await failures.refuse(address=address, path=request.path, reason="missing or invalid bearer token")
+            await failures.refuse(
+                address=address, reason="missing or invalid bearer token", target=path, detail={"path": path}
+            )
             return error_response(401, "unauthorized", "missing or invalid bearer token")
         rule = request.url_rule
         # An unrouted path (404/405 next) needs any valid token: no route, no rights to check.
@@ -100,9 +107,10 @@ def create_app(api: ApiContext) -> QuartTrio:
             needed = required or "admin"
             await failures.refuse(
                 address=address,
-                path=request.path,
                 reason=f"role {principal.role} is below the required {needed}",
                 actor=principal.actor,
+                target=path,
+                detail={"path": path},
             )
             return error_response(
                 403,
@@ -110,7 +118,6 @@ def create_app(api: ApiContext) -> QuartTrio:
                 f"{request.method} {request.path} requires role {needed}; this token has role {principal.role}",
                 {"required_role": needed},
             )
-        failures.succeeded(address)
         g.principal = principal
         # Refuse an oversized body from its declared length, before it is uploaded.
         if (request.content_length or 0) > _MAX_BODY:

@@ -9,41 +9,31 @@
 - :func:`requires` marks a view with the least role it needs; :func:`route_role` reads
   the mark back, and :func:`check_routes` refuses to build an app in which an ``/api/``
   route has none, so a new route cannot silently default to open or closed.
-- :class:`AuthFailures` handles a refusal: counted, logged without the token, slowed
-  down per address (:class:`~halswarm.auth_throttle.FailureThrottle`) and audited, at
-  most one audit row per address per window (with the count), so a flood of bad tokens
-  cannot grow the audit table without bound.
+- Refusals are handled by :class:`halswarm.auth_failures.AuthFailures` (shared with the
+  agent hub): counted, logged without the token, slowed down and audited.
 """
 
 from __future__ import annotations
 
-import collections
 import hmac
 import logging
 import weakref
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import attrs
-import trio
 from quart import g
 
 from halswarm.config.security import ROLES, Role, token_sha256
-from halswarm.obs.logging import ctx, current_correlation_id
-from halswarm.store import AuditRecord, StoreError
-from halswarm.timeutil import format_ts
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Sequence
+    from collections.abc import Callable, Sequence
 
     from quart import Quart
 
-    from halswarm.auth_throttle import FailureThrottle
     from halswarm.config.security import ApiToken
-    from halswarm.timeutil import Clock
 
 __all__ = [
     "SHARED_ACTOR",
-    "AuthFailures",
     "Authenticator",
     "Principal",
     "check_routes",
@@ -57,8 +47,6 @@ log = logging.getLogger(__name__)
 
 #: The actor name of the shared ``server.auth_token`` (unchanged from before roles).
 SHARED_ACTOR: Final = "api"
-_AUDIT_WINDOW_S: Final = 60.0
-_MAX_AUDIT_ADDRESSES: Final = 10_000
 
 F = TypeVar("F")
 
@@ -161,99 +149,3 @@ def check_routes(app: Quart, prefix: str = "/api/") -> None:
     ]
     if unmarked:
         raise RuntimeError(f"API routes without a required role (use @requires): {', '.join(unmarked)}")
-
-
-@attrs.define
-class _AuditWindow:
-    opened: float
-    suppressed: int = 0
-
-
-class AuthFailures:
-    """What a refused request costs its sender: a count, a log line, a delay and an audit row.
-
-    Args:
-        throttle: per-address failure bookkeeping; its delay is slept before answering.
-        write_audit: appends an audit row (``Store.insert_audit``).
-        count: increments ``hal_o_swarm_auth_failures{listener="http"}``.
-        now: wall clock for audit timestamps; durations use ``trio.current_time()``.
-        audit_window: at most one audit row per address per this many seconds.
-    """
-
-    def __init__(
-        self,
-        *,
-        throttle: FailureThrottle,
-        write_audit: Callable[[AuditRecord], Awaitable[None]],
-        count: Callable[[], None],
-        now: Clock,
-        audit_window: float = _AUDIT_WINDOW_S,
-        max_addresses: int = _MAX_AUDIT_ADDRESSES,
-    ) -> None:
-        self.throttle = throttle
-        self.write_audit = write_audit
-        self.count = count
-        self.now = now
-        self.audit_window = audit_window
-        self.max_addresses = max_addresses
-        self._windows: collections.OrderedDict[str, _AuditWindow] = collections.OrderedDict()
-
-    def succeeded(self, address: str) -> None:
-        """A good token from *address*: its next failure starts without a delay."""
-        self.throttle.succeeded(address)
-
-    async def refuse(self, *, address: str, path: str, reason: str, actor: str = "unknown") -> None:
-        """Count, log and audit one refusal, then sleep the delay the throttle asks for.
-
-        Args:
-            address: the remote address (the throttle's key).
-            path: the request path (never the query string, which could carry a secret).
-            reason: why, in words (never the token).
-            actor: ``unknown`` for a bad token; the principal's actor when its role is too low.
-
-        Cancellation: safe at any await; the sleep is the last step.
-        Error handling: an audit row that cannot be stored is logged; the refusal stands.
-        """
-        moment = trio.current_time()
-        delay = self.throttle.failed(address, moment)
-        self.count()
-        log.warning(
-            "HTTP request refused: %s",
-            reason,
-            extra=ctx(address=address, path=path, actor=actor, delay_s=delay),
-        )
-        count = self._audit_due(address, moment)
-        if count:
-            record = AuditRecord(
-                ts=format_ts(self.now()),
-                actor=actor,
-                source="http",
-                action="auth.failure",
-                target=path,
-                outcome="refused",
-                correlation_id=current_correlation_id() or "",
-                detail={"address": address, "path": path, "reason": reason, "count": count},
-            )
-            try:
-                await self.write_audit(record)
-            except StoreError as exc:
-                log.error("cannot store the auth-failure audit row: %s", exc, extra=ctx(address=address))
-        if delay > 0:
-            await trio.sleep(delay)
-
-    def _audit_due(self, address: str, moment: float) -> int:
-        """Failures to report in a row now (this one plus those suppressed), or 0 to stay quiet."""
-        window = self._windows.get(address)
-        if window is not None and moment - window.opened < self.audit_window:
-            window.suppressed += 1
-            return 0
-        count = 1 + (window.suppressed if window is not None else 0)
-        self._windows[address] = _AuditWindow(moment)
-        self._windows.move_to_end(address)
-        while len(self._windows) > self.max_addresses:
-            self._windows.popitem(last=False)
-        return count
-
-    def pending(self) -> Iterable[tuple[str, int]]:
-        """(address, failures not yet in an audit row), for tests and health output."""
-        return [(a, w.suppressed) for a, w in self._windows.items() if w.suppressed]

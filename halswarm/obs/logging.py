@@ -213,11 +213,30 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
         self.secrets = _json_forms(secrets)
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The header and message on one line: control characters escaped."""
+        return _one_line(super().formatMessage(record))
+
     def format(self, record: logging.LogRecord) -> str:
         """Render the record with its context fields appended."""
         line = super().format(record)
-        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items())
+        extra = " ".join(f"{k}={_one_line(str(v))}" for k, v in _fields(record).items())
         return redact(f"{line} {extra}" if extra else line, self.secrets)
+
+
+# Text logs are read line by line: a newline inside a message or a field (an HTTP path,
+# a node id chosen by a peer) must not forge a second log line.
+_ESCAPES: Final = {
+    **{i: f"\\x{i:02x}" for i in range(32)},
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+    0x7F: "\\x7f",
+}
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_ESCAPES)
 
 
 def configure_logging(level: str = "info", fmt: LogFormat = "json", secrets: Iterable[str] = ()) -> None:

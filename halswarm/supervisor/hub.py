@@ -25,6 +25,7 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, Endpoint, WebSocketConnection, WebSocketRequest
 
 from halswarm import __version__
+from halswarm.auth_failures import AuthFailures, FailureAudit
 from halswarm.auth_throttle import FailureThrottle
 from halswarm.config.security import origin_allowed
 from halswarm.obs.logging import ctx
@@ -43,8 +44,8 @@ from halswarm.proto import (
     Welcome,
 )
 from halswarm.runtime import listen_error
-from halswarm.store import AuditRecord, StoreError
-from halswarm.supervisor.hub_auth import AgentTokens, FailureAudit, TokenMatch, bearer_token, header_value
+from halswarm.store import StoreError
+from halswarm.supervisor.hub_auth import AgentTokens, TokenMatch, bearer_token, header_value
 from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, IngestJob, Pipeline
 from halswarm.supervisor.registry import LinkGoneError, NodeConflictError, NodeEntry, NodeRegistry
 from halswarm.sync import Signal
@@ -186,8 +187,14 @@ class Hub:
         self.ssl_context = ssl_context
         self.origin_allowlist = list(origin_allowlist)
         # "is not None", not "or": both are empty (falsy, they have __len__) when injected.
-        self.throttle = throttle if throttle is not None else FailureThrottle()
-        self.failure_audit = failure_audit if failure_audit is not None else FailureAudit()
+        self.failures = AuthFailures(
+            listener="ws",
+            throttle=throttle if throttle is not None else FailureThrottle(),
+            write_audit=store.insert_audit,
+            count=metrics.auth_failures.labels("ws").inc,
+            now=now,
+            audit=failure_audit,
+        )
         self._tokens = AgentTokens(config.auth_token, config.node_tokens)
         self._connections: set[HubConnection] = set()
         self._acked = Signal()  # fired after every ack frame, for the shutdown drain
@@ -253,7 +260,20 @@ class Hub:
                 await self._handler_done.waiter().wait()
 
     async def handle_request(self, request: WebSocketRequest) -> None:
-        """Authenticate and serve one agent (also used directly by in-memory tests)."""
+        """Authenticate and serve one agent (also used directly by in-memory tests).
+
+        Error handling: an unexpected error ends this request only (logged, answered 500
+        if it had not been upgraded yet); trio-websocket would otherwise pass it to the
+        hub's nursery and stop the supervisor.
+        """
+        try:
+            await self._handle_request(request)
+        except Exception:
+            log.exception("agent request failed unexpectedly", extra=ctx(remote=_peer(request)))
+            with contextlib.suppress(Exception):  # already upgraded, or the peer is gone
+                await _reject(request, 500, "internal", "internal error; see the supervisor log")
+
+    async def _handle_request(self, request: WebSocketRequest) -> None:
         path = request.path.split("?", 1)[0]
         if path not in _WS_PATHS:
             await _reject(request, 404, "not_found", f"no WebSocket endpoint at {path}; agents connect to /ws")
@@ -293,30 +313,9 @@ class Hub:
         """Count, log (never the token), audit (rate-limited) and slow down one auth failure.
 
         Returns after the throttle's delay for *address*; the caller then answers.
-        Error handling: an audit write that fails is logged; the refusal still happens.
         """
-        self.metrics.auth_failures.labels("ws").inc()
-        now = trio.current_time()
-        delay = self.throttle.failed(address, now)
-        log.warning("agent refused: %s", reason, extra=ctx(remote=address, actor=actor, delay_s=delay))
-        count = self.failure_audit.failed(address, now)
-        if count is not None:
-            record = AuditRecord(
-                ts=format_ts(self.now()),
-                actor=actor,
-                source="ws",
-                action="auth.failure",
-                target=actor.removeprefix("node:") if actor.startswith("node:") else "",
-                outcome="refused",
-                detail={"address": address, "reason": reason, "count": count},
-            )
-            try:
-                with trio.move_on_after(_CLOSE_TIMEOUT):
-                    await self.store.insert_audit(record)
-            except StoreError as exc:
-                log.error("could not audit an agent auth failure: %s", exc, extra=ctx(remote=address))
-        if delay > 0:
-            await trio.sleep(delay)
+        target = actor.removeprefix("node:") if actor.startswith("node:") else ""
+        await self.failures.refuse(address=address, reason=reason, actor=actor, target=target)
 
     async def _serve(self, ws: WebSocketConnection, match: TokenMatch, address: str) -> None:
         proto = HubProtocol(window=self.config.window, max_batch_events=self.config.max_batch_events)
@@ -338,7 +337,6 @@ class Hub:
                 # Close reasons are limited to 123 bytes (a long node id must not break the close).
                 code, reason = CloseCode.AUTH_REFUSED, refusal.encode()[:120].decode(errors="ignore")
             else:
-                self.throttle.succeeded(address)
                 code, reason = await self._run_connection(ws, proto, hello)
         except ProtocolError as exc:
             code, reason = exc.code, exc.reason

@@ -10,26 +10,22 @@ Two steps, because the node id arrives only in the Hello frame, after the upgrad
    have presented exactly its own token (the shared token is refused for it); a node
    token presented with any other node id is refused.
 
-:class:`FailureAudit` decides which auth failures become audit rows: at most one per
-address per ``interval`` seconds, carrying how many failures it stands for, so a flood
-of bad tokens cannot grow the audit table without bound.
+What a refusal costs the sender (count, log, audit, delay) is
+:class:`halswarm.auth_failures.AuthFailures`, shared with the HTTP API.
 """
 
 from __future__ import annotations
 
-import collections
+import hashlib
 import hmac
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import attrs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["AgentTokens", "FailureAudit", "TokenMatch", "bearer_token", "header_value"]
-
-_AUDIT_INTERVAL_S: Final = 60.0
-_MAX_ADDRESSES: Final = 10_000
+__all__ = ["AgentTokens", "TokenMatch", "bearer_token", "header_value"]
 
 
 @attrs.frozen
@@ -50,8 +46,10 @@ class AgentTokens:
     """The shared agent token plus per-node tokens. Secrets stay out of ``repr``."""
 
     def __init__(self, shared: str, node_tokens: Mapping[str, str]) -> None:
-        self._shared = shared.encode()
-        self._nodes = {node_id: token.encode() for node_id, token in node_tokens.items()}
+        # SHA-256 digests, all of one length: comparing them says nothing about a
+        # token's length (compare_digest on raw tokens would).
+        self._shared = _digest(shared.encode()) if shared else b""
+        self._nodes = {node_id: _digest(token.encode()) for node_id, token in node_tokens.items()}
 
     def __repr__(self) -> str:
         return f"AgentTokens(nodes={sorted(self._nodes)!r})"
@@ -60,9 +58,10 @@ class AgentTokens:
         """Compare *token* with every configured token in constant time per candidate."""
         if token is None:
             return TokenMatch()
-        shared = hmac.compare_digest(token, self._shared) if self._shared else False
+        presented = _digest(token)
+        shared = hmac.compare_digest(presented, self._shared) if self._shared else False
         # No early exit: every node token is compared whatever matched before.
-        nodes = frozenset([node_id for node_id, value in self._nodes.items() if hmac.compare_digest(token, value)])
+        nodes = frozenset([n for n, value in self._nodes.items() if hmac.compare_digest(presented, value)])
         return TokenMatch(shared=shared, nodes=nodes)
 
     def refusal(self, match: TokenMatch, node_id: str) -> str | None:
@@ -82,6 +81,10 @@ class AgentTokens:
         return f"this token belongs to another node (server.node_tokens), not to {node_id}"
 
 
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
 def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     """The first value of header *name* (lower-case), or None."""
     for key, value in headers:
@@ -97,38 +100,3 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> bytes | None:
         return None
     scheme, _, token = value.partition(b" ")
     return token.strip() if scheme.lower() == b"bearer" else None
-
-
-@attrs.define
-class _Entry:
-    last_row: float
-    unrecorded: int = 0
-
-
-class FailureAudit:
-    """Rate-limits auth-failure audit rows per address (pure; the caller writes the row).
-
-    Memory is bounded: at most ``max_addresses`` addresses are remembered (stalest first out).
-    """
-
-    def __init__(self, *, interval: float = _AUDIT_INTERVAL_S, max_addresses: int = _MAX_ADDRESSES) -> None:
-        self.interval = interval
-        self.max_addresses = max_addresses
-        self._entries: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
-
-    def failed(self, address: str, now: float) -> int | None:
-        """Record one failure; returns how many failures a row written now stands for, or
-        None when a row for *address* was written less than ``interval`` seconds ago."""
-        entry = self._entries.get(address)
-        if entry is not None and now - entry.last_row < self.interval:
-            entry.unrecorded += 1
-            return None
-        count = 1 + (entry.unrecorded if entry is not None else 0)
-        self._entries[address] = _Entry(last_row=now)
-        self._entries.move_to_end(address)
-        while len(self._entries) > self.max_addresses:
-            self._entries.popitem(last=False)
-        return count
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -106,3 +106,13 @@ def test_origin_checks_apply_to_browsers_only() -> None:
     assert not origin_allowed("http://ops.example.com", allow)  # scheme matters
     assert not origin_allowed("null", allow)
     assert origin_allowed("https://anything.example", ["*"])
+
+
+def test_a_node_token_must_be_nobody_elses() -> None:
+    tokens: list[JSONValue] = [{"name": "dash", "token": VIEWER, "role": "viewer"}]
+    same: JSONObject = {"a": "node-token-0123456789", "b": "node-token-0123456789", "c": TOKEN, "d": VIEWER}
+    assert problems_of(with_server(tokens=tokens, node_tokens=same)) == [
+        "server.node_tokens.b: the same token as server.node_tokens.a (each token must identify one caller)",
+        "server.node_tokens.c: the same token as server.auth_token (each token must identify one caller)",
+        "server.node_tokens.d: the same token as server.tokens (dash) (each token must identify one caller)",
+    ]

@@ -9,9 +9,10 @@ import pytest
 import trio
 import trio.testing
 
+from halswarm.auth_failures import AuthFailures
 from halswarm.auth_throttle import FailureThrottle
 from halswarm.config.security import ApiToken, token_sha256
-from halswarm.http.auth import Authenticator, AuthFailures, Principal, requires, role_allows, route_role
+from halswarm.http.auth import Authenticator, Principal, requires, role_allows, route_role
 
 if TYPE_CHECKING:
     from halswarm.store import AuditRecord
@@ -80,6 +81,7 @@ def _failures(rows: list[AuditRecord], counted: list[int]) -> AuthFailures:
         rows.append(record)
 
     return AuthFailures(
+        listener="http",
         throttle=FailureThrottle(free=2, base_delay=0.5, max_delay=2.0),
         write_audit=write,
         count=lambda: counted.append(1),
@@ -92,14 +94,23 @@ async def test_repeated_failures_are_slowed_down_per_address(autojump_clock: tri
     delays = []
     for _ in range(6):
         start = trio.current_time()
-        await failures.refuse(address="10.0.0.1", path="/api/v1/sessions", reason="bad token")
+        await failures.refuse(
+            address="10.0.0.1", reason="bad token", target="/api/v1/sessions", detail={"path": "/api/v1/sessions"}
+        )
         delays.append(trio.current_time() - start)
     assert delays == [0.0, 0.0, 0.5, 1.0, 2.0, 2.0]
     start = trio.current_time()
-    await failures.refuse(address="10.0.0.2", path="/api/v1/sessions", reason="bad token")
+    await failures.refuse(
+        address="10.0.0.2", reason="bad token", target="/api/v1/sessions", detail={"path": "/api/v1/sessions"}
+    )
     assert trio.current_time() == start  # another address owes nothing
-    failures.succeeded("10.0.0.1")
-    await failures.refuse(address="10.0.0.1", path="/api/v1/sessions", reason="bad token")
+    # A success does not wipe the slate (a holder of one token could guess others at
+    # full speed); the window does.
+    await trio.sleep(61)
+    start = trio.current_time()
+    await failures.refuse(
+        address="10.0.0.1", reason="bad token", target="/api/v1/sessions", detail={"path": "/api/v1/sessions"}
+    )
     assert trio.current_time() == start
 
 
@@ -109,12 +120,16 @@ async def test_audit_rows_are_one_per_address_per_minute_with_a_count(autojump_c
     failures = _failures(rows, counted)
     failures.throttle = FailureThrottle(free=1000)
     for _ in range(50):
-        await failures.refuse(address="10.0.0.1", path="/api/v1/commands", reason="bad token")
-    await failures.refuse(address="10.0.0.9", path="/api/v1/commands", reason="role", actor="token:dash")
+        await failures.refuse(
+            address="10.0.0.1", reason="bad token", target="/api/v1/commands", detail={"path": "/api/v1/commands"}
+        )
+    await failures.refuse(address="10.0.0.9", reason="role", actor="token:dash", target="/api/v1/commands")
     assert len(counted) == 51
     assert [(r.actor, r.detail["count"]) for r in rows] == [("unknown", 1), ("token:dash", 1)]
     await trio.sleep(61)
-    await failures.refuse(address="10.0.0.1", path="/api/v1/commands", reason="bad token")
+    await failures.refuse(
+        address="10.0.0.1", reason="bad token", target="/api/v1/commands", detail={"path": "/api/v1/commands"}
+    )
     assert len(rows) == 3
     last = rows[-1]
     assert (last.action, last.source, last.outcome, last.target) == (

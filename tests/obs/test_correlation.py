@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
     import pytest
 
+    from halswarm.jsontypes import JSONObject
+
 CID: Final = "abc123def4567890"
 
 
@@ -49,9 +51,16 @@ async def test_a_correlation_id_is_on_every_line_and_row_of_its_command(
                 assert command["correlation_id"] == CID
                 stored = (await client.get(f"/api/v1/commands/{command_id}")).json()["command"]
                 assert stored["correlation_id"] == CID
-                audit = (await client.get("/api/v1/audit", params={"action": "command.start_session"})).json()
-    rows = [row for row in audit["audit"] if row.get("detail", {}).get("command_id") == command_id]
-    assert {row["outcome"] for row in rows} >= {"accepted", "succeeded"}
+                rows: list[JSONObject] = []
+
+                async def both_rows() -> bool:
+                    # The outcome's row is stored just after the waiter is answered.
+                    query = {"action": "command.start_session"}
+                    audit = (await client.get("/api/v1/audit", params=query)).json()["audit"]
+                    rows[:] = [row for row in audit if row.get("detail", {}).get("command_id") == command_id]
+                    return {row["outcome"] for row in rows} >= {"accepted", "succeeded"}
+
+                await wait_until(both_rows, what="the accepted and succeeded audit rows")
     assert all(row["correlation_id"] == CID for row in rows)
 
     lines = [

@@ -186,3 +186,17 @@ def test_an_explicit_correlation_field_wins_over_the_scope(
     with correlation_scope("outer"):
         logger.info("outcome", extra=ctx(correlation_id="record-id"))
     assert orjson.loads(buffer.getvalue())["correlation_id"] == "record-id"
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_a_newline_from_a_peer_cannot_forge_a_log_line(stream: Stream, fmt: LogFormat) -> None:
+    """Guards: an unauthenticated path with %0A printed a whole fake line in text logs."""
+    logger, buffer = attach(stream, fmt, [])
+    forged = "/api/v1/x\n2026-01-01 00:00:00 INFO    halswarm.supervisor.dispatcher: command accepted actor=api"
+    logger.warning("HTTP request refused: %s", forged, extra=ctx(target=forged))
+    lines = buffer.getvalue().splitlines()
+    assert len(lines) == 1
+    if fmt == "text":
+        assert "/api/v1/x\\n2026-01-01" in lines[0]
+    else:
+        assert orjson.loads(lines[0])["target"] == forged  # JSON keeps it, escaped

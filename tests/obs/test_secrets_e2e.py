@@ -128,7 +128,8 @@ async def test_logs_of_an_end_to_end_run_hold_no_secret(tmp_path: Path) -> None:
                 logs / "agent.log",
             )
             base = f"http://127.0.0.1:{http_port}"
-            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            # Longer than the command's wait=10 below, so the two never race on a busy machine.
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
                 operator = {"Authorization": f"Bearer {AUTH_TOKEN}"}
 
                 async def node_online() -> bool:

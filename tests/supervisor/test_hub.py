@@ -8,12 +8,15 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, cast
 
+import attrs
 import orjson
 import pytest
 import trio
+import trio.testing
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
 
 from halswarm.agent.connector import open_ws
+from halswarm.auth_failures import FailureAudit
 from halswarm.auth_throttle import FailureThrottle
 from halswarm.config.supervisor import SecurityConfig, ServerConfig
 from halswarm.models import Session
@@ -21,7 +24,6 @@ from halswarm.obs.metrics import Metrics
 from halswarm.proto import Ack, CloseCode, Hello, SessionSnapshot, Welcome, decode, encode
 from halswarm.store.policy_sql import AuditQuery
 from halswarm.supervisor.hub import Hub
-from halswarm.supervisor.hub_auth import FailureAudit
 from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, Pipeline
 from halswarm.supervisor.registry import NodeRegistry
 from halswarm.supervisor.tracker import SessionTracker
@@ -32,6 +34,8 @@ from tests.sqlite_faults import disk_full
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
     from pathlib import Path
+
+    from trio_websocket import WebSocketRequest
 
     from halswarm.store import AuditRecord, Store
     from halswarm.supervisor.app import SupervisorHandle
@@ -395,13 +399,58 @@ async def test_bad_tokens_write_one_audit_row_per_address_per_minute(supervisor:
 
 
 class RecordingStore:
-    """Just enough of :class:`Store` for :meth:`Hub.auth_failed`."""
+    """Just enough of :class:`Store` for :meth:`Hub.auth_failed`; can be made to break."""
 
     def __init__(self) -> None:
         self.audits: list[AuditRecord] = []
+        self.broken = False
 
     async def insert_audit(self, audit: AuditRecord) -> None:
+        if self.broken:
+            raise RuntimeError("a bug below the hub")
         self.audits.append(audit)
+
+
+@attrs.define
+class FakeRequest:
+    """An upgrade request as trio-websocket hands it to the hub, recording the answer."""
+
+    headers: list[tuple[bytes, bytes]]
+    path: str = "/ws"
+    remote: str = "10.0.0.7"
+    rejected: list[int] = attrs.Factory(list)
+
+    async def reject(self, status: int, *, extra_headers: object = None, body: bytes = b"") -> None:
+        del extra_headers, body
+        self.rejected.append(status)
+
+
+async def test_an_unexpected_error_before_the_upgrade_ends_only_that_request(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = RecordingStore()
+    hub = offline_hub(store)
+    store.broken = True
+    request = FakeRequest([(b"authorization", b"Bearer wrong-token")])
+    # Would otherwise propagate to the hub's nursery and stop the supervisor.
+    await hub.handle_request(cast("WebSocketRequest", request))
+    assert request.rejected == [500]
+    store.broken = False
+    again = FakeRequest([(b"authorization", b"Bearer wrong-token")])
+    await hub.handle_request(cast("WebSocketRequest", again))
+    assert again.rejected == [401]
+
+
+async def test_a_flood_of_bad_tokens_keeps_the_delay_capped(autojump_clock: trio.testing.MockClock) -> None:
+    store = RecordingStore()
+    hub = offline_hub(store)
+    for _ in range(2000):  # 2 ** 1029 overflowed a float before the exponent was capped
+        await hub.auth_failed("10.0.0.9", "missing or invalid bearer token", actor="unknown")
+    start = trio.current_time()
+    request = FakeRequest([(b"authorization", b"Bearer wrong-token")], remote="10.0.0.9")
+    await hub.handle_request(cast("WebSocketRequest", request))
+    assert request.rejected == [401]
+    assert trio.current_time() - start == 4.0  # the throttle's maximum
 
 
 def offline_hub(store: RecordingStore) -> Hub:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from halswarm.supervisor.hub_auth import AgentTokens, FailureAudit, TokenMatch, bearer_token
+from halswarm.auth_failures import FailureAudit, address_key
+from halswarm.supervisor.hub_auth import AgentTokens, TokenMatch, bearer_token
 
 SHARED = "shared-token-0000000000"
 A_TOKEN = "node-a-token-000000000"
@@ -67,3 +68,20 @@ def test_audit_memory_is_bounded() -> None:
     for i in range(5):
         assert audit.failed(f"10.0.0.{i}", 0.0) == 1
     assert len(audit) == 2
+
+
+def test_audit_rows_are_capped_in_all_and_the_rest_reported_later() -> None:
+    audit = FailureAudit(interval=60.0, max_rows=3)
+    # A flood from ever new addresses: three rows, the rest counted as unlisted.
+    rows = [audit.failed(f"10.1.0.{i}", now=1.0) for i in range(10)]
+    assert rows == [1, 1, 1] + [None] * 7
+    assert audit.take_unlisted() == 7
+    assert audit.take_unlisted() == 0
+    assert audit.failed("10.1.1.1", now=61.0) == 1  # a new minute: rows again
+
+
+def test_ipv6_senders_are_counted_by_their_64() -> None:
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("10.0.0.1") == "10.0.0.1"
+    assert address_key("(disconnected)") == "(disconnected)"
