@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 import orjson
+import pytest
 import trio
 
+from halswarm.config import ConfigError
 from halswarm.config.agent import OpencodeConfig
 from halswarm.config.security import ApiToken
-from halswarm.config.supervisor import EnvConfig
+from halswarm.config.supervisor import EnvConfig, parse_supervisor_config
 from halswarm.convert import structure_strict
 from halswarm.http.api_env import EnvStatus
 from halswarm.models import Project
@@ -129,11 +131,11 @@ async def test_drift_provision_approval_end_to_end(tmp_path: Path, workspace: Wo
 
                     # 4. A new manifest reaches the agent: the runtime is too old; the install
                     # runs only after approval and its output is in the command result.
+                    workspace.runtime("fakert", "echo fakert 1.4")  # before the agent can check
                     changed = await admin.put(
                         "/api/v1/env/manifest", content=orjson.dumps(_with_runtime(workspace.bin_dir))
                     )
                     assert changed.status_code == 200, changed.text
-                    workspace.runtime("fakert", "echo fakert 1.4")
                     await wait_until(
                         lambda: (
                             env.reports["n1", "app"].manifest_hash == env.hash
@@ -183,3 +185,13 @@ async def test_roles_on_the_env_routes(tmp_path: Path) -> None:
             assert (await ops.post("/api/v1/env/check/n1")).status_code == 404  # no such node
             approve = await ops.post("/api/v1/env/approve/n1", json={"project": "app", "install": "x"})
             assert approve.status_code == 404
+
+
+def test_an_invalid_manifest_file_fails_config_validation_with_its_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "env-manifest.json"
+    path.write_bytes(orjson.dumps({"projects": {"app": {"runtimes": {"java": ">=x"}}}}))
+    raw: JSONObject = {"server": {"auth_token": "t" * 20}, "env": {"manifest_path": str(path)}}
+    with pytest.raises(ConfigError) as caught:
+        parse_supervisor_config(raw)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"env.manifest_path: {path}: projects.app.runtimes.java:")
