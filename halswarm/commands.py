@@ -17,11 +17,13 @@ from halswarm.models import CommandType
 
 __all__ = [
     "ARG_SCHEMAS",
+    "ENV_COMMANDS",
     "SESSION_TARGETED",
     "AnswerQuestionArgs",
     "CommandArgs",
     "CommandRequest",
     "EnvArgs",
+    "EnvInstallArgs",
     "NoArgs",
     "PromptArgs",
     "ReplyPermissionArgs",
@@ -96,13 +98,36 @@ class AnswerQuestionArgs:
 
 @attrs.frozen
 class EnvArgs:
-    """``env_check`` / ``env_provision``."""
+    """``env_check`` / ``env_provision``: one project (default: every project of the node).
+
+    ``only`` limits provisioning to these check categories (``agent_config`` for an
+    AGENT.md sync); ``dry_run`` returns the plan and changes nothing.
+    """
 
     dry_run: bool = False
+    project: str | None = None
+    only: list[str] | None = None
+
+
+@attrs.frozen
+class EnvInstallArgs:
+    """``env_install``: run the manifest's declared install command *install* of *project*
+    (a risky fix, after a human approved it: ``POST /api/v1/env/approve/{node}``)."""
+
+    project: str
+    install: str
 
 
 CommandArgs: TypeAlias = (
-    StartArgs | PromptArgs | ResumeArgs | RestartArgs | NoArgs | ReplyPermissionArgs | AnswerQuestionArgs | EnvArgs
+    StartArgs
+    | PromptArgs
+    | ResumeArgs
+    | RestartArgs
+    | NoArgs
+    | ReplyPermissionArgs
+    | AnswerQuestionArgs
+    | EnvArgs
+    | EnvInstallArgs
 )
 
 ARG_SCHEMAS: Final[dict[str, type[CommandArgs]]] = {
@@ -116,7 +141,11 @@ ARG_SCHEMAS: Final[dict[str, type[CommandArgs]]] = {
     "answer_question": AnswerQuestionArgs,
     "env_check": EnvArgs,
     "env_provision": EnvArgs,
+    "env_install": EnvInstallArgs,
 }
+
+#: Commands carried out by the agent's environment checker, not its session backend.
+ENV_COMMANDS: Final[frozenset[str]] = frozenset({"env_check", "env_provision", "env_install"})
 
 #: Commands whose target resolves to one session (a session id, or a project's active session).
 SESSION_TARGETED: Final[frozenset[str]] = frozenset(

@@ -60,6 +60,7 @@ CommandType = Literal[
     "answer_question",
     "env_check",
     "env_provision",
+    "env_install",
 ]
 COMMAND_TYPES: Final[tuple[CommandType, ...]] = get_args(CommandType)
 

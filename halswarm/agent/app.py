@@ -5,6 +5,7 @@
     run_agent
     └─ outbox (SQLite, thread gate)        open for the whole run
        └─ nursery
+          ├─ env checker                   manifest -> checks -> env.* events (issue #9)
           ├─ executor                      commands, each in its own task
           ├─ backend                       produces events into the sink -> outbox
           └─ link                          connect loop: hello, sender, reader, heartbeats
@@ -16,6 +17,7 @@ unacked events stay in the outbox and are sent after the next start.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -24,6 +26,7 @@ import attrs
 import trio
 
 from halswarm.agent.backend import EventSink, SessionBackend
+from halswarm.agent.envchecker import EnvChecker
 from halswarm.agent.executor import Executor
 from halswarm.agent.link import AgentLink, Connector, LinkStatus
 from halswarm.agent.outbox import Outbox, open_outbox
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
     from halswarm.config.agent import AgentConfig
     from halswarm.models import Project
 
-__all__ = ["AgentHandle", "BackendFactory", "run_agent"]
+__all__ = ["AgentHandle", "BackendFactory", "default_env_checker", "run_agent"]
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +54,27 @@ class AgentHandle:
     outbox: Outbox
     link: AgentLink
     backend: SessionBackend
+    env: EnvChecker
 
     @property
     def status(self) -> LinkStatus:
         """The link's current status."""
         return self.link.status
+
+
+def default_env_checker(
+    config: AgentConfig, projects: list[Project], outbox: Outbox, now: Clock = system_now
+) -> EnvChecker:
+    """The environment checker for *projects*: checks see the agent's environment plus
+    ``opencode.env`` (what a spawned opencode gets) plus the manifest's values."""
+    return EnvChecker(
+        config.resolved_node_id(),
+        projects,
+        outbox=outbox,
+        now=now,
+        interval_sec=config.env_check_interval_sec,
+        base_env={**os.environ, **config.opencode.env},
+    )
 
 
 async def run_agent(
@@ -67,9 +86,14 @@ async def run_agent(
     connector: Connector | None = None,
     now: Clock = system_now,
     rng: random.Random | None = None,
+    env_factory: Callable[[Outbox], EnvChecker] | None = None,
     task_status: trio.TaskStatus[AgentHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the agent until *shutdown* is set.
+
+    *env_factory* builds the environment checker (default: one for the announced
+    projects with ``env_check_interval_sec``); it is started before the backend, so a
+    spawned opencode gets the stored manifest's environment.
 
     Raises:
         OutboxError: the data dir cannot be used.
@@ -77,9 +101,11 @@ async def run_agent(
     data_dir = config.resolved_data_dir()
     rng = rng or random.Random()
     async with open_outbox(data_dir) as outbox:
+        announced = projects if projects is not None else list(config.projects)
+        env = env_factory(outbox) if env_factory is not None else default_env_checker(config, announced, outbox, now)
         backend = backend_factory(outbox)
         sink = EventSink(outbox, now=now)
-        executor = Executor(backend, outbox)
+        executor = Executor(backend, outbox, env=env)
         link = AgentLink(
             config,
             outbox=outbox,
@@ -94,16 +120,18 @@ async def run_agent(
             health_changed=backend.health_changed,
             projects=projects,
             connector=connector,
+            env=env,
         )
         log.info(
             "agent starting",
             extra=ctx(node_id=link.node_id, data_dir=str(data_dir), pending=outbox.pending, last_seq=outbox.last_seq),
         )
         async with trio.open_nursery() as nursery:
+            await nursery.start(env.run, sink)
             await nursery.start(executor.run)
             await nursery.start(backend.run, sink)
             await nursery.start(link.run)
-            task_status.started(AgentHandle(link.node_id, outbox, link, backend))
+            task_status.started(AgentHandle(link.node_id, outbox, link, backend, env))
             await shutdown.wait()
             # The link sees the same event and closes cleanly; give it a moment.
             with trio.move_on_after(config.link.close_timeout_sec):

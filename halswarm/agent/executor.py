@@ -16,11 +16,13 @@ import trio
 
 from halswarm.agent.backend import CommandFailedError, SessionBackend
 from halswarm.agent.outbox import OutboxError
+from halswarm.commands import ENV_COMMANDS
 from halswarm.convert import ConversionError, converter, structure_strict
 from halswarm.obs.logging import correlation_scope, ctx
 from halswarm.proto.messages import CommandMsg, CommandResult
 
 if TYPE_CHECKING:
+    from halswarm.agent.envchecker import EnvChecker
     from halswarm.agent.outbox import Outbox
 
 __all__ = ["Executor", "Reply"]
@@ -38,9 +40,11 @@ _EVENTS_FIRST_WAIT: Final = 5.0
 class Executor:
     """Start with ``await nursery.start(executor.run)``."""
 
-    def __init__(self, backend: SessionBackend, outbox: Outbox) -> None:
+    def __init__(self, backend: SessionBackend, outbox: Outbox, *, env: EnvChecker | None = None) -> None:
         self.backend = backend
         self.outbox = outbox
+        #: Carries out the environment commands (issue #9); the backend does the rest.
+        self.env = env
         self._running: dict[str, CommandMsg] = {}
         # Results also kept in memory: they survive an outbox write failure.
         self._recent: collections.OrderedDict[str, CommandResult] = collections.OrderedDict()
@@ -154,7 +158,10 @@ class Executor:
         )
         with trio.move_on_after(command.deadline) as scope:
             try:
-                value = await self.backend.execute(command)
+                if command.command_type in ENV_COMMANDS and self.env is not None:
+                    value = await self.env.execute(command)
+                else:
+                    value = await self.backend.execute(command)
             except CommandFailedError as exc:
                 return CommandResult(command.command_id, ok=False, error=str(exc))
             except Exception as exc:

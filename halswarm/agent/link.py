@@ -25,6 +25,7 @@ from halswarm.agent.backoff import Backoff
 from halswarm.agent.connector import Connector, open_ws
 from halswarm.obs.logging import ctx
 from halswarm.proto import (
+    ENV_CAPABILITY,
     AckReceived,
     AgentProtocol,
     CloseCode,
@@ -33,6 +34,7 @@ from halswarm.proto import (
     Heartbeat,
     HeartbeatReceived,
     Hello,
+    ManifestReceived,
     ProtocolError,
     WelcomeReceived,
 )
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from halswarm.agent.backend import EventSink
+    from halswarm.agent.envchecker import EnvChecker
     from halswarm.agent.executor import Executor
     from halswarm.agent.outbox import Outbox
     from halswarm.config.agent import AgentConfig
@@ -134,6 +137,7 @@ class AgentLink:
         projects: list[Project] | None = None,
         connector: Connector | None = None,
         capabilities: list[str] | None = None,
+        env: EnvChecker | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -148,7 +152,10 @@ class AgentLink:
         self.health_changed = health_changed
         self.projects = projects if projects is not None else list(config.projects)
         self.connector = connector or websocket_connector(config)
-        self.capabilities = capabilities or []
+        self.capabilities = list(capabilities or [])
+        self.env = env
+        if env is not None and ENV_CAPABILITY not in self.capabilities:
+            self.capabilities.append(ENV_CAPABILITY)
         self.node_id = config.resolved_node_id()
         self.status = LinkStatus()
         self.stopped = trio.Event()
@@ -325,6 +332,9 @@ class AgentLink:
                         self.executor.submit(command, self.send_result)
                     case HeartbeatReceived():
                         pass
+                    case ManifestReceived(manifest=manifest):
+                        if self.env is not None:
+                            self.env.set_manifest(manifest)
                     case WelcomeReceived():  # pragma: no cover - the protocol rejects a second welcome
                         pass
 

@@ -101,6 +101,9 @@ class AgentConfig:
     #: PEM file of the CA(s) that sign the supervisor's certificate (``wss://``); the
     #: system's CAs when unset.
     tls_ca_file: str | None = None
+    #: Seconds between environment checks of every project (issue #9); 0: only when the
+    #: manifest changes or an ``env_check`` command asks.
+    env_check_interval_sec: float = 600.0
 
     def resolved_node_id(self) -> str:
         """The configured node id, or this machine's hostname."""
@@ -154,6 +157,8 @@ def check_agent_config(config: AgentConfig) -> list[str]:
         problems.append(f"supervisor_url: must be a ws:// or wss:// URL with a host, got {config.supervisor_url!r}")
     if not config.auth_token:
         problems.append("auth_token: required (or set HALSWARM_AUTH_TOKEN)")
+    if config.env_check_interval_sec < 0:
+        problems.append("env_check_interval_sec: must not be negative (0: check only when the manifest changes)")
     if config.tls_ca_file is not None:
         if url.scheme != "wss":
             problems.append("tls_ca_file: only used with a wss:// supervisor_url")

@@ -9,6 +9,7 @@ default.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 import attrs
@@ -25,10 +26,10 @@ from halswarm.config.security import (
     check_origins,
     check_tls_files,
 )
+from halswarm.envcheck.manifest import ManifestError, load_manifest
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
     from halswarm.jsontypes import JSONObject
 
@@ -39,6 +40,7 @@ __all__ = [
     "CostConfig",
     "DatabaseConfig",
     "DiscordChannel",
+    "EnvConfig",
     "OpenAIProvider",
     "ResumeOnIdlePolicy",
     "SecurityConfig",
@@ -188,6 +190,23 @@ class BudgetsConfig:
 
 
 @attrs.frozen
+class EnvConfig:
+    """The environment manifest the supervisor holds and sends to agents (issue #9).
+
+    ``manifest_path``: the ``env-manifest.json`` file (``template_file`` and doc
+    ``source`` paths are relative to it). Optional: without it the supervisor starts
+    with no manifest and keeps one set by ``PUT /api/v1/env/manifest`` in memory only.
+    A path that does not exist yet is created by the first PUT.
+    """
+
+    manifest_path: str | None = None
+
+    def resolved_manifest_path(self) -> Path | None:
+        """``manifest_path`` with ``~`` expanded, or None."""
+        return Path(self.manifest_path).expanduser() if self.manifest_path else None
+
+
+@attrs.frozen
 class SupervisorConfig:
     """The whole supervisor config file."""
 
@@ -203,6 +222,7 @@ class SupervisorConfig:
     dependency_start: DependencyStartConfig = attrs.Factory(DependencyStartConfig)
     #: Event routing rules, in order (docs/ROUTING.md).
     routes: list[RouteConfig] = attrs.Factory(list)
+    env: EnvConfig = EnvConfig()
 
     def secrets(self) -> list[str]:
         """Every secret value in this config, for log redaction."""
@@ -343,7 +363,24 @@ def check_supervisor_config(config: SupervisorConfig) -> list[str]:
         slack=config.channels.slack,
         discord_channels=discord.channels if discord is not None else None,
     )
+    problems += _env_problems(config.env)
     return problems
+
+
+def _env_problems(env: EnvConfig) -> list[str]:
+    """An unreadable or invalid manifest, each problem with the manifest's own key path."""
+    if env.manifest_path is None:
+        return []
+    path = Path(env.manifest_path).expanduser()
+    if not path.exists():
+        if not path.parent.is_dir():
+            return [f"env.manifest_path: {path.parent} is not a directory"]
+        return []  # created by the first PUT /api/v1/env/manifest
+    try:
+        load_manifest(path)
+    except ManifestError as exc:
+        return [f"env.manifest_path: {path}: {problem}" for problem in exc.problems]
+    return []
 
 
 def parse_supervisor_config(

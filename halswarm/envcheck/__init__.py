@@ -6,7 +6,8 @@
 - :mod:`~halswarm.envcheck.provision`: plan and apply the safe fixes.
 - :mod:`~halswarm.envcheck.install`: run an approved install command (a risky fix).
 
-Standalone for now: ``halctl env check|provision`` runs it locally. See docs/ENVIRONMENT.md.
+Used locally by ``halctl env check|provision`` and on agents by
+:mod:`halswarm.agent.envchecker` (reports: :mod:`~halswarm.envcheck.report`). See docs/ENVIRONMENT.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Provisioning never calls this: a declared install command appears as a ``risky``
 :class:`~halswarm.envcheck.provision.ManualItem` until a human approves it. The
-supervisor will wire approval (API, halctl, chat) and auditing to this function.
+agent runs it for an ``env_install`` command, which ``POST /api/v1/env/approve/{node}``
+submits (audited) once a human approved it.
 """
 
 from __future__ import annotations

@@ -220,6 +220,7 @@ async def provision_project(
     dry_run: bool = False,
     manifest_hash: str = "",
     timeouts: CheckTimeouts = DEFAULT_TIMEOUTS,
+    only: frozenset[str] | None = None,
 ) -> ProvisionResult:
     """Check the project, plan the safe fixes, apply them (unless *dry_run*) and check again.
 
@@ -232,6 +233,8 @@ async def provision_project(
         dry_run: only plan: nothing on disk changes.
         manifest_hash: recorded in the reports.
         timeouts: per-subprocess limits of the checks.
+        only: check categories to act on (e.g. ``{"agent_config"}`` for an AGENT.md
+            sync); None: all.
 
     Returns:
         The plan, what was applied, any write errors, and the reports before and after.
@@ -242,6 +245,12 @@ async def provision_project(
     """
     before = await check_project(project, spec, directory, env=env, manifest_hash=manifest_hash, timeouts=timeouts)
     plan = plan_provision(before, spec)
+    if only is not None:
+        plan = attrs.evolve(
+            plan,
+            actions=[a for a in plan.actions if a.check.partition(":")[0] in only],
+            manual=[m for m in plan.manual if m.check.partition(":")[0] in only],
+        )
     if dry_run:
         return ProvisionResult(plan, True, before)
     applied, errors = await trio.to_thread.run_sync(apply_plan, plan)

@@ -14,6 +14,7 @@ from halswarm.config.security import origin_allowed
 from halswarm.http.api_audit import register_audit
 from halswarm.http.api_commands import register_commands
 from halswarm.http.api_cost import register_cost
+from halswarm.http.api_env import register_env
 from halswarm.http.api_nodes import register_nodes
 from halswarm.http.api_policies import register_policies
 from halswarm.http.api_projects import register_projects
@@ -170,6 +171,7 @@ def create_app(api: ApiContext) -> QuartTrio:
     register_policies(app, api)
     register_projects(app, api)
     register_audit(app, api)
+    register_env(app, api)
     register_discord(app, api)
     register_openapi(app)
     check_routes(app)

@@ -16,6 +16,7 @@ from halswarm.policy.dependency_engine import DependencyEngine
 from halswarm.policy.engine import PolicyEngine
 from halswarm.store import Store
 from halswarm.supervisor.dispatcher import Dispatcher
+from halswarm.supervisor.env import EnvService
 from halswarm.supervisor.registry import NodeRegistry
 from halswarm.supervisor.tracker import SessionTracker
 from halswarm.timeutil import Clock, system_now
@@ -52,3 +53,5 @@ class ApiContext:
     throttle: FailureThrottle = attrs.Factory(FailureThrottle)
     #: Wall clock for audit rows the API writes itself (auth failures).
     now: Clock = system_now
+    #: The environment manifest and check reports (issue #9); None: routes answer 404.
+    env: EnvService | None = None

@@ -21,10 +21,12 @@ from quart import Quart, Response
 from halswarm.audit import AuditEntry
 from halswarm.commands import CommandRequest
 from halswarm.cost.model import COST_GROUPINGS, CostReport
+from halswarm.http.api_env import AgentMdDiff, AgentMdInfo, AgentMdSyncRequest, ApproveRequest, DriftEntry, EnvStatus
 from halswarm.jsontypes import JSONObject
 from halswarm.models import SESSION_STATUSES, Command, Event, Node, Session
 from halswarm.policy.views import PolicyInfo
 from halswarm.projects import CompleteAnswer, CompleteRequest, ProjectInfo
+from halswarm.supervisor.env import ManifestInfo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -152,6 +154,46 @@ def _one(key: str, item: JSONObject) -> JSONObject:
 def _operations(s: _Schemas) -> list[_Op]:
     command = _one("command", s.of(Command))
     policy = _one("policy", s.of(PolicyInfo))
+    return [*_core_operations(s, command, policy), *_env_operations(s, command)]
+
+
+def _env_operations(s: _Schemas, command: JSONObject) -> list[_Op]:
+    """The environment routes (issue #9)."""
+    manifest = s.of(ManifestInfo)
+    status = s.of(EnvStatus)
+    filters = [_q("node"), _q("project")]
+    wait = _q("wait", _WAIT, "seconds to wait for the outcome (default 30)")
+    command_errors = (400, 404, 409, 502, 504)
+    return [
+        _Op("get", "/api/v1/env/manifest", "The environment manifest the supervisor holds", "viewer", manifest,
+            errors=(404,)),
+        _Op("put", "/api/v1/env/manifest", "Replace the manifest (validated, stored, sent to agents; audited)",
+            "admin", manifest, body={"type": "object"}, errors=(400, 404)),
+        _Op("get", "/api/v1/env/status", "Latest check report per node and project", "viewer", status, filters,
+            errors=(400, 404)),
+        _Op("get", "/api/v1/env/status/{node}", "One node's latest check reports", "viewer", status,
+            [_q("project")], errors=(400, 404)),
+        _Op("get", "/api/v1/env/drift", "Drift items of the latest reports", "viewer",
+            _list("drift", s.of(DriftEntry)), filters, errors=(400, 404)),
+        _Op("post", "/api/v1/env/check/{node}", "Check a node's projects now (an env_check command)", "operator",
+            command, [_q("project"), wait], errors=command_errors),
+        _Op("post", "/api/v1/env/provision/{node}", "Apply the safe fixes on a node (an env_provision command)",
+            "operator", command, [_q("project"), _q("dry_run", {"type": "boolean"}), wait], errors=command_errors),
+        _Op("post", "/api/v1/env/approve/{node}", "Approve and run a declared install command (audited)",
+            "operator", command, [wait], body=s.of(ApproveRequest, strict=True), errors=command_errors),
+        _Op("get", "/api/v1/agent-md/{project}", "The rendered AGENT.md and each node's copy", "viewer",
+            s.of(AgentMdInfo), errors=(404,)),
+        _Op("get", "/api/v1/agent-md/{project}/diff", "Each node's AGENT.md against the template", "viewer",
+            {"type": "object", "properties": {"project": {"type": "string"},
+                                              "diffs": {"type": "array", "items": s.of(AgentMdDiff)}},
+             "required": ["project", "diffs"]}, errors=(404,)),
+        _Op("post", "/api/v1/agent-md/sync", "Rewrite AGENT.md from the template (env_provision commands)",
+            "operator", _list("commands", s.of(Command)), [wait], body=s.of(AgentMdSyncRequest, strict=True),
+            errors=command_errors),
+    ]  # fmt: skip
+
+
+def _core_operations(s: _Schemas, command: JSONObject, policy: JSONObject) -> list[_Op]:
     return [
         _Op("get", "/api/v1/sessions", "List tracked sessions", "viewer", _list("sessions", s.of(Session)),
             [_q("status", {"enum": list(SESSION_STATUSES)}), _q("project"), _q("node")], errors=(400,)),
@@ -190,6 +232,14 @@ def _operations(s: _Schemas) -> list[_Op]:
     ]  # fmt: skip
 
 
+#: Routes that submit commands: 202 while the command is still running after ``wait``.
+_COMMAND_ROUTES: Final = (
+    "/api/v1/env/check/",
+    "/api/v1/env/provision/",
+    "/api/v1/env/approve/",
+    "/api/v1/agent-md/sync",
+)
+
 _ERROR_TEXT: Final = {
     400: "Invalid parameter, header or body",
     401: "Missing or unknown bearer token",
@@ -210,7 +260,7 @@ def openapi_document() -> JSONObject:
     paths: dict[str, JSONObject] = {}
     for op in _operations(s):
         responses: JSONObject = {str(op.ok_status): _json("OK", op.ok)}
-        if op.path == "/api/v1/commands":
+        if op.path == "/api/v1/commands" or op.path.startswith(_COMMAND_ROUTES):
             responses["202"] = _json("Accepted, still running", op.ok)
         for status in sorted({*op.errors, 401, 403, 413, 503}):
             responses[str(status)] = _json(_ERROR_TEXT[status], error)

@@ -15,14 +15,17 @@ from halswarm.proto.link import (
     HubEvent,
     HubProtocol,
     LinkState,
+    ManifestReceived,
     ResultReceived,
     WelcomeReceived,
 )
 from halswarm.proto.messages import (
+    ENV_CAPABILITY,
     PROTOCOL_VERSION,
     Ack,
     CommandMsg,
     CommandResult,
+    EnvManifest,
     Events,
     Heartbeat,
     Hello,
@@ -33,6 +36,7 @@ from halswarm.proto.messages import (
 )
 
 __all__ = [
+    "ENV_CAPABILITY",
     "PROTOCOL_VERSION",
     "Ack",
     "AckReceived",
@@ -43,6 +47,7 @@ __all__ = [
     "CommandMsg",
     "CommandReceived",
     "CommandResult",
+    "EnvManifest",
     "Events",
     "Heartbeat",
     "HeartbeatReceived",
@@ -51,6 +56,7 @@ __all__ = [
     "HubEvent",
     "HubProtocol",
     "LinkState",
+    "ManifestReceived",
     "Message",
     "ProtocolError",
     "ResultReceived",

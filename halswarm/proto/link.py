@@ -23,9 +23,11 @@ import attrs
 from halswarm.proto.codec import decode, encode, encode_events_raw
 from halswarm.proto.errors import CloseCode, ProtocolError
 from halswarm.proto.messages import (
+    ENV_CAPABILITY,
     Ack,
     CommandMsg,
     CommandResult,
+    EnvManifest,
     Events,
     Heartbeat,
     Hello,
@@ -48,6 +50,7 @@ __all__ = [
     "HubEvent",
     "HubProtocol",
     "LinkState",
+    "ManifestReceived",
     "ResultReceived",
     "WelcomeReceived",
 ]
@@ -95,6 +98,13 @@ class HeartbeatReceived:
 
 
 @attrs.frozen
+class ManifestReceived:
+    """The supervisor sent the environment manifest (issue #9)."""
+
+    manifest: EnvManifest
+
+
+@attrs.frozen
 class HelloReceived:
     """An agent introduced itself; answer with :meth:`HubProtocol.welcome`."""
 
@@ -115,7 +125,7 @@ class ResultReceived:
     result: CommandResult
 
 
-AgentEvent = WelcomeReceived | AckReceived | CommandReceived | HeartbeatReceived
+AgentEvent = WelcomeReceived | AckReceived | CommandReceived | HeartbeatReceived | ManifestReceived
 HubEvent = HelloReceived | BatchReceived | ResultReceived | HeartbeatReceived
 
 
@@ -172,6 +182,8 @@ class AgentProtocol:
             return [CommandReceived(msg)]
         if isinstance(msg, Heartbeat):
             return [HeartbeatReceived(msg)]
+        if isinstance(msg, EnvManifest):
+            return [ManifestReceived(msg)]
         raise ProtocolError(CloseCode.MALFORMED, f"unexpected {type(msg).__name__} from supervisor")
 
     def _on_ack(self, seq: int) -> AckReceived:
@@ -330,3 +342,15 @@ class HubProtocol:
     def heartbeat_frame(self, heartbeat: Heartbeat) -> str:
         """Frame a heartbeat for the agent."""
         return encode(heartbeat)
+
+    def manifest_frame(self, manifest: EnvManifest) -> str:
+        """Frame the environment manifest (only for agents announcing ``ENV_CAPABILITY``).
+
+        Raises:
+            RuntimeError: the agent did not announce the capability, or before the welcome.
+        """
+        if self.hello is None or self.state is not LinkState.OPEN:
+            raise RuntimeError("manifest before the welcome")
+        if ENV_CAPABILITY not in self.hello.capabilities:
+            raise RuntimeError("the agent does not accept env_manifest frames")
+        return encode(manifest)

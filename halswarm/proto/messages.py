@@ -14,11 +14,13 @@ from halswarm.jsontypes import JSONObject
 from halswarm.models import CommandType, Project, Resources, Session
 
 __all__ = [
+    "ENV_CAPABILITY",
     "PROTOCOL_VERSION",
     "TAGS",
     "Ack",
     "CommandMsg",
     "CommandResult",
+    "EnvManifest",
     "Events",
     "Heartbeat",
     "Hello",
@@ -29,6 +31,10 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION: Final = 1
+#: An agent listing this in ``hello.capabilities`` accepts :class:`EnvManifest` frames.
+#: The supervisor never sends one to an agent that does not (older agents would close
+#: the connection on an unknown frame type).
+ENV_CAPABILITY: Final = "env_manifest"
 
 
 @attrs.frozen
@@ -148,7 +154,21 @@ class CommandResult:
     correlation_id: str = ""
 
 
-Message: TypeAlias = Hello | Welcome | Events | Ack | Heartbeat | CommandMsg | CommandResult
+@attrs.frozen
+class EnvManifest:
+    """Supervisor -> agent: the environment manifest (issue #9), after the welcome and on change.
+
+    ``manifest`` is the parsed, self-contained manifest (file references already read
+    in, defaults merged) as JSON; ``manifest_hash`` its SHA-256 (``manifest_hash()``), so
+    an agent can tell a resend from a change. ``None``: the supervisor holds no manifest.
+    Sent only to agents whose hello lists :data:`ENV_CAPABILITY`.
+    """
+
+    manifest_hash: str
+    manifest: JSONObject | None = None
+
+
+Message: TypeAlias = Hello | Welcome | Events | Ack | Heartbeat | CommandMsg | CommandResult | EnvManifest
 
 TAGS: Final[dict[type[Message], str]] = {
     Hello: "hello",
@@ -158,4 +178,5 @@ TAGS: Final[dict[type[Message], str]] = {
     Heartbeat: "heartbeat",
     CommandMsg: "command",
     CommandResult: "command_result",
+    EnvManifest: "env_manifest",
 }

@@ -173,3 +173,22 @@ def _policy(db: Database) -> None:
         CREATE INDEX audit_actor ON audit_log(actor, id);
         """,
     )
+
+
+@MIGRATIONS(name="0004_env_reports")
+def _env_reports(db: Database) -> None:
+    # Environment checks (issue 9): the latest report per (node, project), so
+    # /api/v1/env/status survives a supervisor restart. See halswarm/store/env_sql.py.
+    _run_statements(
+        db,
+        """
+        CREATE TABLE env_reports (
+            node_id TEXT NOT NULL,
+            project TEXT NOT NULL,
+            state TEXT NOT NULL,
+            checked_at TEXT NOT NULL,
+            report TEXT NOT NULL,
+            PRIMARY KEY (node_id, project)
+        ) WITHOUT ROWID;
+        """,
+    )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, TypeVar
 import trio
 from sqlite_utils import Database
 
-from halswarm.store import cost_sql, policy_sql, sql
+from halswarm.store import cost_sql, env_sql, policy_sql, sql
 from halswarm.store.gate import WriteGate
 from halswarm.store.schema import MIGRATIONS
 
@@ -264,6 +264,14 @@ class Store:
     async def unfinished_commands(self) -> list[UnfinishedCommand]:
         """Commands still pending or sent."""
         return await self._read(policy_sql.unfinished_commands)
+
+    async def save_env_reports(self, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+        """Upsert the latest environment reports (issue 9); see :func:`env_sql.save_env_reports`."""
+        await self._write(env_sql.save_env_reports, rows)
+
+    async def load_env_reports(self) -> list[str]:
+        """Every stored environment report's JSON."""
+        return await self._read(env_sql.load_env_reports)
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEntry]:
         """Audit rows matching *query*, newest first (see :class:`policy_sql.AuditQuery`)."""

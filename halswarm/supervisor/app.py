@@ -40,6 +40,7 @@ from halswarm.policy.dependency_engine import DependencyEngine
 from halswarm.policy.engine import PolicyEngine
 from halswarm.store import Store, open_store
 from halswarm.supervisor.dispatcher import Dispatcher
+from halswarm.supervisor.env import EnvService
 from halswarm.supervisor.heartbeat import HeartbeatMonitor
 from halswarm.supervisor.hub import Hub
 from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, Pipeline
@@ -80,6 +81,8 @@ class SupervisorHandle:
     discord: DiscordService | None = None
     #: The event router (issue #7), when ``routes`` is configured.
     router: RouterService | None = None
+    #: The environment manifest and check reports (issue #9).
+    env: EnvService | None = None
 
 
 async def run_supervisor(
@@ -139,6 +142,14 @@ async def run_supervisor(
             on_offline=node_offline,
             congested=pipeline.congested,
         )
+        env = EnvService(
+            store,
+            path=config.env.resolved_manifest_path(),
+            emit=pipeline.emit,
+            now=now,
+        )
+        await env.load()
+        pipeline.on_committed(env.committed)
         tls = config.security.tls
         tls_files = (tls.cert_path, tls.key_path) if tls.enabled and tls.cert_path and tls.key_path else None
         hub = Hub(
@@ -155,6 +166,7 @@ async def run_supervisor(
             # WSS with security.tls (a bad certificate or key fails here, naming the file).
             ssl_context=server_ssl_context(*tls_files) if tls_files is not None else None,
             origin_allowlist=config.security.origin_allowlist,
+            env=env,
         )
         metrics.attach_live_state(
             LiveState(
@@ -287,6 +299,7 @@ async def run_supervisor(
             tokens=config.server.tokens,
             origin_allowlist=config.security.origin_allowlist,
             now=now,
+            env=env,
         )
         http = HttpServer(
             api,
@@ -303,6 +316,7 @@ async def run_supervisor(
             await core.start(cost_poller.run)
             await core.start(policies.run)
             await core.start(dependencies.run)
+            await core.start(env.run)
             if router is not None:
                 await core.start(router.run)
             if discord is not None:
@@ -329,6 +343,7 @@ async def run_supervisor(
                         dependencies=dependencies,
                         discord=discord,
                         router=router,
+                        env=env,
                     )
                 )
             # The hub and HTTP server have drained; flush what is still queued.

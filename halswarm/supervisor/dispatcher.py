@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
-from halswarm.commands import SESSION_TARGETED, CommandRequest, parse_args
+from halswarm.commands import ENV_COMMANDS, SESSION_TARGETED, CommandRequest, parse_args
 from halswarm.convert import ConversionError, converter
 from halswarm.models import Command, CommandStatus
 from halswarm.obs.logging import correlation_scope, ctx
@@ -42,7 +42,14 @@ _ANSWER_MARGIN: Final = 2.0  # seconds kept back for the result's way home
 _STORE_TIMEOUT: Final = 5.0
 _FINISHED_MAX: Final = 1000
 # A handover restart waits up to 60 s for the old session to go idle, then starts anew.
-_MIN_TIMEOUT: Final[dict[str, float]] = {"restart_session": 150.0}
+# Environment commands run subprocesses (a JVM start, an approved install with its own
+# timeout from the manifest): give them room beyond server.command_timeout_sec.
+_MIN_TIMEOUT: Final[dict[str, float]] = {
+    "restart_session": 150.0,
+    "env_check": 120.0,
+    "env_provision": 180.0,
+    "env_install": 3600.0,
+}
 
 
 class CommandError(Exception):
@@ -214,7 +221,7 @@ class Dispatcher:
                     raise CommandError(404, "no_active_session", f"project {target!r} has no active session")
                 raise CommandError(404, "unknown_target", f"no session or project named {target!r}")
             return _Resolved(session.node_id, session.id)
-        if request.type in ("env_check", "env_provision") and self.registry.get(target) is not None:
+        if request.type in ENV_COMMANDS and self.registry.get(target) is not None:
             return _Resolved(target, "")
         hosts = self.registry.nodes_hosting(target)
         if not hosts:

@@ -30,10 +30,12 @@ from halswarm.auth_throttle import FailureThrottle
 from halswarm.config.security import origin_allowed
 from halswarm.obs.logging import ctx
 from halswarm.proto import (
+    ENV_CAPABILITY,
     BatchReceived,
     CloseCode,
     CommandMsg,
     CommandResult,
+    EnvManifest,
     Heartbeat,
     HeartbeatReceived,
     Hello,
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from halswarm.config.supervisor import ServerConfig
     from halswarm.obs.metrics import Metrics
     from halswarm.store import Store
+    from halswarm.supervisor.env import EnvService
     from halswarm.supervisor.tracker import SessionTracker
 
 __all__ = ["Hub", "HubConnection"]
@@ -170,6 +173,7 @@ class Hub:
         origin_allowlist: Sequence[str] = ("*",),
         throttle: FailureThrottle | None = None,
         failure_audit: FailureAudit | None = None,
+        env: EnvService | None = None,
     ) -> None:
         """*ssl_context* serves WSS instead of WS; *origin_allowlist* is
         ``security.origin_allowlist``; *throttle* and *failure_audit* are injectable for tests."""
@@ -196,6 +200,8 @@ class Hub:
             audit=failure_audit,
         )
         self._tokens = AgentTokens(config.auth_token, config.node_tokens)
+        #: The environment manifest, sent to agents that accept it (issue #9).
+        self.env = env
         self._connections: set[HubConnection] = set()
         self._acked = Signal()  # fired after every ack frame, for the shutdown drain
         self._draining = False
@@ -378,6 +384,8 @@ class Hub:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(conn.guarded, conn.ack_loop)
                         nursery.start_soon(conn.guarded, partial(self._heartbeat_loop, conn))
+                        if self.env is not None and ENV_CAPABILITY in hello.capabilities:
+                            nursery.start_soon(conn.guarded, partial(self._manifest_loop, conn, self.env))
                         await self._reader(conn)
                         nursery.cancel_scope.cancel()
         finally:
@@ -447,6 +455,18 @@ class Hub:
                         self.registry.heartbeat(node_id, heartbeat, format_ts(self.now()))
                     case HelloReceived():  # pragma: no cover - the protocol rejects a second hello
                         pass
+
+    async def _manifest_loop(self, conn: HubConnection, env: EnvService) -> None:
+        """Send the environment manifest after the welcome and whenever it changes (issue #9)."""
+        sent: str | None = None
+        while True:
+            changed = env.changed.waiter()
+            message = env.message()
+            current = message.manifest_hash if message is not None else None
+            if current != sent:
+                await conn.send(conn.proto.manifest_frame(message or EnvManifest("", None)))
+                sent = current
+            await changed.wait()
 
     async def _heartbeat_loop(self, conn: HubConnection) -> None:
         interval = self.config.heartbeat_interval_sec

@@ -27,6 +27,7 @@ from halswarm.proto import (
     Ack,
     CommandMsg,
     CommandResult,
+    EnvManifest,
     Events,
     Heartbeat,
     Hello,
@@ -180,5 +181,6 @@ MESSAGE_STRATEGIES: dict[str, st.SearchStrategy[Message]] = {
     "heartbeat": heartbeats,
     "command": commands,
     "command_result": results,
+    "env_manifest": st.builds(EnvManifest, manifest_hash=texts, manifest=st.none() | json_objects),
 }
 """One strategy per message class, keyed by its wire tag."""

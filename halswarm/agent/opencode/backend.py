@@ -33,6 +33,7 @@ from halswarm.agent.opencode.client import OpencodeError, OpencodeNotFoundError
 from halswarm.agent.opencode.mapper import PREDECESSOR_KEY, RestSnapshot, SessionMapper
 from halswarm.agent.opencode.runner import OpencodeRunner
 from halswarm.commands import (
+    ENV_COMMANDS,
     AnswerQuestionArgs,
     NoArgs,
     PromptArgs,
@@ -49,7 +50,7 @@ from halswarm.sync import Signal
 from halswarm.timeutil import Clock, system_now
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from halswarm.agent.outbox import Outbox
     from halswarm.config.agent import AgentConfig
@@ -345,8 +346,8 @@ class OpencodeBackend:
             args = parse_args(command.command_type, command.args)
         except ConversionError as exc:
             raise CommandFailedError("; ".join(exc.problems)) from None
-        if command.command_type in ("env_check", "env_provision"):
-            raise CommandFailedError(f"{command.command_type} is not available on this agent yet")
+        if command.command_type in ENV_COMMANDS:  # the executor gives these to the env checker
+            raise CommandFailedError(f"{command.command_type} is not a session command")
         if not self.runner.ready:
             raise CommandFailedError(f"opencode is not available on this node: {self.runner.health()}")
         try:
@@ -522,11 +523,19 @@ class OpencodeBackend:
 
 
 def opencode_factory(
-    config: AgentConfig, data_dir: Path, *, rng: random.Random | None = None
+    config: AgentConfig,
+    data_dir: Path,
+    *,
+    rng: random.Random | None = None,
+    extra_env: Callable[[], Mapping[str, str]] | None = None,
 ) -> Callable[[Outbox], OpencodeBackend]:
-    """A backend factory for ``run_agent``: drive the opencode server *config* describes."""
+    """A backend factory for ``run_agent``: drive the opencode server *config* describes.
+
+    *extra_env* gives the manifest's environment for a spawned server (issue #9).
+    """
 
     def factory(outbox: Outbox) -> OpencodeBackend:
-        return OpencodeBackend(config, outbox=outbox, runner=OpencodeRunner(config, data_dir, rng=rng), rng=rng)
+        runner = OpencodeRunner(config, data_dir, rng=rng, extra_env=extra_env)
+        return OpencodeBackend(config, outbox=outbox, runner=runner, rng=rng)
 
     return factory

@@ -38,6 +38,8 @@ from halswarm.runtime import terminate
 from halswarm.sync import Signal
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from halswarm.config.agent import AgentConfig
 
 __all__ = ["OpencodeRunner"]
@@ -58,9 +60,19 @@ class OpencodeRunner:
     """Start with ``await nursery.start(runner.run)``; returns at once (the server may
     still be starting: see :meth:`wait_ready`)."""
 
-    def __init__(self, config: AgentConfig, data_dir: Path, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        data_dir: Path,
+        *,
+        rng: random.Random | None = None,
+        extra_env: Callable[[], Mapping[str, str]] | None = None,
+    ) -> None:
         oc = config.opencode
         self.config = config
+        #: The environment manifest's variables (issue #9), read at every spawn. Only
+        #: in this process's environment: never written to disk.
+        self.extra_env = extra_env
         self.mode = oc.mode
         self.port = config.opencode_port
         # A spawned server gets a fresh random password unless one is configured.
@@ -222,6 +234,9 @@ class OpencodeRunner:
         for var, sub in (("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache")):
             env[var] = str(self.state_dir / sub)
         env["OPENCODE_DISABLE_AUTOUPDATE"] = "1"
+        if self.extra_env is not None:
+            env.update(self.extra_env())
+        # The node's own config wins over the manifest.
         env.update(self.config.opencode.env)
         env.pop("OPENCODE_SERVER_PASSWORD", None)
         if self.password:

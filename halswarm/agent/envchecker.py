@@ -1,0 +1,398 @@
+"""The agent's environment checker (issue #9): manifest in, checks, reports and events out.
+
+::
+
+    EnvChecker.run
+    └─ loop: wait for a new manifest, an env_check, or the interval -> check every project
+
+The supervisor sends the manifest after the welcome and whenever it changes
+(:class:`~halswarm.proto.EnvManifest`); the last one is kept in the outbox's key-value
+store, so after a restart the agent checks (and gives opencode the manifest's
+environment) before it has reconnected. Each check run emits, per project, through the
+normal event sink (durable, routed like any event):
+
+- ``env.check.report`` {EnvReport} every run (the supervisor keeps the latest);
+- ``env.check.fail`` {project, state, failed} when a project is not ready and its
+  state or failed checks differ from the last ``env.check.fail`` reported;
+- ``env.drift.detected`` {project, drift} when the drift set changed and is not empty.
+
+Which failures and drift were reported is kept in the key-value store too, so a restart
+does not repeat them. Commands (run by the executor, never in the link's reader):
+``env_check``, ``env_provision`` (emits ``env.provision.complete``,
+``env.provision.manual_required``, ``agent-md.updated``) and ``env_install`` (an approved
+declared install command, run with its timeout; output in the command result).
+Checks run off the trio thread with bounded subprocesses (:mod:`halswarm.envcheck.checks`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import orjson
+import trio
+
+from halswarm.agent.backend import CommandFailedError, OutEvent
+from halswarm.commands import EnvArgs, EnvInstallArgs, parse_args
+from halswarm.convert import ConversionError, converter, unstructure
+from halswarm.envcheck.checks import check_project
+from halswarm.envcheck.install import run_install
+from halswarm.envcheck.manifest import Manifest, ManifestError, manifest_hash, parse_manifest
+from halswarm.envcheck.provision import ProvisionResult, opencode_env, provision_project
+from halswarm.envcheck.report import REPORT_EVENT, EnvReport, agent_file_info, env_report
+from halswarm.jsontypes import is_json_object
+from halswarm.obs.logging import ctx
+from halswarm.sync import Signal
+from halswarm.timeutil import Clock, format_ts
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from halswarm.agent.backend import EventSink
+    from halswarm.agent.outbox import Outbox
+    from halswarm.jsontypes import JSONObject, JSONValue
+    from halswarm.models import Project
+    from halswarm.proto.messages import CommandMsg, EnvManifest
+
+__all__ = ["MANIFEST_KEY", "REPORTED_KEY", "EnvChecker"]
+
+log = logging.getLogger(__name__)
+
+#: Outbox key-value entries: the last manifest received, and what was reported.
+MANIFEST_KEY: Final = "env_manifest"
+REPORTED_KEY: Final = "env_reported"
+_PRIVATE_ENV_PREFIXES: Final = ("HALSWARM_", "HALCTL_")
+
+
+class EnvChecker:
+    """Start with ``await nursery.start(checker.run, sink)`` (after the outbox is open)."""
+
+    def __init__(
+        self,
+        node_id: str,
+        projects: list[Project],
+        *,
+        outbox: Outbox,
+        now: Clock,
+        interval_sec: float = 600.0,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.projects = list(projects)
+        self.outbox = outbox
+        self.now = now
+        self.interval_sec = interval_sec
+        environ = os.environ if base_env is None else base_env
+        self.base_env = {k: v for k, v in environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
+        self.manifest: Manifest | None = None
+        self.manifest_hash = ""
+        #: The latest report per project (also what tests look at).
+        self.reports: dict[str, EnvReport] = {}
+        #: Fired after every check run.
+        self.checked = Signal()
+        self._wake = Signal()
+        self._sink: EventSink | None = None
+        self._lock = trio.Lock()  # one check or provisioning run at a time
+        # project -> {"fail": [...], "drift": [...]} as last reported.
+        self._reported: dict[str, dict[str, list[str]]] = {}
+        self._pending_save: JSONObject | None = None
+
+    # ---- what others read -------------------------------------------------------------
+
+    def opencode_env(self) -> dict[str, str]:
+        """The manifest's declared variables for the hosted projects (opencode's environment).
+
+        One opencode server serves every project of the node: on a conflict the project
+        first by name wins. Never written to disk.
+        """
+        env: dict[str, str] = {}
+        if self.manifest is None:
+            return env
+        for project in sorted(self.projects, key=lambda p: p.name):
+            for key, value in opencode_env(self.manifest.spec_for(project.name)).items():
+                env.setdefault(key, value)
+        return env
+
+    # ---- manifest ----------------------------------------------------------------------
+
+    def set_manifest(self, message: EnvManifest) -> None:
+        """Take a manifest from the supervisor (called by the link reader: never blocks)."""
+        if message.manifest is None:
+            if self.manifest is not None:
+                log.info("supervisor holds no environment manifest any more")
+            self.manifest, self.manifest_hash = None, ""
+            return
+        if message.manifest_hash == self.manifest_hash and self.manifest is not None:
+            return  # a resend after a reconnect: nothing changed
+        try:
+            manifest = parse_manifest(message.manifest)
+        except ManifestError as exc:
+            log.error("supervisor sent an invalid manifest (kept the previous one): %s", exc)
+            return
+        self.manifest, self.manifest_hash = manifest, manifest_hash(manifest)
+        log.info("environment manifest received", extra=ctx(manifest_hash=self.manifest_hash))
+        # Persisted by the next check run (this is the link's reader: no awaits here).
+        self._pending_save = message.manifest
+        self._wake.fire()
+
+    async def _restore(self) -> None:
+        saved = await self.outbox.get_kv(MANIFEST_KEY)
+        if saved is not None:
+            try:
+                raw = orjson.loads(saved)
+                if is_json_object(raw):
+                    self.manifest = parse_manifest(raw)
+                    self.manifest_hash = manifest_hash(self.manifest)
+            except (orjson.JSONDecodeError, ManifestError) as exc:
+                log.warning("stored manifest ignored: %s", exc)
+        reported = await self.outbox.get_kv(REPORTED_KEY)
+        if reported is not None:
+            try:
+                value = orjson.loads(reported)
+            except orjson.JSONDecodeError:
+                value = {}
+            if isinstance(value, dict):
+                self._reported = {
+                    k: {kind: [str(x) for x in items] for kind, items in v.items() if isinstance(items, list)}
+                    for k, v in value.items()
+                    if isinstance(v, dict)
+                }
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    async def run(self, sink: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Check on every new manifest and every ``interval_sec`` (0: only on change).
+
+        Cancellation: safe at any await; a running check's subprocesses are killed.
+        Error handling: a failing check run is logged and retried at the next wake-up.
+        """
+        await self._restore()
+        self._sink = sink
+        task_status.started()
+        start = trio.current_time()
+        k = 1
+        while True:
+            wake = self._wake.waiter()
+            if self.manifest is not None:
+                try:
+                    await self.check_all()
+                except Exception:
+                    log.exception("environment check failed")
+            if self.interval_sec > 0:
+                # Drift-free schedule; a new manifest checks at once.
+                k = max(k, int((trio.current_time() - start) // self.interval_sec) + 1)
+                with trio.move_on_at(start + k * self.interval_sec):
+                    await wake.wait()
+            else:
+                await wake.wait()
+
+    def _environment(self, project: str) -> dict[str, str]:
+        assert self.manifest is not None
+        return {**self.base_env, **opencode_env(self.manifest.spec_for(project))}
+
+    def _targets(self, project: str | None) -> list[Project]:
+        targets = [p for p in self.projects if project is None or p.name == project]
+        if project is not None and not targets:
+            raise CommandFailedError(f"this node does not host project {project!r}")
+        return targets
+
+    async def check_all(self, project: str | None = None) -> list[EnvReport]:
+        """Check every hosted project (or one), report and emit events.
+
+        Raises:
+            CommandFailedError: no manifest yet, or *project* is not hosted here.
+        """
+        manifest = self.manifest
+        if manifest is None:
+            raise CommandFailedError("no environment manifest received from the supervisor yet")
+        async with self._lock:
+            await self._save_manifest()
+            reports = []
+            for target in self._targets(project):
+                spec = manifest.spec_for(target.name)
+                directory = _directory(target)
+                checked = await check_project(
+                    target.name, spec, directory, env=self._environment(target.name), manifest_hash=self.manifest_hash
+                )
+                agent_file = await trio.to_thread.run_sync(agent_file_info, target.name, spec, directory)
+                reports.append(env_report(self.node_id, checked, format_ts(self.now()), agent_file))
+            await self._emit_reports(reports)
+        self.checked.fire()
+        return reports
+
+    async def _save_manifest(self) -> None:
+        raw, self._pending_save = self._pending_save, None
+        if raw is not None:
+            await self.outbox.put_kv(MANIFEST_KEY, orjson.dumps(raw))
+
+    async def _emit_reports(self, reports: list[EnvReport]) -> None:
+        assert self._sink is not None
+        events: list[OutEvent] = []
+        for report in reports:
+            self.reports[report.project] = report
+            data = converter.unstructure(report)
+            events.append(OutEvent(REPORT_EVENT, project=report.project, data=data))
+            seen = self._reported.setdefault(report.project, {})
+            failed = sorted(report.failed())
+            fail_key = [report.state, *failed] if report.state != "ready" else []
+            if fail_key != seen.get("fail", []):
+                seen["fail"] = fail_key
+                if fail_key:
+                    events.append(
+                        OutEvent(
+                            "env.check.fail",
+                            project=report.project,
+                            data={"project": report.project, "state": report.state, "failed": list(failed)},
+                        )
+                    )
+            drift = sorted(f"{d.check}:{d.kind}" for d in report.drift)
+            if drift != seen.get("drift", []):
+                seen["drift"] = drift
+                if drift:
+                    items: JSONValue = unstructure(report.drift)
+                    events.append(
+                        OutEvent(
+                            "env.drift.detected",
+                            project=report.project,
+                            data={"project": report.project, "drift": items},
+                        )
+                    )
+        await self._sink.emit(events)
+        await self.outbox.put_kv(REPORTED_KEY, orjson.dumps(self._reported))
+
+    # ---- commands ---------------------------------------------------------------------
+
+    async def execute(self, command: CommandMsg) -> JSONObject:
+        """Carry out ``env_check``, ``env_provision`` or ``env_install``.
+
+        Raises:
+            CommandFailedError: bad arguments, no manifest, unknown project or install.
+        """
+        try:
+            args = parse_args(command.command_type, command.args)
+        except ConversionError as exc:
+            raise CommandFailedError("; ".join(exc.problems)) from None
+        project = command.target if command.target and command.target != self.node_id else None
+        if isinstance(args, EnvInstallArgs):
+            return await self._install(args)
+        if not isinstance(args, EnvArgs):
+            raise CommandFailedError(f"{command.command_type} is not an environment command")
+        project = args.project or project
+        if command.command_type == "env_check":
+            reports = await self.check_all(project)
+            return {"reports": unstructure(reports)}
+        return await self._provision(project, dry_run=args.dry_run, only=args.only)
+
+    async def _provision(self, project: str | None, *, dry_run: bool, only: list[str] | None) -> JSONObject:
+        manifest = self.manifest
+        if manifest is None:
+            raise CommandFailedError("no environment manifest received from the supervisor yet")
+        results: list[JSONValue] = []
+        events: list[OutEvent] = []
+        async with self._lock:
+            for target in self._targets(project):
+                spec = manifest.spec_for(target.name)
+                result = await provision_project(
+                    target.name,
+                    spec,
+                    _directory(target),
+                    env=self.base_env,
+                    dry_run=dry_run,
+                    manifest_hash=self.manifest_hash,
+                    only=frozenset(only) if only else None,
+                )
+                results.append(_result_json(result))
+                events += _provision_events(result)
+        assert self._sink is not None
+        if not dry_run:
+            await self._sink.emit(events)
+            # Report the new state (and clear what provisioning fixed) at once.
+            await self.check_all(project)
+        return {"dry_run": dry_run, "projects": results}
+
+    async def _install(self, args: EnvInstallArgs) -> JSONObject:
+        manifest = self.manifest
+        if manifest is None:
+            raise CommandFailedError("no environment manifest received from the supervisor yet")
+        (target,) = self._targets(args.project)
+        spec = manifest.spec_for(target.name)
+        install = spec.install.get(args.install)
+        if install is None:
+            raise CommandFailedError(f"project {args.project!r} declares no install command {args.install!r}")
+        directory = _directory(target)
+        log.info("running approved install", extra=ctx(project=args.project, install=args.install))
+        result = await run_install(
+            install.command,
+            timeout_sec=install.timeout_sec,
+            cwd=directory,
+            env=self._environment(target.name),
+        )
+        reports = await self.check_all(args.project)
+        return {
+            "project": args.project,
+            "install": args.install,
+            "command": list(install.command),
+            "exit_code": result.exit_code,
+            "ok": result.exit_code == 0,
+            "timed_out": result.timed_out,
+            "truncated": result.truncated,
+            "error": result.error,
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+            "state_after": reports[0].state if reports else None,
+        }
+
+
+def _directory(project: Project) -> Path:
+    # expanduser reads $HOME only (no I/O), which the async lint cannot know.
+    return Path(os.path.expanduser(project.directory))
+
+
+def _result_json(result: ProvisionResult) -> JSONValue:
+    plan = result.plan
+    names: list[JSONValue] = [*sorted(plan.env)]
+    return {
+        "project": plan.project,
+        "directory": plan.directory,
+        "dry_run": result.dry_run,
+        "actions": [{"kind": a.kind, "check": a.check, "path": a.path} for a in plan.actions],
+        "applied": [a.path for a in result.applied],
+        "errors": list(result.errors),
+        "manual": unstructure(plan.manual),
+        # Values may be secrets: the names only.
+        "env": names,
+        "state_before": result.before.state,
+        "state_after": result.after.state if result.after is not None else None,
+    }
+
+
+def _provision_events(result: ProvisionResult) -> list[OutEvent]:
+    plan = result.plan
+    events = [
+        OutEvent(
+            "env.provision.complete",
+            project=plan.project,
+            data={
+                "project": plan.project,
+                "applied": [a.path for a in result.applied],
+                "errors": list(result.errors),
+                "state": result.after.state if result.after is not None else result.before.state,
+            },
+        )
+    ]
+    if plan.manual:
+        events.append(
+            OutEvent(
+                "env.provision.manual_required",
+                project=plan.project,
+                data={"project": plan.project, "manual": unstructure(plan.manual)},
+            )
+        )
+    written = [a.path for a in result.applied if a.kind == "write_agent_file"]
+    if written:
+        events.append(
+            OutEvent("agent-md.updated", project=plan.project, data={"project": plan.project, "path": written[0]})
+        )
+    return events

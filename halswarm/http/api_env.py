@@ -1,0 +1,357 @@
+"""``/api/v1/env/*`` and ``/api/v1/agent-md/*``: the environment manifest, check reports,
+drift, provisioning and approved installs (issue #9).
+
+Commands (check, provision, install, AGENT.md sync) go through the dispatcher like any
+``POST /api/v1/commands``: persisted, audited with the caller as actor, delivered to the
+node's agent; they answer like it (200 done, 202 still running after ``wait`` seconds,
+502 failed on the agent, 504 no answer, 409 node offline). An install also gets its own
+``env.install.approve`` audit row naming the command it approved.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Final
+
+import attrs
+from quart import Quart, Response, request
+
+from halswarm.commands import CommandRequest
+from halswarm.convert import ConversionError, loads_object, structure_strict
+from halswarm.envcheck.checks import rendered_agent_file
+from halswarm.envcheck.manifest import ManifestError
+from halswarm.envcheck.report import EnvReport
+from halswarm.envcheck.template import TemplateError, sha256_text
+from halswarm.http.api_commands import command_response
+from halswarm.http.auth import current_principal, requires
+from halswarm.http.responses import ApiError, error_response, json_response, query_float, query_str
+from halswarm.obs.logging import current_correlation_id
+from halswarm.store.sql import AuditRecord
+from halswarm.supervisor.dispatcher import CommandError
+from halswarm.timeutil import format_ts
+
+if TYPE_CHECKING:
+    from halswarm.http.context import ApiContext
+    from halswarm.jsontypes import JSONObject
+    from halswarm.models import Command
+    from halswarm.supervisor.env import EnvService
+
+__all__ = [
+    "AgentMdDiff",
+    "AgentMdInfo",
+    "AgentMdNode",
+    "AgentMdSyncRequest",
+    "ApproveRequest",
+    "DriftEntry",
+    "EnvStatus",
+    "register_env",
+]
+
+_DEFAULT_WAIT: Final = 30.0
+_MAX_WAIT: Final = 300.0
+
+
+@attrs.frozen
+class EnvStatus:
+    """``GET /api/v1/env/status``: the latest report per (node, project)."""
+
+    manifest_hash: str | None
+    reports: list[EnvReport]
+
+
+@attrs.frozen
+class DriftEntry:
+    """One drift item of one project on one node."""
+
+    node_id: str
+    project: str
+    check: str
+    kind: str
+    expected: str
+    actual: str
+    checked_at: str
+
+
+@attrs.frozen
+class AgentMdNode:
+    """A node's AGENT.md for the project, as last reported."""
+
+    node_id: str
+    path: str | None
+    sha256: str | None
+    matches: bool
+    checked_at: str
+
+
+@attrs.frozen
+class AgentMdInfo:
+    """``GET /api/v1/agent-md/{project}``: the rendered template and what each node has."""
+
+    project: str
+    file: str
+    #: The template rendered for the project; null when the manifest declares none.
+    rendered: str | None
+    sha256: str | None
+    #: Why it could not be rendered (a variable without a value), if so.
+    error: str | None
+    nodes: list[AgentMdNode]
+
+
+@attrs.frozen
+class AgentMdDiff:
+    """One node's AGENT.md against the rendered template (unified diff; empty when equal)."""
+
+    node_id: str
+    matches: bool
+    diff: str
+    #: The node sent only part of its file (the diff covers that part).
+    truncated: bool
+
+
+@attrs.frozen
+class AgentMdSyncRequest:
+    """Body of ``POST /api/v1/agent-md/sync``: rewrite AGENT.md from the template."""
+
+    project: str
+    #: One node; default every node hosting the project.
+    node: str | None = None
+    dry_run: bool = False
+
+
+@attrs.frozen
+class ApproveRequest:
+    """Body of ``POST /api/v1/env/approve/{node}``: run a declared install command."""
+
+    project: str
+    install: str
+
+
+def _env(api: ApiContext) -> EnvService:
+    if api.env is None:
+        raise ApiError(404, "not_found", "environment checks are not enabled on this supervisor")
+    return api.env
+
+
+def _body(data: bytes | str, cls: type[attrs.AttrsInstance]) -> object:
+    try:
+        return structure_strict(loads_object(data, what="request body"), cls)
+    except ConversionError as exc:
+        raise ApiError(400, "invalid_body", "; ".join(exc.problems)) from None
+
+
+def _known_node(api: ApiContext, node: str) -> None:
+    if api.registry.get(node) is None:
+        raise ApiError(404, "not_found", f"no node {node!r}")
+
+
+async def _submit(api: ApiContext, command_type: str, node: str, args: JSONObject) -> Command | Response:
+    try:
+        return await api.dispatcher.submit(
+            CommandRequest(command_type, node, args),  # type: ignore[arg-type]  # checked by parse_args
+            actor=current_principal().actor,
+            source="http",
+            correlation_id=current_correlation_id(),
+        )
+    except CommandError as exc:
+        extra = {"command": exc.command} if exc.command is not None else None
+        return error_response(exc.status, exc.code, exc.message, extra)
+
+
+async def _run(api: ApiContext, command_type: str, node: str, args: JSONObject) -> Response:
+    wait = query_float(request.args, "wait", default=_DEFAULT_WAIT, low=0, high=_MAX_WAIT)
+    command = await _submit(api, command_type, node, args)
+    if isinstance(command, Response):
+        return command
+    final = await api.dispatcher.wait(command.id, wait)
+    return command_response(final or command)
+
+
+def _bool(name: str) -> bool:
+    value = (query_str(request.args, name) or "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ApiError(400, "invalid_parameter", f"{name} must be true or false")
+    return value in ("true", "1")
+
+
+def register_env(app: Quart, api: ApiContext) -> None:
+    """Add the environment and AGENT.md routes to *app*."""
+
+    @app.get("/api/v1/env/manifest")
+    @requires("viewer")
+    async def get_manifest() -> Response:
+        return json_response(_env(api).info())
+
+    @app.put("/api/v1/env/manifest")
+    @requires("admin")
+    async def put_manifest() -> Response:
+        env = _env(api)
+        try:
+            raw = loads_object(await request.get_data(), what="request body")
+        except ConversionError as exc:
+            raise ApiError(400, "invalid_body", "; ".join(exc.problems)) from None
+        try:
+            info = await env.put_manifest(
+                raw, actor=current_principal().actor, source="http", correlation_id=current_correlation_id() or ""
+            )
+        except ManifestError as exc:
+            return error_response(400, "invalid_manifest", "; ".join(exc.problems), {"problems": exc.problems})
+        return json_response(info)
+
+    @app.get("/api/v1/env/status")
+    @requires("viewer")
+    async def env_status() -> Response:
+        env = _env(api)
+        reports = env.status(query_str(request.args, "node"), query_str(request.args, "project"))
+        return json_response(EnvStatus(env.hash, reports))
+
+    @app.get("/api/v1/env/status/<node>")
+    @requires("viewer")
+    async def env_status_node(node: str) -> Response:
+        env = _env(api)
+        _known_node(api, node)
+        return json_response(EnvStatus(env.hash, env.status(node, query_str(request.args, "project"))))
+
+    @app.get("/api/v1/env/drift")
+    @requires("viewer")
+    async def env_drift() -> Response:
+        env = _env(api)
+        drift = [
+            DriftEntry(r.node_id, r.project, d.check, d.kind, d.expected, d.actual, r.checked_at)
+            for r in env.status(query_str(request.args, "node"), query_str(request.args, "project"))
+            for d in r.drift
+        ]
+        return json_response({"drift": drift})
+
+    @app.post("/api/v1/env/check/<node>")
+    @requires("operator")
+    async def env_check(node: str) -> Response:
+        _env(api)
+        _known_node(api, node)
+        return await _run(api, "env_check", node, {"project": query_str(request.args, "project")})
+
+    @app.post("/api/v1/env/provision/<node>")
+    @requires("operator")
+    async def env_provision(node: str) -> Response:
+        _env(api)
+        _known_node(api, node)
+        args: JSONObject = {"dry_run": _bool("dry_run"), "project": query_str(request.args, "project")}
+        return await _run(api, "env_provision", node, args)
+
+    @app.post("/api/v1/env/approve/<node>")
+    @requires("operator")
+    async def env_approve(node: str) -> Response:
+        env = _env(api)
+        _known_node(api, node)
+        body = _body(await request.get_data(), ApproveRequest)
+        assert isinstance(body, ApproveRequest)
+        manifest = env.manifest
+        install = manifest.spec_for(body.project).install.get(body.install) if manifest is not None else None
+        if install is None:
+            raise ApiError(404, "not_found", f"project {body.project!r} declares no install command {body.install!r}")
+        principal = current_principal()
+        command = await _submit(api, "env_install", node, {"project": body.project, "install": body.install})
+        outcome = "ok" if not isinstance(command, Response) else "refused"
+        await api.store.insert_audit(
+            AuditRecord(
+                format_ts(api.now()),
+                principal.actor,
+                "http",
+                "env.install.approve",
+                f"{node}/{body.project}",
+                outcome,
+                current_correlation_id() or "",
+                {
+                    "install": body.install,
+                    "command": list(install.command),
+                    "timeout_sec": install.timeout_sec,
+                    "command_id": command.id if not isinstance(command, Response) else None,
+                },
+            )
+        )
+        if isinstance(command, Response):
+            return command
+        wait = query_float(request.args, "wait", default=_DEFAULT_WAIT, low=0, high=_MAX_WAIT)
+        final = await api.dispatcher.wait(command.id, wait)
+        return command_response(final or command)
+
+    @app.get("/api/v1/agent-md/<project>")
+    @requires("viewer")
+    async def agent_md(project: str) -> Response:
+        return json_response(_agent_md(_env(api), project))
+
+    @app.get("/api/v1/agent-md/<project>/diff")
+    @requires("viewer")
+    async def agent_md_diff(project: str) -> Response:
+        env = _env(api)
+        info = _agent_md(env, project)
+        diffs: list[AgentMdDiff] = []
+        for report in env.status(None, project):
+            got = report.agent_file
+            if got is None:
+                continue
+            matches = got.sha256 is not None and got.sha256 == info.sha256
+            text = ""
+            if not matches:
+                theirs = (got.content or "") if got.sha256 is not None else ""
+                text = "".join(
+                    difflib.unified_diff(
+                        (info.rendered or "").splitlines(keepends=True),
+                        theirs.splitlines(keepends=True),
+                        fromfile=f"template/{info.file}",
+                        tofile=f"{report.node_id}/{info.file}" if got.sha256 is not None else "/dev/null",
+                    )
+                )
+            diffs.append(AgentMdDiff(report.node_id, matches, text, got.truncated))
+        return json_response({"project": project, "diffs": diffs})
+
+    @app.post("/api/v1/agent-md/sync")
+    @requires("operator")
+    async def agent_md_sync() -> Response:
+        _env(api)
+        body = _body(await request.get_data(), AgentMdSyncRequest)
+        assert isinstance(body, AgentMdSyncRequest)
+        if body.node is not None:
+            _known_node(api, body.node)
+            nodes = [body.node]
+        else:
+            nodes = [n.record.id for n in api.registry.nodes_hosting(body.project)]
+            if not nodes:
+                raise ApiError(404, "not_found", f"no node hosts a project named {body.project!r}")
+        args: JSONObject = {"project": body.project, "dry_run": body.dry_run, "only": ["agent_config"]}
+        commands: list[Command] = []
+        for node in nodes:
+            command = await _submit(api, "env_provision", node, args)
+            if isinstance(command, Response):
+                return command
+            commands.append(command)
+        wait = query_float(request.args, "wait", default=_DEFAULT_WAIT, low=0, high=_MAX_WAIT)
+        finals = [await api.dispatcher.wait(c.id, wait) or c for c in commands]
+        return json_response({"commands": finals})
+
+
+def _agent_md(env: EnvService, project: str) -> AgentMdInfo:
+    manifest = env.manifest
+    if manifest is None:
+        raise ApiError(404, "not_found", "the supervisor holds no environment manifest")
+    known = {p for _, p in env.reports} | set(manifest.projects)
+    if project not in known:
+        raise ApiError(404, "not_found", f"no project {project!r} in the manifest or the reports")
+    spec = manifest.spec_for(project)
+    rendered: str | None
+    error: str | None = None
+    try:
+        rendered = rendered_agent_file(project, spec)
+    except TemplateError as exc:
+        rendered, error = None, str(exc)
+    sha = sha256_text(rendered) if rendered is not None else None
+    nodes = [
+        AgentMdNode(
+            r.node_id,
+            r.agent_file.path if r.agent_file else None,
+            r.agent_file.sha256 if r.agent_file else None,
+            r.agent_file is not None and r.agent_file.sha256 is not None and r.agent_file.sha256 == sha,
+            r.checked_at,
+        )
+        for r in env.status(None, project)
+    ]
+    return AgentMdInfo(project, spec.agent.file, rendered, sha, error, nodes)

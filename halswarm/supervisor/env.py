@@ -1,0 +1,236 @@
+"""The supervisor's side of environment checks (issue #9): the manifest and the latest reports.
+
+- The manifest: loaded from ``env.manifest_path`` at start, replaced by
+  ``PUT /api/v1/env/manifest`` (validated, written atomically, audited, event
+  ``env.manifest.updated``). Every change fires :attr:`EnvService.changed`; the hub then
+  sends it to each connected agent that announced ``env_manifest``.
+- Reports: agents emit ``env.check.report`` events; the pipeline hands every committed
+  batch to :meth:`EnvService.committed`, which keeps the newest report per (node,
+  project) in memory and marks it for the ``env_reports`` table (written by :meth:`run`,
+  off the pipeline's task).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import orjson
+import trio
+
+from halswarm.convert import ConversionError, converter, structure_strict
+from halswarm.envcheck.manifest import Manifest, ManifestError, load_manifest, manifest_hash, parse_manifest
+from halswarm.envcheck.report import REPORT_EVENT, EnvReport
+from halswarm.jsontypes import JSONObject
+from halswarm.obs.logging import ctx
+from halswarm.proto.messages import EnvManifest
+from halswarm.store import StoreError
+from halswarm.store.sql import AuditRecord
+from halswarm.sync import Signal
+from halswarm.timeutil import Clock, format_ts
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from halswarm.jsontypes import JSONValue
+    from halswarm.store import IngestBatch, Store
+
+__all__ = ["MANIFEST_UPDATED", "EnvService", "ManifestInfo"]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_UPDATED: Final = "env.manifest.updated"
+_SAVE_RETRY: Final = 5.0
+
+
+@attrs.frozen
+class ManifestInfo:
+    """``GET``/``PUT /api/v1/env/manifest``: the manifest as submitted, its hash and file."""
+
+    #: The manifest JSON as submitted (or as in the file); null when none is held.
+    manifest: JSONObject | None
+    #: SHA-256 of the parsed manifest (what agents report against); null without one.
+    hash: str | None
+    #: ``env.manifest_path``; null: held in memory only.
+    path: str | None
+    #: Projects the manifest names.
+    projects: list[str]
+
+
+class EnvService:
+    """Start with ``await nursery.start(env.run)``."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        path: Path | None,
+        emit: Callable[[str, JSONObject], None],
+        now: Clock,
+    ) -> None:
+        self.store = store
+        self.path = path
+        self.emit = emit
+        self.now = now
+        self.raw: JSONObject | None = None
+        self.manifest: Manifest | None = None
+        self.hash: str | None = None
+        #: Fired whenever the manifest changes.
+        self.changed = Signal()
+        #: Fired whenever a report arrives.
+        self.reported = Signal()
+        self.reports: dict[tuple[str, str], EnvReport] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._wake = Signal()
+        self._put_lock = trio.Lock()
+
+    # ---- manifest ----------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read ``env.manifest_path`` (if set and present) and the stored reports.
+
+        Raises:
+            ManifestError: the file is invalid (config validation normally catches it first).
+        """
+        if self.path is not None and await trio.to_thread.run_sync(self.path.is_file):
+            manifest = await trio.to_thread.run_sync(load_manifest, self.path)
+            raw = orjson.loads(await trio.to_thread.run_sync(self.path.read_bytes))
+            self._set(raw, manifest)
+        for text in await self.store.load_env_reports():
+            try:
+                report = structure_strict(orjson.loads(text), EnvReport)
+            except (ConversionError, orjson.JSONDecodeError) as exc:
+                log.warning("stored environment report ignored: %s", exc)
+                continue
+            self.reports[report.node_id, report.project] = report
+
+    def _set(self, raw: JSONObject, manifest: Manifest) -> None:
+        self.raw, self.manifest, self.hash = raw, manifest, manifest_hash(manifest)
+        self.changed.fire()
+
+    def info(self) -> ManifestInfo:
+        """The manifest as the API shows it."""
+        projects = sorted(self.manifest.projects) if self.manifest is not None else []
+        return ManifestInfo(self.raw, self.hash, str(self.path) if self.path is not None else None, projects)
+
+    def message(self) -> EnvManifest | None:
+        """The frame for agents: the parsed, self-contained manifest; None without one."""
+        if self.manifest is None or self.hash is None:
+            return None
+        body: JSONObject = converter.unstructure(self.manifest)
+        return EnvManifest(self.hash, body)
+
+    async def put_manifest(self, raw: JSONObject, *, actor: str, source: str, correlation_id: str) -> ManifestInfo:
+        """Validate, store (atomically, when a path is configured), audit and announce *raw*.
+
+        Raises:
+            ManifestError: invalid, each problem with its key path (nothing changes).
+            OSError: the file cannot be written (nothing changes).
+        """
+        base_dir = self.path.parent if self.path is not None else None
+        async with self._put_lock:
+            manifest = await trio.to_thread.run_sync(lambda: parse_manifest(raw, base_dir=base_dir))
+            if self.path is not None:
+                data = orjson.dumps(raw, option=orjson.OPT_INDENT_2)
+                await trio.to_thread.run_sync(_write_atomically, self.path, data)
+            previous = self.hash
+            self._set(raw, manifest)
+            projects: list[JSONValue] = [*sorted(manifest.projects)]
+            detail: JSONObject = {"hash": self.hash, "previous_hash": previous, "projects": projects}
+            assert self.hash is not None
+            await self.store.insert_audit(
+                AuditRecord(
+                    format_ts(self.now()),
+                    actor,
+                    source,
+                    "env.manifest.update",
+                    str(self.path) if self.path is not None else "env-manifest",
+                    "ok",
+                    correlation_id,
+                    detail,
+                )
+            )
+        self.emit(MANIFEST_UPDATED, dict(detail))
+        log.info("environment manifest updated", extra=ctx(hash=self.hash, actor=actor))
+        return self.info()
+
+    # ---- reports -----------------------------------------------------------------------
+
+    def committed(self, batches: Sequence[IngestBatch]) -> None:
+        """Pipeline hook: take the ``env.check.report`` events of a commit (O(events), no I/O)."""
+        for batch in batches:
+            for event in batch.events:
+                if event.type != REPORT_EVENT:
+                    continue
+                try:
+                    report = structure_strict(event.data, EnvReport)
+                except ConversionError as exc:
+                    log.warning("malformed environment report ignored: %s", exc, extra=ctx(node_id=batch.node_id))
+                    continue
+                # The node is who sent it, whatever the report claims.
+                report = attrs.evolve(report, node_id=batch.node_id)
+                key = (batch.node_id, report.project)
+                held = self.reports.get(key)
+                if held is not None and held.checked_at > report.checked_at:
+                    continue
+                self.reports[key] = report
+                self._dirty.add(key)
+        if self._dirty:
+            self._wake.fire()
+            self.reported.fire()
+
+    def status(self, node_id: str | None = None, project: str | None = None) -> list[EnvReport]:
+        """The latest reports, by node then project."""
+        return [
+            r
+            for (n, p), r in sorted(self.reports.items())
+            if (node_id is None or n == node_id) and (project is None or p == project)
+        ]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write new reports to the store as they arrive.
+
+        Cancellation: unwritten reports stay in memory (they come again at the next check).
+        Error handling: a failed write is logged and retried.
+        """
+        task_status.started()
+        while True:
+            wake = self._wake.waiter()
+            if self._dirty:
+                keys, self._dirty = self._dirty, set()
+                rows = [
+                    (n, p, r.state, r.checked_at, orjson.dumps(converter.unstructure(r)).decode())
+                    for (n, p) in sorted(keys)
+                    if (r := self.reports.get((n, p))) is not None
+                ]
+                try:
+                    await self.store.save_env_reports(rows)
+                except StoreError as exc:
+                    log.error("could not store environment reports (retrying): %s", exc)
+                    self._dirty |= keys
+                    await trio.sleep(_SAVE_RETRY)
+                    continue
+            await wake.wait()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def manifest_problems(exc: ManifestError) -> str:
+    """One line listing every problem (for a 400)."""
+    return "; ".join(exc.problems)
