@@ -116,6 +116,9 @@ class EnvInstallArgs:
 
     project: str
     install: str
+    #: The hash of the manifest the approver saw; the agent refuses to run the install
+    #: from a different manifest (its command line could differ from the one approved).
+    manifest_hash: str = ""
 
 
 CommandArgs: TypeAlias = (

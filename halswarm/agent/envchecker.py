@@ -230,11 +230,14 @@ class EnvChecker:
     async def _emit_reports(self, reports: list[EnvReport]) -> None:
         assert self._sink is not None
         events: list[OutEvent] = []
+        # Work on a copy: what was reported changes only once the events are in the outbox
+        # (a failed write must not make the next check think they went out).
+        reported = {project: dict(seen) for project, seen in self._reported.items()}
         for report in reports:
             self.reports[report.project] = report
             data = converter.unstructure(report)
             events.append(OutEvent(REPORT_EVENT, project=report.project, data=data))
-            seen = self._reported.setdefault(report.project, {})
+            seen = reported.setdefault(report.project, {})
             failed = sorted(report.failed())
             fail_key = [report.state, *failed] if report.state != "ready" else []
             if fail_key != seen.get("fail", []):
@@ -260,6 +263,7 @@ class EnvChecker:
                         )
                     )
         await self._sink.emit(events)
+        self._reported = reported
         await self.outbox.put_kv(REPORTED_KEY, orjson.dumps(self._reported))
 
     # ---- commands ---------------------------------------------------------------------
@@ -321,6 +325,11 @@ class EnvChecker:
         install = spec.install.get(args.install)
         if install is None:
             raise CommandFailedError(f"project {args.project!r} declares no install command {args.install!r}")
+        if args.manifest_hash and args.manifest_hash != self.manifest_hash:
+            raise CommandFailedError(
+                "this node's manifest differs from the one the install was approved against "
+                f"({self.manifest_hash[:12] or 'none'} here, {args.manifest_hash[:12]} approved); approve it again"
+            )
         directory = _directory(target)
         log.info("running approved install", extra=ctx(project=args.project, install=args.install))
         result = await run_install(

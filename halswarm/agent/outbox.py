@@ -221,7 +221,9 @@ class Outbox:
 
 
 def _open(path: Path) -> Outbox:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # The outbox holds event data and the last environment manifest (its env values may
+    # be secrets): a directory of its own, for the agent's user only.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False)  # serialised by the outbox's gate
     try:
         conn.execute("PRAGMA busy_timeout = 5000")

@@ -36,6 +36,7 @@ import trio
 
 from halswarm.envcheck.manifest import CONTEXT_FILES, ProjectSpec, agent_variables
 from halswarm.envcheck.process import run_bounded
+from halswarm.envcheck.safefiles import UnsafeFileError, read_confined
 from halswarm.envcheck.template import TemplateError, render_template, sha256_text
 from halswarm.envcheck.versions import VERSION_ARGS, extract_version
 
@@ -222,22 +223,23 @@ async def _git_checks(
     return checks, hooks_dir
 
 
-def _file_sha(path: Path) -> str | None:
+def _file_sha(root: Path, relative: str) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
+        data = read_confined(root, relative)
+    except UnsafeFileError:
+        return "not a file"  # a link, a FIFO, a device, too big: never read
+    except OSError:
         return None
-    except (IsADirectoryError, NotADirectoryError):
-        return "not a file"
+    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def _short(sha: str | None) -> str:
     return ABSENT if sha is None else sha if sha == "not a file" else f"sha256:{sha[:12]}"
 
 
-def _file_check(category: str, name: str, path: Path, text: str) -> CheckItem:
+def _file_check(category: str, name: str, root: Path, relative: str, text: str) -> CheckItem:
     want = sha256_text(text)
-    have = _file_sha(path)
+    have = _file_sha(root, relative)
     ok = have == want
     return CheckItem(category, name, "ok" if ok else "fail", _short(want), _short(have), None if ok else "safe")
 
@@ -292,10 +294,10 @@ def _filesystem_checks(
         if rendered is None:
             checks.append(CheckItem("agent_config", agent.file, "skip", "", "no template in the manifest"))
         else:
-            checks.append(_file_check("agent_config", agent.file, directory / agent.file, rendered))
+            checks.append(_file_check("agent_config", agent.file, directory, agent.file, rendered))
     for name in CONTEXT_FILES:
         rel = f"{agent.context_dir}/{name}"
-        present = (directory / rel).is_file()
+        present = (directory / rel).is_file() and not (directory / rel).is_symlink()
         checks.append(
             CheckItem(
                 "context",
@@ -306,13 +308,13 @@ def _filesystem_checks(
                 None if present else "safe",
             )
         )
-    checks += [_file_check("docs", doc.name, directory / doc.name, doc.content or "") for doc in agent.docs]
+    checks += [_file_check("docs", doc.name, directory, doc.name, doc.content or "") for doc in agent.docs]
     for hook, script in sorted(spec.git.hooks.items()):
         name = f"hook.{hook}"
         if hooks_dir is None:
             checks.append(CheckItem("git", name, "skip", "installed", "no git repository"))
             continue
-        item = _file_check("git", name, hooks_dir / hook, script)
+        item = _file_check("git", name, hooks_dir, hook, script)
         if item.status == "ok" and not os.access(hooks_dir / hook, os.X_OK):
             item = attrs.evolve(item, status="fail", actual="not executable", fix="safe")
         checks.append(item)

@@ -40,6 +40,7 @@ import attrs
 import orjson
 
 from halswarm.convert import ConversionError, converter, loads_object, structure_strict
+from halswarm.envcheck.safefiles import UnsafeFileError, read_confined
 from halswarm.envcheck.template import TemplateError, render_template
 from halswarm.envcheck.versions import VersionError, parse_constraint
 
@@ -66,6 +67,8 @@ __all__ = [
 ]
 
 #: Check categories; an install command's ``fixes`` names ``<category>:<name>``.
+#: Longest declared install (the supervisor gives ``env_install`` one hour in all).
+MAX_INSTALL_TIMEOUT_SEC: Final = 3300.0
 CHECK_CATEGORIES: Final = ("project", "runtime", "tool", "env", "agent_config", "context", "git", "docs")
 #: Files every project's context directory must hold.
 CONTEXT_FILES: Final = ("PROGRESS.md", "CURRENT_TASK.md", "DECISIONS.md")
@@ -264,11 +267,23 @@ def unstructure_manifest(manifest: Manifest) -> JSONObject:
 
 
 def _read_text(base_dir: Path, relative: str, key: str, problems: list[str]) -> str | None:
+    # Only files beside the manifest: the text goes to every agent and to API viewers,
+    # so "/etc/..." or "../" must not turn the manifest into a way to publish any file.
+    found = _relative_path_problem(key, relative)
+    if found:
+        problems += found
+        return None
     try:
-        return (base_dir / relative).read_text()
+        data = read_confined(base_dir, relative)
+        if data is None:
+            problems.append(f"{key}: no such file beside the manifest: {relative}")
+            return None
+        return data.decode()
+    except UnsafeFileError as exc:
+        problems.append(f"{key}: {exc}")
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{key}: cannot read {relative}: {getattr(exc, 'strerror', None) or exc}")
-        return None
+    return None
 
 
 def _read_spec_files(spec: ProjectSpec, key: str, base_dir: Path, problems: list[str]) -> ProjectSpec:
@@ -298,7 +313,7 @@ def _read_files(manifest: Manifest, base_dir: Path) -> tuple[Manifest, list[str]
 def _relative_path_problem(key: str, value: str) -> list[str]:
     path = PurePosixPath(value)
     if not value or path.is_absolute() or ".." in path.parts:
-        return [f"{key}: {value!r} must be a relative path inside the project"]
+        return [f"{key}: {value!r} must be a relative path without '..'"]
     return []
 
 
@@ -343,8 +358,10 @@ def _spec_problems(key: str, project: str, spec: ProjectSpec) -> list[str]:
         where = f"{key}.install.{name}"
         if not install.command or not install.command[0]:
             problems.append(f"{where}.command: must be a non-empty argument list")
-        if install.timeout_sec <= 0:
-            problems.append(f"{where}.timeout_sec: must be positive")
+        if not 0 < install.timeout_sec <= MAX_INSTALL_TIMEOUT_SEC:
+            # The command carrying it is given up after an hour: a longer install would
+            # be killed early, not at the timeout the manifest promises.
+            problems.append(f"{where}.timeout_sec: must be between 0 and {MAX_INSTALL_TIMEOUT_SEC:g} seconds")
         category, sep, target = install.fixes.partition(":")
         if not sep or category not in CHECK_CATEGORIES or not target:
             problems.append(f"{where}.fixes: {install.fixes!r} must name a check, e.g. runtime:java or tool:gradle")

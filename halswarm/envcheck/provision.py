@@ -32,6 +32,7 @@ from halswarm.envcheck.checks import (
     rendered_agent_file,
 )
 from halswarm.envcheck.manifest import CONTEXT_FILES
+from halswarm.envcheck.safefiles import UnsafeFileError, confined_target
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -177,9 +178,17 @@ def _write_atomically(path: Path, content: str, *, executable: bool) -> None:
         raise
 
 
-def _apply_one(action: Action) -> bool:
-    """Perform *action*; False when it turned out to be unnecessary (a context file appeared)."""
-    path = Path(action.path)
+def _apply_one(action: Action, root: Path) -> bool:
+    """Perform *action*; False when it turned out to be unnecessary (a context file appeared).
+
+    Raises:
+        UnsafeFileError: the target is outside *root* or reached through a symbolic link.
+    """
+    try:
+        relative = Path(action.path).relative_to(root)
+    except ValueError:
+        raise UnsafeFileError(f"{action.path}: outside the project directory") from None
+    path = confined_target(root, relative)
     if action.kind == "create_context_file":
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -202,10 +211,13 @@ def apply_plan(plan: ProvisionPlan) -> tuple[list[Action], list[str]]:
     """
     applied: list[Action] = []
     errors: list[str] = []
+    root = Path(plan.directory)
     for action in plan.actions:
         try:
-            if _apply_one(action):
+            if _apply_one(action, root):
                 applied.append(action)
+        except UnsafeFileError as exc:
+            errors.append(str(exc))
         except OSError as exc:
             errors.append(f"{action.path}: {exc.strerror or exc}")
     return applied, errors

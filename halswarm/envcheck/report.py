@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from halswarm.envcheck.checks import CheckItem, DriftItem, ProjectReport, ProjectState, rendered_agent_file
+from halswarm.envcheck.safefiles import UnsafeFileError, read_confined
 from halswarm.envcheck.template import TemplateError, sha256_text
 
 if TYPE_CHECKING:
@@ -77,8 +78,11 @@ def agent_file_info(project: str, spec: ProjectSpec, directory: Path) -> AgentFi
         expected = None
     expected_sha = sha256_text(expected) if expected is not None else None
     try:
-        data = path.read_bytes()
-    except OSError:
+        # Never through a link or into a FIFO: the content is sent to the supervisor.
+        data = read_confined(directory, spec.agent.file)
+    except (UnsafeFileError, OSError):
+        data = None
+    if data is None:
         return AgentFileInfo(str(path), None, expected_sha)
     sha = hashlib.sha256(data).hexdigest()
     text = data.decode(errors="replace")

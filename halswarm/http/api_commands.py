@@ -51,6 +51,10 @@ def register_commands(app: Quart, api: ApiContext) -> None:
             command_request = structure_strict(body, CommandRequest)
         except ConversionError as exc:
             raise ApiError(400, "invalid_body", "; ".join(exc.problems)) from None
+        if command_request.type == "env_install":
+            # Installs run only through their approval route, which checks the manifest
+            # declares them and audits who approved what.
+            raise ApiError(403, "approval_required", "env_install runs only through POST /api/v1/env/approve/{node}")
         try:
             command = await api.dispatcher.submit(
                 command_request,

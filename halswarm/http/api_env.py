@@ -14,6 +14,7 @@ import difflib
 from typing import TYPE_CHECKING, Final
 
 import attrs
+import trio
 from quart import Quart, Response, request
 
 from halswarm.commands import CommandRequest
@@ -173,13 +174,22 @@ def _bool(name: str) -> bool:
     return value in ("true", "1")
 
 
+def _unified(ours: str, theirs: str, fromfile: str, tofile: str) -> str:
+    lines = difflib.unified_diff(
+        ours.splitlines(keepends=True), theirs.splitlines(keepends=True), fromfile=fromfile, tofile=tofile
+    )
+    return "".join(lines)
+
+
 def register_env(app: Quart, api: ApiContext) -> None:
     """Add the environment and AGENT.md routes to *app*."""
 
     @app.get("/api/v1/env/manifest")
     @requires("viewer")
     async def get_manifest() -> Response:
-        return json_response(_env(api).info())
+        # Env var values may be secrets: only admins (who can set them) see them.
+        admin = current_principal().role == "admin"
+        return json_response(_env(api).info(with_values=admin))
 
     @app.put("/api/v1/env/manifest")
     @requires("admin")
@@ -249,8 +259,8 @@ def register_env(app: Quart, api: ApiContext) -> None:
         if install is None:
             raise ApiError(404, "not_found", f"project {body.project!r} declares no install command {body.install!r}")
         principal = current_principal()
-        command = await _submit(api, "env_install", node, {"project": body.project, "install": body.install})
-        outcome = "ok" if not isinstance(command, Response) else "refused"
+        # The approval is recorded before anything can run (a failed write refuses it);
+        # the command's own audit rows follow, linked by the correlation id.
         await api.store.insert_audit(
             AuditRecord(
                 format_ts(api.now()),
@@ -258,16 +268,18 @@ def register_env(app: Quart, api: ApiContext) -> None:
                 "http",
                 "env.install.approve",
                 f"{node}/{body.project}",
-                outcome,
+                "approved",
                 current_correlation_id() or "",
                 {
                     "install": body.install,
                     "command": list(install.command),
                     "timeout_sec": install.timeout_sec,
-                    "command_id": command.id if not isinstance(command, Response) else None,
+                    "manifest_hash": env.hash,
                 },
             )
         )
+        args: JSONObject = {"project": body.project, "install": body.install, "manifest_hash": env.hash or ""}
+        command = await _submit(api, "env_install", node, args)
         if isinstance(command, Response):
             return command
         wait = query_float(request.args, "wait", default=_DEFAULT_WAIT, low=0, high=_MAX_WAIT)
@@ -293,13 +305,10 @@ def register_env(app: Quart, api: ApiContext) -> None:
             text = ""
             if not matches:
                 theirs = (got.content or "") if got.sha256 is not None else ""
-                text = "".join(
-                    difflib.unified_diff(
-                        (info.rendered or "").splitlines(keepends=True),
-                        theirs.splitlines(keepends=True),
-                        fromfile=f"template/{info.file}",
-                        tofile=f"{report.node_id}/{info.file}" if got.sha256 is not None else "/dev/null",
-                    )
+                tofile = f"{report.node_id}/{info.file}" if got.sha256 is not None else "/dev/null"
+                # difflib is quadratic at worst: off the trio thread.
+                text = await trio.to_thread.run_sync(
+                    _unified, info.rendered or "", theirs, f"template/{info.file}", tofile
                 )
             diffs.append(AgentMdDiff(report.node_id, matches, text, got.truncated))
         return json_response({"project": project, "diffs": diffs})

@@ -20,7 +20,7 @@ from halswarm.commands import ENV_COMMANDS, SESSION_TARGETED, CommandRequest, pa
 from halswarm.convert import ConversionError, converter
 from halswarm.models import Command, CommandStatus
 from halswarm.obs.logging import correlation_scope, ctx
-from halswarm.proto.messages import CommandMsg, CommandResult
+from halswarm.proto.messages import ENV_CAPABILITY, CommandMsg, CommandResult
 from halswarm.store import AuditRecord, Store, StoreError
 from halswarm.supervisor.registry import LinkGoneError, NodeRegistry
 from halswarm.timeutil import Clock, format_ts
@@ -221,7 +221,15 @@ class Dispatcher:
                     raise CommandError(404, "no_active_session", f"project {target!r} has no active session")
                 raise CommandError(404, "unknown_target", f"no session or project named {target!r}")
             return _Resolved(session.node_id, session.id)
-        if request.type in ENV_COMMANDS and self.registry.get(target) is not None:
+        if request.type in ENV_COMMANDS and (entry := self.registry.get(target)) is not None:
+            # An older agent would close its link on an unknown command, then get it
+            # again on every reconnect: refuse it here instead.
+            if entry.online and ENV_CAPABILITY not in entry.capabilities:
+                raise CommandError(
+                    409,
+                    "not_supported",
+                    f"node {target!r} runs an agent without environment checks ({request.type}); upgrade it",
+                )
             return _Resolved(target, "")
         hosts = self.registry.nodes_hosting(target)
         if not hosts:

@@ -112,10 +112,12 @@ class EnvService:
         self.raw, self.manifest, self.hash = raw, manifest, manifest_hash(manifest)
         self.changed.fire()
 
-    def info(self) -> ManifestInfo:
-        """The manifest as the API shows it."""
+    def info(self, *, with_values: bool = True) -> ManifestInfo:
+        """The manifest as the API shows it; without *with_values*, env var values are
+        replaced by ``[REDACTED]`` (they may be secrets: only admins see them)."""
         projects = sorted(self.manifest.projects) if self.manifest is not None else []
-        return ManifestInfo(self.raw, self.hash, str(self.path) if self.path is not None else None, projects)
+        raw = self.raw if with_values or self.raw is None else _without_env_values(self.raw)
+        return ManifestInfo(raw, self.hash, str(self.path) if self.path is not None else None, projects)
 
     def message(self) -> EnvManifest | None:
         """The frame for agents: the parsed, self-contained manifest; None without one."""
@@ -234,3 +236,28 @@ def _write_atomically(path: Path, data: bytes) -> None:
 def manifest_problems(exc: ManifestError) -> str:
     """One line listing every problem (for a 400)."""
     return "; ".join(exc.problems)
+
+
+def _without_env_values(raw: JSONObject) -> JSONObject:
+    """A copy of a manifest with every ``env.<NAME>.value`` replaced by ``[REDACTED]``."""
+
+    def scrub(section: JSONValue) -> JSONValue:
+        if not isinstance(section, dict):
+            return section
+        env = section.get("env")
+        if not isinstance(env, dict):
+            return section
+        hidden: JSONObject = {
+            name: {**var, "value": "[REDACTED]"} if isinstance(var, dict) and "value" in var else var
+            for name, var in env.items()
+        }
+        return {**section, "env": hidden}
+
+    out: JSONObject = dict(raw)
+    out["defaults"] = scrub(raw.get("defaults"))
+    if "defaults" not in raw:
+        del out["defaults"]
+    projects = raw.get("projects")
+    if isinstance(projects, dict):
+        out["projects"] = {name: scrub(spec) for name, spec in projects.items()}
+    return out

@@ -63,6 +63,8 @@ class NodeEntry:
     connected_at: str | None = None
     #: Unacknowledged events in the agent's outbox, as of its last heartbeat (None: not reported).
     outbox_backlog: int | None = None
+    #: What the connected agent announced in its hello (e.g. ``env_manifest``).
+    capabilities: frozenset[str] = frozenset()
     # Set (and replaced) whenever link or online changes: dispatchers wait on it.
     changed: trio.Event = attrs.field(factory=trio.Event)
 
@@ -166,6 +168,7 @@ class NodeRegistry:
         entry.connected_at = wall
         entry.health = dict(hello.health)
         entry.facts = dict(hello.facts)
+        entry.capabilities = frozenset(hello.capabilities)
         entry.notify()
         if came_online:
             self._on_reachability(hello.node_id, True)

@@ -150,6 +150,14 @@ async def test_drift_provision_approval_end_to_end(tmp_path: Path, workspace: Wo
                     assert result["manual"][0]["install"] == "upgrade"
                     assert "fakert 2.1" not in (workspace.bin_dir / "fakert").read_text()  # not run
 
+                    # Not through the generic route: only an approval runs an install.
+                    install_args = {"project": "app", "install": "upgrade"}
+                    bypass = await ops.post(
+                        "/api/v1/commands", json={"type": "env_install", "target": "n1", "args": install_args}
+                    )
+                    assert bypass.status_code == 403, bypass.text
+                    assert bypass.json()["error"]["code"] == "approval_required"
+                    assert "fakert 2.1" not in (workspace.bin_dir / "fakert").read_text()
                     approved = await ops.post("/api/v1/env/approve/n1", json={"project": "app", "install": "upgrade"})
                     assert approved.status_code == 200, approved.text
                     outcome = approved.json()["command"]["result"]
@@ -157,7 +165,9 @@ async def test_drift_provision_approval_end_to_end(tmp_path: Path, workspace: Wo
                     assert outcome["stdout"] == "upgraded\n"
                     assert outcome["state_after"] == "ready"
                     audit = (await admin.get("/api/v1/audit", params={"action": "env.install.approve"})).json()
-                    assert audit["audit"][0]["actor"] == "token:ops"
+                    row = audit["audit"][0]
+                    assert (row["actor"], row["outcome"]) == ("token:ops", "approved")
+                    assert row["detail"]["manifest_hash"] == env.hash
                 await wait_until(lambda: env.reports["n1", "app"].state == "ready", what="ready after install")
                 # The drift set did not change again: no new drift event.
                 assert len(await _events(sup, "env.drift.detected")) == drift_events
@@ -195,3 +205,26 @@ def test_an_invalid_manifest_file_fails_config_validation_with_its_key_path(tmp_
         parse_supervisor_config(raw)
     (problem,) = caught.value.problems
     assert problem.startswith(f"env.manifest_path: {path}: projects.app.runtimes.java:")
+
+
+async def test_env_values_are_shown_to_admins_only(tmp_path: Path) -> None:
+    manifest = orjson.loads(orjson.dumps(MANIFEST))
+    manifest["projects"]["app"]["env"] = {"API_KEY": {"required": True, "value": "s3cret-env-value"}}
+    manifest["defaults"] = {"env": {"REGION": {"value": "eu-west-1"}}}
+    manifest_path = tmp_path / "env-manifest.json"
+    manifest_path.write_bytes(orjson.dumps(manifest))
+    base = supervisor_config(tmp_path / "sup.db")
+    server = attrs.evolve(base.server, tokens=[ApiToken("dash", "viewer", token=VIEWER)])
+    config = attrs.evolve(base, server=server, env=EnvConfig(manifest_path=str(manifest_path)))
+    with trio.fail_after(30):
+        async with (
+            open_supervisor(config) as sup,
+            api_client(sup, token=VIEWER) as viewer,
+            api_client(sup) as admin,
+        ):
+            seen = (await viewer.get("/api/v1/env/manifest")).text
+            full = (await admin.get("/api/v1/env/manifest")).json()
+    assert "s3cret-env-value" not in seen
+    assert "eu-west-1" not in seen
+    assert '"API_KEY":{"required":true,"value":"[REDACTED]"}' in seen.replace(" ", "")
+    assert full["manifest"]["projects"]["app"]["env"]["API_KEY"]["value"] == "s3cret-env-value"

@@ -90,7 +90,9 @@ def test_files_are_read_relative_to_the_manifest(tmp_path: Path) -> None:
     (tmp_path / "tpl" / "AGENT.md").write_text("# {{ project }} changed\n")
     assert manifest_hash(load_manifest(path)) != first  # the template's text is part of the hash
     (tmp_path / "api.md").unlink()
-    with pytest.raises(ManifestError, match=r"projects\.app\.agent\.docs\[0\]\.source: cannot read api\.md"):
+    with pytest.raises(
+        ManifestError, match=r"projects\.app\.agent\.docs\[0\]\.source: no such file beside the manifest: api\.md"
+    ):
         load_manifest(path)
 
 

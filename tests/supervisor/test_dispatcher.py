@@ -11,7 +11,7 @@ import trio
 
 from halswarm.agent.connector import open_ws
 from halswarm.models import Project
-from halswarm.proto import CommandMsg, CommandResult, Hello, Welcome, decode, encode
+from halswarm.proto import ENV_CAPABILITY, CommandMsg, CommandResult, Hello, Welcome, decode, encode
 from halswarm.testing import TEST_TOKEN, api_client, open_supervisor, supervisor_config, wait_until
 from tests.sqlite_faults import disk_full
 
@@ -37,7 +37,12 @@ async def raw_agent(handle: SupervisorHandle) -> AsyncGenerator[WebSocketConnect
         f"ws://127.0.0.1:{handle.ws_port}/ws", headers, connect_timeout=5, close_timeout=2, max_message_size=1 << 20
     ) as ws:
         hello = Hello(
-            node_id=NODE, instance_key="key-d", hostname="h", version="t", projects=[Project(PROJECT, "/srv/d")]
+            node_id=NODE,
+            instance_key="key-d",
+            hostname="h",
+            version="t",
+            projects=[Project(PROJECT, "/srv/d")],
+            capabilities=[ENV_CAPABILITY],  # it is sent env_check below
         )
         await ws.send_message(encode(hello))
         assert isinstance(decode(await ws.get_message()), Welcome)

@@ -27,7 +27,7 @@ from halswarm.supervisor.hub import Hub
 from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, Pipeline
 from halswarm.supervisor.registry import NodeRegistry
 from halswarm.supervisor.tracker import SessionTracker
-from halswarm.testing import TEST_TOKEN, open_supervisor, supervisor_config, wait_until
+from halswarm.testing import TEST_TOKEN, api_client, open_supervisor, supervisor_config, wait_until
 from halswarm.timeutil import system_now
 from tests.sqlite_faults import disk_full
 
@@ -492,3 +492,16 @@ async def test_repeated_failures_are_answered_ever_later(autojump_clock: trio.te
     # The new row stands for the five failures since the first row and this one.
     assert store.audits[-1].detail == {"address": "10.0.0.9", "reason": "missing or invalid bearer token", "count": 6}
     assert hub.metrics.registry.get_sample_value("hal_o_swarm_auth_failures_total", {"listener": "ws"}) == 8.0
+
+
+async def test_environment_commands_are_refused_for_an_agent_without_the_capability(
+    supervisor: SupervisorHandle,
+) -> None:
+    """An older agent would close its link on an unknown command and get it again on
+    every reconnect; the dispatcher refuses it up front instead."""
+    async with raw_ws(supervisor) as ws:
+        await handshake(ws, "node-old", "key-old")  # a hello without capabilities
+        async with api_client(supervisor) as client:
+            response = await client.post("/api/v1/env/check/node-old")
+        assert response.status_code == 409, response.text
+        assert response.json()["error"]["code"] == "not_supported"
