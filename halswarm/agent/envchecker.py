@@ -38,8 +38,8 @@ from halswarm.agent.backend import CommandFailedError, OutEvent
 from halswarm.commands import EnvArgs, EnvInstallArgs, parse_args
 from halswarm.convert import ConversionError, converter, unstructure
 from halswarm.envcheck.checks import check_project
-from halswarm.envcheck.install import run_install
 from halswarm.envcheck.manifest import Manifest, ManifestError, manifest_hash, parse_manifest
+from halswarm.envcheck.process import run_bounded
 from halswarm.envcheck.provision import ProvisionResult, opencode_env, provision_project
 from halswarm.envcheck.report import REPORT_EVENT, EnvReport, agent_file_info, env_report
 from halswarm.jsontypes import is_json_object
@@ -332,7 +332,7 @@ class EnvChecker:
             )
         directory = _directory(target)
         log.info("running approved install", extra=ctx(project=args.project, install=args.install))
-        result = await run_install(
+        result = await run_bounded(
             install.command,
             timeout_sec=install.timeout_sec,
             cwd=directory,

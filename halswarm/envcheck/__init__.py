@@ -4,7 +4,7 @@
 - :mod:`~halswarm.envcheck.versions`: versions, constraints, ``--version`` parsing.
 - :mod:`~halswarm.envcheck.checks`: check one project directory -> :class:`ProjectReport`.
 - :mod:`~halswarm.envcheck.provision`: plan and apply the safe fixes.
-- :mod:`~halswarm.envcheck.install`: run an approved install command (a risky fix).
+- :mod:`~halswarm.envcheck.process`: one subprocess with a deadline and bounded output (checks and approved installs).
 
 Used locally by ``halctl env check|provision`` and on agents by
 :mod:`halswarm.agent.envchecker` (reports: :mod:`~halswarm.envcheck.report`). See docs/ENVIRONMENT.md.
@@ -21,7 +21,6 @@ from halswarm.envcheck.checks import (
     check_project,
     normalise_remote,
 )
-from halswarm.envcheck.install import run_install
 from halswarm.envcheck.manifest import (
     Manifest,
     ManifestError,
@@ -68,5 +67,4 @@ __all__ = [
     "plan_provision",
     "provision_project",
     "render_template",
-    "run_install",
 ]

@@ -63,7 +63,6 @@ __all__ = [
     "load_manifest",
     "manifest_hash",
     "parse_manifest",
-    "unstructure_manifest",
 ]
 
 #: Check categories; an install command's ``fixes`` names ``<category>:<name>``.
@@ -258,12 +257,6 @@ def manifest_hash(manifest: Manifest) -> str:
     """SHA-256 of the manifest's canonical JSON (sorted keys): changes when anything does."""
     data = orjson.dumps(converter.unstructure(manifest), option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(data).hexdigest()
-
-
-def unstructure_manifest(manifest: Manifest) -> JSONObject:
-    """The manifest as plain JSON data (constraints as their text)."""
-    value: JSONObject = converter.unstructure(manifest)
-    return value
 
 
 def _read_text(base_dir: Path, relative: str, key: str, problems: list[str]) -> str | None:

@@ -15,8 +15,6 @@ the agent's own notes); AGENT.md, docs and hooks are the manifest's and are repl
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -33,6 +31,7 @@ from halswarm.envcheck.checks import (
 )
 from halswarm.envcheck.manifest import CONTEXT_FILES
 from halswarm.envcheck.safefiles import UnsafeFileError, confined_target
+from halswarm.fileutil import write_atomically
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -164,20 +163,6 @@ def plan_provision(report: ProjectReport, spec: ProjectSpec) -> ProvisionPlan:
     return ProvisionPlan(report.project, report.directory, actions, manual, opencode_env(spec))
 
 
-def _write_atomically(path: Path, content: str, *, executable: bool) -> None:
-    # Write a sibling temp file then rename, so an agent never reads half a file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(content)
-        os.chmod(tmp, 0o755 if executable else 0o644)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _apply_one(action: Action, root: Path) -> bool:
     """Perform *action*; False when it turned out to be unnecessary (a context file appeared).
 
@@ -198,7 +183,8 @@ def _apply_one(action: Action, root: Path) -> bool:
         except FileExistsError:
             return False
         return True
-    _write_atomically(path, action.content, executable=action.executable)
+    # Atomic: an agent never reads half a file.
+    write_atomically(path, action.content.encode(), mode=0o755 if action.executable else 0o644)
     return True
 
 
@@ -250,7 +236,8 @@ async def provision_project(
 
     Returns:
         The plan, what was applied, any write errors, and the reports before and after.
-        Risky fixes are only listed (``plan.manual``): see :func:`run_install`.
+        Risky fixes are only listed (``plan.manual``); an approved one runs as
+        ``env_install`` through :func:`~halswarm.envcheck.process.run_bounded`.
 
     Cancellation: safe between steps; a cancelled worker thread finishes the file it
     is writing (each write is atomic) and its result is dropped.

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from halswarm.http.context import ApiContext
     from halswarm.models import Command
 
-__all__ = ["register_commands"]
+__all__ = ["answer_when_done", "command_response", "register_commands", "submit_as_caller", "wait_param"]
 
 _DEFAULT_WAIT: Final = 30.0
 _MAX_WAIT: Final = 300.0
@@ -39,13 +39,38 @@ def command_response(command: Command) -> Response:
     return json_response({"command": command}, status=202)
 
 
+def wait_param() -> float:
+    """The request's ``wait`` (seconds to wait for an outcome; default 30, at most 300)."""
+    return query_float(request.args, "wait", default=_DEFAULT_WAIT, low=0, high=_MAX_WAIT)
+
+
+async def submit_as_caller(api: ApiContext, command_request: CommandRequest) -> Command | Response:
+    """Submit *command_request* as the authenticated caller, with the request's
+    correlation id; a refusal comes back as its error response."""
+    try:
+        return await api.dispatcher.submit(
+            command_request,
+            actor=current_principal().actor,
+            source="http",
+            correlation_id=current_correlation_id(),
+        )
+    except CommandError as exc:
+        extra = {"command": exc.command} if exc.command is not None else None
+        return error_response(exc.status, exc.code, exc.message, extra)
+
+
+async def answer_when_done(api: ApiContext, command: Command) -> Response:
+    """Wait up to the request's ``wait`` for *command*'s outcome, then answer with it."""
+    final = await api.dispatcher.wait(command.id, wait_param())
+    return command_response(final or command)
+
+
 def register_commands(app: Quart, api: ApiContext) -> None:
     """Add the command routes to *app*."""
 
     @app.post("/api/v1/commands")
     @requires("operator")
     async def submit_command() -> Response:
-        wait = query_float(request.args, "wait", default=_DEFAULT_WAIT, low=0, high=_MAX_WAIT)
         try:
             body = loads_object(await request.get_data(), what="request body")
             command_request = structure_strict(body, CommandRequest)
@@ -55,18 +80,10 @@ def register_commands(app: Quart, api: ApiContext) -> None:
             # Installs run only through their approval route, which checks the manifest
             # declares them and audits who approved what.
             raise ApiError(403, "approval_required", "env_install runs only through POST /api/v1/env/approve/{node}")
-        try:
-            command = await api.dispatcher.submit(
-                command_request,
-                actor=current_principal().actor,
-                source="http",
-                correlation_id=current_correlation_id(),
-            )
-        except CommandError as exc:
-            extra = {"command": exc.command} if exc.command is not None else None
-            return error_response(exc.status, exc.code, exc.message, extra)
-        final = await api.dispatcher.wait(command.id, wait)
-        return command_response(final or command)
+        command = await submit_as_caller(api, command_request)
+        if isinstance(command, Response):
+            return command
+        return await answer_when_done(api, command)
 
     @app.get("/api/v1/commands/<command_id>")
     @requires("viewer")

@@ -11,7 +11,7 @@ node's agent; they answer like it (200 done, 202 still running after ``wait`` se
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -23,12 +23,11 @@ from halswarm.envcheck.checks import rendered_agent_file
 from halswarm.envcheck.manifest import ManifestError
 from halswarm.envcheck.report import EnvReport
 from halswarm.envcheck.template import TemplateError, sha256_text
-from halswarm.http.api_commands import command_response
+from halswarm.http.api_commands import answer_when_done, submit_as_caller, wait_param
 from halswarm.http.auth import current_principal, requires
-from halswarm.http.responses import ApiError, error_response, json_response, query_float, query_str
+from halswarm.http.responses import ApiError, error_response, json_response, query_str
 from halswarm.obs.logging import current_correlation_id
 from halswarm.store.sql import AuditRecord
-from halswarm.supervisor.dispatcher import CommandError
 from halswarm.timeutil import format_ts
 
 if TYPE_CHECKING:
@@ -47,9 +46,6 @@ __all__ = [
     "EnvStatus",
     "register_env",
 ]
-
-_DEFAULT_WAIT: Final = 30.0
-_MAX_WAIT: Final = 300.0
 
 
 @attrs.frozen
@@ -146,25 +142,15 @@ def _known_node(api: ApiContext, node: str) -> None:
 
 
 async def _submit(api: ApiContext, command_type: str, node: str, args: JSONObject) -> Command | Response:
-    try:
-        return await api.dispatcher.submit(
-            CommandRequest(command_type, node, args),  # type: ignore[arg-type]  # checked by parse_args
-            actor=current_principal().actor,
-            source="http",
-            correlation_id=current_correlation_id(),
-        )
-    except CommandError as exc:
-        extra = {"command": exc.command} if exc.command is not None else None
-        return error_response(exc.status, exc.code, exc.message, extra)
+    # The args are checked by the dispatcher (parse_args) like any command's.
+    return await submit_as_caller(api, CommandRequest(command_type, node, args))  # type: ignore[arg-type]
 
 
 async def _run(api: ApiContext, command_type: str, node: str, args: JSONObject) -> Response:
-    wait = query_float(request.args, "wait", default=_DEFAULT_WAIT, low=0, high=_MAX_WAIT)
     command = await _submit(api, command_type, node, args)
     if isinstance(command, Response):
         return command
-    final = await api.dispatcher.wait(command.id, wait)
-    return command_response(final or command)
+    return await answer_when_done(api, command)
 
 
 def _bool(name: str) -> bool:
@@ -282,9 +268,7 @@ def register_env(app: Quart, api: ApiContext) -> None:
         command = await _submit(api, "env_install", node, args)
         if isinstance(command, Response):
             return command
-        wait = query_float(request.args, "wait", default=_DEFAULT_WAIT, low=0, high=_MAX_WAIT)
-        final = await api.dispatcher.wait(command.id, wait)
-        return command_response(final or command)
+        return await answer_when_done(api, command)
 
     @app.get("/api/v1/agent-md/<project>")
     @requires("viewer")
@@ -333,7 +317,7 @@ def register_env(app: Quart, api: ApiContext) -> None:
             if isinstance(command, Response):
                 return command
             commands.append(command)
-        wait = query_float(request.args, "wait", default=_DEFAULT_WAIT, low=0, high=_MAX_WAIT)
+        wait = wait_param()
         finals = [await api.dispatcher.wait(c.id, wait) or c for c in commands]
         return json_response({"commands": finals})
 

@@ -13,9 +13,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -23,8 +20,9 @@ import orjson
 import trio
 
 from halswarm.convert import ConversionError, converter, structure_strict
-from halswarm.envcheck.manifest import Manifest, ManifestError, load_manifest, manifest_hash, parse_manifest
+from halswarm.envcheck.manifest import Manifest, load_manifest, manifest_hash, parse_manifest
 from halswarm.envcheck.report import REPORT_EVENT, EnvReport
+from halswarm.fileutil import write_atomically
 from halswarm.jsontypes import JSONObject
 from halswarm.obs.logging import ctx
 from halswarm.proto.messages import EnvManifest
@@ -35,6 +33,7 @@ from halswarm.timeutil import Clock, format_ts
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from pathlib import Path
 
     from halswarm.jsontypes import JSONValue
     from halswarm.store import IngestBatch, Store
@@ -81,8 +80,6 @@ class EnvService:
         self.hash: str | None = None
         #: Fired whenever the manifest changes.
         self.changed = Signal()
-        #: Fired whenever a report arrives.
-        self.reported = Signal()
         self.reports: dict[tuple[str, str], EnvReport] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._wake = Signal()
@@ -138,7 +135,7 @@ class EnvService:
             manifest = await trio.to_thread.run_sync(lambda: parse_manifest(raw, base_dir=base_dir))
             if self.path is not None:
                 data = orjson.dumps(raw, option=orjson.OPT_INDENT_2)
-                await trio.to_thread.run_sync(_write_atomically, self.path, data)
+                await trio.to_thread.run_sync(write_atomically, self.path, data)
             previous = self.hash
             self._set(raw, manifest)
             projects: list[JSONValue] = [*sorted(manifest.projects)]
@@ -183,7 +180,6 @@ class EnvService:
                 self._dirty.add(key)
         if self._dirty:
             self._wake.fire()
-            self.reported.fire()
 
     def status(self, node_id: str | None = None, project: str | None = None) -> list[EnvReport]:
         """The latest reports, by node then project."""
@@ -217,25 +213,6 @@ class EnvService:
                     await trio.sleep(_SAVE_RETRY)
                     continue
             await wake.wait()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def manifest_problems(exc: ManifestError) -> str:
-    """One line listing every problem (for a 400)."""
-    return "; ".join(exc.problems)
 
 
 def _without_env_values(raw: JSONObject) -> JSONObject:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from halswarm.envcheck.install import run_install
+from halswarm.envcheck.process import run_bounded
 from halswarm.envcheck.provision import ProvisionResult, plan_provision, provision_project
 from halswarm.envcheck.template import TemplateError, render_template
 from tests.envcheck.conftest import REMOTE, snapshot, spec_from
@@ -129,7 +129,7 @@ async def test_risky_fixes_are_listed_never_run(workspace: Workspace, tmp_path: 
     assert result.after.state == "missing"
     assert item.command is not None
     with trio.fail_after(10):
-        ran = await run_install(item.command, timeout_sec=5, cwd=workspace.directory)
+        ran = await run_bounded(item.command, timeout_sec=5, cwd=workspace.directory)
     assert (ran.exit_code, ran.timed_out) == (0, False)
     assert marker.exists()
 
@@ -139,15 +139,15 @@ async def test_run_install_times_out_and_bounds_output(tmp_path: Path) -> None:
     script.write_text("#!/bin/sh\necho starting\nsleep 30\n")  # sleep is a child: the group is killed
     script.chmod(0o755)
     with trio.fail_after(10):
-        slow = await run_install([str(script)], timeout_sec=0.5)
+        slow = await run_bounded([str(script)], timeout_sec=0.5)
     assert (slow.exit_code, slow.timed_out, slow.stdout) == (None, True, "starting\n")
     with trio.fail_after(10):
-        loud = await run_install(
+        loud = await run_bounded(
             ["python3", "-c", "print('x' * 100000); raise SystemExit(3)"], timeout_sec=5, output_limit=100
         )
     assert (loud.exit_code, loud.truncated, len(loud.stdout)) == (3, True, 100)
     with trio.fail_after(10):
-        missing = await run_install([str(tmp_path / "nope")], timeout_sec=5)
+        missing = await run_bounded([str(tmp_path / "nope")], timeout_sec=5)
     assert missing.exit_code is None
     assert missing.error is not None
     assert "cannot run" in missing.error
