@@ -180,28 +180,33 @@ class CorrelationFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, context fields, exc."""
+    """One JSON object per line: ts, level, logger, msg, context fields, exc.
+
+    The message, fields and traceback arrive redacted by :class:`RedactingFilter` (on
+    the same handler); the finished line is searched once more for the JSON-escaped
+    spelling of each secret.
+    """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self.secrets = _json_forms(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        """Serialise the record (fields redacted before, the finished line after)."""
+        """Serialise the record, then redact the finished line."""
         out: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": redact(record.getMessage(), self.secrets),
+            "msg": record.getMessage(),
         }
         for key, value in _fields(record).items():
-            out.setdefault(key, _redact_value(value, self.secrets))
+            out.setdefault(key, value)
         if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            out["exc"] = redact(record.exc_text, self.secrets)
+            out["exc"] = record.exc_text
         if record.stack_info:
-            out["stack"] = redact(record.stack_info, self.secrets)
+            out["stack"] = record.stack_info
         line = orjson.dumps(out, default=str).decode()
         return redact(line, self.secrets)
 
