@@ -77,6 +77,22 @@ def create_app(api: ApiContext) -> QuartTrio:
     allowlist = tuple(api.origin_allowlist)
 
     @app.before_request
+    async def receive_body_first() -> Response | None:
+        # Registered first, so no hook or view answers before the request is complete.
+        # Under hypercorn 0.18 with quart-trio, an answer sent while the body is still
+        # arriving makes hypercorn close the connection from inside the app's task, which
+        # quart-trio cancels on that disconnect: the socket stays open, hypercorn waits for
+        # a request cycle that never starts, and the client's next request on that
+        # keep-alive connection hangs. Receiving the body (at most _MAX_BODY) first keeps
+        # every answer after the request; an oversized body is refused unread and the
+        # connection closed (see close_after_refused_body).
+        if (request.content_length or 0) > _MAX_BODY:
+            return error_response(413, "body_too_large", f"request body exceeds {_MAX_BODY} bytes")
+        if request.content_length or "Transfer-Encoding" in request.headers:
+            await request.get_data()  # cached for the view; over the limit: 413 (http_error)
+        return None
+
+    @app.before_request
     async def check_origin() -> Response | None:
         if request.path in _ORIGIN_EXEMPT:
             return None
@@ -120,10 +136,15 @@ def create_app(api: ApiContext) -> QuartTrio:
                 {"required_role": needed},
             )
         g.principal = principal
-        # Refuse an oversized body from its declared length, before it is uploaded.
-        if (request.content_length or 0) > _MAX_BODY:
-            return error_response(413, "body_too_large", f"request body exceeds {_MAX_BODY} bytes")
         return None
+
+    @app.after_request
+    async def close_after_refused_body(response: Response) -> Response:
+        # A body refused as too large was not received: the connection cannot carry a
+        # next request (see receive_body_first).
+        if response.status_code == 413:
+            response.headers["Connection"] = "close"
+        return response
 
     @app.after_request
     async def cors_headers(response: Response) -> Response:

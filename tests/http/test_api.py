@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+import trio.testing
 
 from halswarm.testing import Cluster, api_client, wait_until
 from tests.sqlite_faults import reads_failing
@@ -98,6 +99,48 @@ async def test_oversized_body_is_413_without_reading_it(cluster: Cluster) -> Non
     assert status_line.startswith(b"HTTP/1.1 413")
     body = rest.partition(b"\r\n\r\n")[2]
     assert b'"code":"body_too_large"' in body
+
+
+async def _read_response(stream: trio.SocketStream, pending: bytes) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 response (head and Content-Length body) from *stream*; returns it and what follows."""
+    data = pending
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive_some()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    while len(rest) < length:
+        rest += await stream.receive_some()
+    return head + b"\r\n\r\n" + rest[:length], rest[length:]
+
+
+async def test_a_refused_request_whose_body_comes_late_leaves_the_connection_usable(cluster: Cluster) -> None:
+    # Clients (httpx among them) send a request's head and body in separate writes. A
+    # refusal answered before the body arrived used to wedge the keep-alive connection:
+    # the client's next request on it never got an answer (seen as a 30 s ReadTimeout).
+    body = b'{"type": "kill_session", "target": "x"}'
+    head = (
+        "POST /api/v1/commands HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer wrong-token-xxxxxxxxxxxx\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    token = cluster.client.headers["Authorization"]
+    stream = await trio.open_tcp_stream("127.0.0.1", cluster.supervisor.http_port)
+    async with stream:
+        await stream.send_all(head.encode())
+        early: tuple[bytes, bytes] | None = None
+        with trio.move_on_after(0.5):  # the bug answered here, before the body was sent ...
+            early = await _read_response(stream, b"")
+        if early is not None:
+            await trio.testing.wait_all_tasks_blocked()  # ... and finished with it
+        await stream.send_all(body)
+        with trio.fail_after(10):
+            refused, rest = early if early is not None else await _read_response(stream, b"")
+            await stream.send_all(f"GET /api/v1/nodes HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n\r\n".encode())
+            answered, _ = await _read_response(stream, rest)
+    assert refused.startswith(b"HTTP/1.1 401")
+    assert answered.startswith(b"HTTP/1.1 200")
+    assert b'"nodes"' in answered
 
 
 @pytest.mark.parametrize(
