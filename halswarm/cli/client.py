@@ -99,6 +99,8 @@ class ApiError(ClientError):
         self.status = status
         self.code = code
         self.command = command
+        #: The whole error answer (e.g. ``problems`` of an invalid manifest); None if not JSON.
+        self.body: JSONObject | None = None
 
 
 @attrs.frozen
@@ -282,6 +284,26 @@ class ApiClient:
             problems = "; ".join(describe_errors(exc, "$"))
             raise ApiError(200, "invalid_response", f"unexpected answer from the supervisor: {problems}") from None
 
+    # ---- for command modules with their own typed wrappers (env_remote.py) ---------------
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str | int | float | None] | None = None,
+        json_body: JSONValue = None,
+        read_timeout: float | None = None,
+    ) -> JSONObject:
+        """Any request on the API, with this client's errors and deadlines; unset params are left out."""
+        query = _params(**params) if params is not None else None
+        return await self._request(method, path, params=query, json_body=json_body, read_timeout=read_timeout)
+
+    @classmethod
+    def structure(cls, body: JSONObject, key: str, into: type[T], *, status: int = 200) -> T:
+        """``body[key]`` as *into*; a missing key or wrong shape is an ``invalid_response`` ApiError."""
+        return cls._structure(body, key, into, status=status)
+
     # ---- plumbing ------------------------------------------------------------------------
 
     async def _request(
@@ -324,6 +346,7 @@ class ApiClient:
             if body is not None and "command" in body:
                 command = self._structure(body, "command", Command, status=response.status_code)
             error = ApiError(response.status_code, code, message, command)
+            error.body = body
         error.correlation_id = response.headers.get(CORRELATION_HEADER) or self.correlation_id
         raise error
 

@@ -9,7 +9,7 @@ replaces it with an :class:`App` that every subcommand finds with :func:`app_of`
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, NoReturn, TypeVar
 
@@ -77,6 +77,11 @@ class App:
     def print(self, *renderables: object) -> None:
         """Print rich renderables to standard output."""
         self.io.console.print(*renderables)
+
+    def print_lines(self, renderables: Iterable[object]) -> None:
+        """Print each renderable on its own line(s); long text lines are not wrapped."""
+        for renderable in renderables:
+            self.io.console.print(renderable, soft_wrap=isinstance(renderable, Text))
 
     def print_json(self, value: object, *, indent: bool = True) -> None:
         """Print attrs values or plain data as JSON, unstyled, for scripts."""

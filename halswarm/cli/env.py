@@ -1,6 +1,8 @@
-"""``halctl env check|provision``: check and provision project environments locally (issue #9).
+"""``halctl env check|provision``: check and provision project environments (issue #9).
 
-Both run on the node itself with no supervisor: they read the manifest
+With ``--node N`` both go through the supervisor to that node's agent
+(:mod:`halswarm.cli.env_remote`, which also holds ``env status|drift|approve|manifest``).
+Without it they run on the node itself with no supervisor: they read the manifest
 (``--manifest``, else ``$HALSWARM_ENV_MANIFEST``, else ``./env-manifest.json``) and find
 project directories in the agent config (``--agent-config``, else
 ``$HALSWARM_AGENT_CONFIG``, else the agent's default path) or take ``--dir DIR`` for one
@@ -24,9 +26,10 @@ import attrs
 import trio
 from rich.text import Text
 
-from halswarm.cli.audit import fitted_table
 from halswarm.cli.context import App, app_of, output_option
-from halswarm.cli.exits import EXIT_DEGRADED, EXIT_MISSING, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
+from halswarm.cli.env_remote import approve, drift, manifest, remote_check, remote_provision, status, wait_option
+from halswarm.cli.env_render import report_lines
+from halswarm.cli.exits import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, exit_code_for
 from halswarm.config import ConfigError, load_agent_config
 from halswarm.config.agent import DEFAULT_AGENT_CONFIG
 from halswarm.convert import unstructure
@@ -46,9 +49,6 @@ MANIFEST_ENV: Final = "HALSWARM_ENV_MANIFEST"
 AGENT_CONFIG_ENV: Final = "HALSWARM_AGENT_CONFIG"
 DEFAULT_MANIFEST: Final = "env-manifest.json"
 
-_STATE_STYLES: Final = {"ready": "green", "degraded": "yellow", "missing": "bold red"}
-_STATUS_STYLES: Final = {"ok": "green", "fail": "bold red", "skip": "dim"}
-
 
 @attrs.frozen
 class _Target:
@@ -56,15 +56,6 @@ class _Target:
     directory: Path
     #: opencode.env from the agent config: part of what opencode would see.
     extra_env: dict[str, str] = attrs.field(factory=dict, repr=False)
-
-
-def exit_code_for(states: list[str]) -> int:
-    """The exit code for these project states: the worst one wins."""
-    if "missing" in states:
-        return EXIT_MISSING
-    if "degraded" in states:
-        return EXIT_DEGRADED
-    return EXIT_OK
 
 
 def _path(io_cwd: Path, value: str) -> Path:
@@ -108,24 +99,9 @@ def _environment(app: App, target: _Target) -> Mapping[str, str]:
     return {**app.io.env, **target.extra_env}
 
 
-def report_lines(report: ProjectReport, width: int) -> list[Text | object]:
-    """The renderables for one report: a heading, the checks table, the drift lines."""
-    heading = Text(f"{report.project}  ", style="bold")
-    heading.append(report.state, style=_STATE_STYLES[report.state])
-    heading.append(f"  {report.directory}")
-    rows: list[list[str | Text]] = [
-        [c.category, c.name, Text(c.status, style=_STATUS_STYLES[c.status]), c.expected, c.actual, c.fix or ""]
-        for c in report.checks
-    ]
-    table = fitted_table(["CATEGORY", "CHECK", "STATUS", "EXPECTED", "ACTUAL", "FIX"], rows, width=width, flex="ACTUAL")
-    out: list[Text | object] = [heading, table]
-    out += [Text(f"drift: {d.check} {d.kind} (expected {d.expected}, found {d.actual})") for d in report.drift]
-    return out
-
-
 @click.group("env")
 def env() -> None:
-    """Check and provision project environments against the manifest (runs locally, no supervisor)."""
+    """Project environments against the manifest: on this node, or through the supervisor (--node)."""
 
 
 def _common(command: click.Command) -> click.Command:
@@ -134,20 +110,43 @@ def _common(command: click.Command) -> click.Command:
         click.option("--manifest", "manifest_path", metavar="FILE", help=f"Manifest [default: ./{DEFAULT_MANIFEST}]."),
         click.option("--dir", "directory", metavar="DIR", help="Check this directory instead of the agent config's."),
         click.option("--agent-config", "agent_config", metavar="FILE", help="Agent config listing the projects."),
+        click.option("--node", metavar="N", help="Ask node N's agent through the supervisor instead of running here."),
     ):
         command = option(command)
     return command
 
 
+def _remote_only(
+    app: App, node: str | None, manifest_path: str | None, directory: str | None, config: str | None
+) -> bool:
+    """True for ``--node``; the local-only options make no sense with it."""
+    if node is None:
+        return False
+    if manifest_path is not None or directory is not None or config is not None:
+        app.fail(EXIT_USAGE, "--node asks the supervisor: --manifest, --dir and --agent-config are for local runs")
+    return True
+
+
 @output_option
+@wait_option
 @_common
 @env.command("check")
 @click.pass_context
 async def check(
-    ctx: click.Context, project: str | None, manifest_path: str | None, directory: str | None, agent_config: str | None
+    ctx: click.Context,
+    project: str | None,
+    manifest_path: str | None,
+    directory: str | None,
+    agent_config: str | None,
+    node: str | None,
+    wait: float,
 ) -> None:
     """Check each project against the manifest: exit 0 ready, 6 degraded, 7 missing."""
     app = app_of(ctx)
+    if _remote_only(app, node, manifest_path, directory, agent_config):
+        assert node is not None
+        await remote_check(app, node, project, wait)
+        return
     manifest = await _load(app, manifest_path)
     digest = manifest_hash(manifest)
     reports: list[ProjectReport] = []
@@ -159,7 +158,7 @@ async def check(
         app.print_json({"manifest_hash": digest, "projects": unstructure(reports)})
     else:
         for report in reports:
-            app.print(*report_lines(report, app.io.console.width))
+            app.print_lines(report_lines(report, app.io.console.width))
     code = exit_code_for([r.state for r in reports])
     if code != EXIT_OK:
         raise click.exceptions.Exit(code)
@@ -199,6 +198,7 @@ def _result_lines(result: ProvisionResult, width: int) -> list[Text | object]:
 
 
 @output_option
+@wait_option
 @_common
 @env.command("provision")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
@@ -209,7 +209,9 @@ async def provision(
     manifest_path: str | None,
     directory: str | None,
     agent_config: str | None,
+    node: str | None,
     dry_run: bool,
+    wait: float,
 ) -> None:
     """Apply the safe fixes (AGENT.md, .context/, docs, git hooks); list the ones needing approval.
 
@@ -217,6 +219,10 @@ async def provision(
     6 degraded, 7 missing.
     """
     app = app_of(ctx)
+    if _remote_only(app, node, manifest_path, directory, agent_config):
+        assert node is not None
+        await remote_provision(app, node, project, dry_run, wait)
+        return
     manifest = await _load(app, manifest_path)
     digest = manifest_hash(manifest)
     results: list[ProvisionResult] = []
@@ -236,9 +242,13 @@ async def provision(
         app.print_json({"manifest_hash": digest, "projects": [_result_json(r) for r in results]})
     else:
         for result in results:
-            app.print(*_result_lines(result, app.io.console.width))
+            app.print_lines(_result_lines(result, app.io.console.width))
     if dry_run:
         return
     code = exit_code_for([r.after.state for r in results if r.after is not None])
     if code != EXIT_OK:
         raise click.exceptions.Exit(code)
+
+
+for _command in (status, drift, approve, manifest):
+    env.add_command(_command)

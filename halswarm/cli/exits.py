@@ -10,6 +10,8 @@ code   meaning
 3      the supervisor is unreachable (not running, wrong ``--url``, network)
 4      authentication failed: the API token is missing or was rejected
 5      not found: unknown node, session, project or command
+6      ``env``: a listed project's environment is degraded
+7      ``env``: a listed project's environment is missing
 =====  ==============================================================================
 """
 
@@ -39,6 +41,7 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "describe_error",
+    "exit_code_for",
 ]
 
 EXIT_OK: Final = 0
@@ -64,6 +67,15 @@ Exit codes:
   7  env: a project's environment is missing (no directory/repo, or a runtime absent)"""
 
 _TOKEN_HOWTO: Final = 'set it with --token, HALCTL_TOKEN, or "token" in .halswarm/halctl.json'
+
+
+def exit_code_for(states: list[str]) -> int:
+    """``halctl env``'s exit code for these project states: the worst one wins (7, 6, else 0)."""
+    if "missing" in states:
+        return EXIT_MISSING
+    if "degraded" in states:
+        return EXIT_DEGRADED
+    return EXIT_OK
 
 
 def describe_error(exc: ClientError, settings: Settings) -> tuple[int, str]:

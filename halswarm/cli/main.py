@@ -22,7 +22,14 @@ Commands::
     halctl projects list | complete NAME [--detail TEXT]
     halctl audit [--actor A] [--action A] [--target T] [--since TIME] [--until TIME] [--limit N] [--before ID]
     halctl health
+    halctl env status [--node N] [--project P]
+    halctl env drift [--node N] [--project P]
     halctl env check|provision [--project P] [--manifest FILE] [--agent-config FILE | --dir DIR] [--dry-run]
+    halctl env check|provision --node N [--project P] [--dry-run] [--wait S]
+    halctl env approve --node N --project P INSTALL [--wait S]
+    halctl env manifest show | set FILE
+    halctl agent-md show PROJECT | diff PROJECT
+    halctl agent-md sync [--node N] [--project P] [--dry-run] [--wait S]
 
 Session commands take ``--wait S`` (default 60) and ``--idempotency-key K``. Every
 command takes ``-o/--output table|json``; JSON is the API's own shape, for scripts.
@@ -30,8 +37,8 @@ Settings (URL and token) are resolved as described in :mod:`halswarm.cli.setting
 
 Exit codes: 0 ok; 1 the command failed or timed out (the agent reported a failure or
 gave no answer) or another API error; 2 usage error (click's default, also a bad
-config file); 3 supervisor unreachable; 4 authentication failed; 5 not found; ``env``
-only: 6 a project is degraded, 7 a project is missing. Errors
+config file); 3 supervisor unreachable; 4 authentication failed; 5 not found; ``env
+status|check|provision`` only: 6 a project is degraded, 7 a project is missing. Errors
 go to standard error as one line, never a traceback.
 
 Embedding and tests: ``await cli.main([...], standalone_mode=False, obj=Io(...))``
@@ -48,6 +55,7 @@ from rich.text import Text
 
 from halswarm import __version__
 from halswarm.cli.actions import SESSION_ACTIONS, commands
+from halswarm.cli.agent_md import agent_md
 from halswarm.cli.audit import audit
 from halswarm.cli.client import ClientError
 from halswarm.cli.context import OUTPUT_FORMATS, App, Io, app_of, fail, output_option
@@ -150,6 +158,7 @@ cli.add_command(policies)
 cli.add_command(projects)
 cli.add_command(audit)
 cli.add_command(env)
+cli.add_command(agent_md)
 
 
 def main() -> None:

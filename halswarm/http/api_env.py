@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING
 
-import attrs
 import trio
 from quart import Quart, Response, request
 
@@ -21,8 +20,16 @@ from halswarm.commands import CommandRequest
 from halswarm.convert import ConversionError, loads_object, structure_strict
 from halswarm.envcheck.checks import rendered_agent_file
 from halswarm.envcheck.manifest import ManifestError
-from halswarm.envcheck.report import EnvReport
 from halswarm.envcheck.template import TemplateError, sha256_text
+from halswarm.envcheck.views import (
+    AgentMdDiff,
+    AgentMdInfo,
+    AgentMdNode,
+    AgentMdSyncRequest,
+    ApproveRequest,
+    DriftEntry,
+    EnvStatus,
+)
 from halswarm.http.api_commands import answer_when_done, submit_as_caller, wait_param
 from halswarm.http.auth import current_principal, requires
 from halswarm.http.responses import ApiError, error_response, json_response, query_str
@@ -31,6 +38,8 @@ from halswarm.store.sql import AuditRecord
 from halswarm.timeutil import format_ts
 
 if TYPE_CHECKING:
+    import attrs
+
     from halswarm.http.context import ApiContext
     from halswarm.jsontypes import JSONObject
     from halswarm.models import Command
@@ -46,81 +55,6 @@ __all__ = [
     "EnvStatus",
     "register_env",
 ]
-
-
-@attrs.frozen
-class EnvStatus:
-    """``GET /api/v1/env/status``: the latest report per (node, project)."""
-
-    manifest_hash: str | None
-    reports: list[EnvReport]
-
-
-@attrs.frozen
-class DriftEntry:
-    """One drift item of one project on one node."""
-
-    node_id: str
-    project: str
-    check: str
-    kind: str
-    expected: str
-    actual: str
-    checked_at: str
-
-
-@attrs.frozen
-class AgentMdNode:
-    """A node's AGENT.md for the project, as last reported."""
-
-    node_id: str
-    path: str | None
-    sha256: str | None
-    matches: bool
-    checked_at: str
-
-
-@attrs.frozen
-class AgentMdInfo:
-    """``GET /api/v1/agent-md/{project}``: the rendered template and what each node has."""
-
-    project: str
-    file: str
-    #: The template rendered for the project; null when the manifest declares none.
-    rendered: str | None
-    sha256: str | None
-    #: Why it could not be rendered (a variable without a value), if so.
-    error: str | None
-    nodes: list[AgentMdNode]
-
-
-@attrs.frozen
-class AgentMdDiff:
-    """One node's AGENT.md against the rendered template (unified diff; empty when equal)."""
-
-    node_id: str
-    matches: bool
-    diff: str
-    #: The node sent only part of its file (the diff covers that part).
-    truncated: bool
-
-
-@attrs.frozen
-class AgentMdSyncRequest:
-    """Body of ``POST /api/v1/agent-md/sync``: rewrite AGENT.md from the template."""
-
-    project: str
-    #: One node; default every node hosting the project.
-    node: str | None = None
-    dry_run: bool = False
-
-
-@attrs.frozen
-class ApproveRequest:
-    """Body of ``POST /api/v1/env/approve/{node}``: run a declared install command."""
-
-    project: str
-    install: str
 
 
 def _env(api: ApiContext) -> EnvService:

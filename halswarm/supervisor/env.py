@@ -22,6 +22,7 @@ import trio
 from halswarm.convert import ConversionError, converter, structure_strict
 from halswarm.envcheck.manifest import Manifest, load_manifest, manifest_hash, parse_manifest
 from halswarm.envcheck.report import REPORT_EVENT, EnvReport
+from halswarm.envcheck.views import ManifestInfo
 from halswarm.fileutil import write_atomically
 from halswarm.jsontypes import JSONObject
 from halswarm.obs.logging import ctx
@@ -44,20 +45,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST_UPDATED: Final = "env.manifest.updated"
 _SAVE_RETRY: Final = 5.0
-
-
-@attrs.frozen
-class ManifestInfo:
-    """``GET``/``PUT /api/v1/env/manifest``: the manifest as submitted, its hash and file."""
-
-    #: The manifest JSON as submitted (or as in the file); null when none is held.
-    manifest: JSONObject | None
-    #: SHA-256 of the parsed manifest (what agents report against); null without one.
-    hash: str | None
-    #: ``env.manifest_path``; null: held in memory only.
-    path: str | None
-    #: Projects the manifest names.
-    projects: list[str]
 
 
 class EnvService:

@@ -1,0 +1,174 @@
+"""The JSON shapes of ``/api/v1/env/*`` and ``/api/v1/agent-md/*`` (issue #9).
+
+Shared by the server (:mod:`halswarm.http.api_env`, :mod:`halswarm.supervisor.env`) and
+halctl (:mod:`halswarm.cli.env_remote`), which structures the answers into the same
+classes; kept apart so halctl does not import the web framework.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from halswarm.envcheck.report import EnvReport  # cattrs resolves the annotations
+from halswarm.jsontypes import JSONObject
+
+__all__ = [
+    "AgentMdDiff",
+    "AgentMdInfo",
+    "AgentMdNode",
+    "AgentMdSyncRequest",
+    "ApproveRequest",
+    "DriftEntry",
+    "EnvStatus",
+    "InstallOutcome",
+    "ManifestInfo",
+    "ManualFix",
+    "PlannedAction",
+    "ProvisionOutcome",
+]
+
+
+@attrs.frozen
+class ManifestInfo:
+    """``GET``/``PUT /api/v1/env/manifest``: the manifest as submitted, its hash and file."""
+
+    #: The manifest JSON as submitted (or as in the file); null when none is held.
+    manifest: JSONObject | None
+    #: SHA-256 of the parsed manifest (what agents report against); null without one.
+    hash: str | None
+    #: ``env.manifest_path``; null: held in memory only.
+    path: str | None
+    #: Projects the manifest names.
+    projects: list[str]
+
+
+@attrs.frozen
+class EnvStatus:
+    """``GET /api/v1/env/status``: the latest report per (node, project)."""
+
+    manifest_hash: str | None
+    reports: list[EnvReport]
+
+
+@attrs.frozen
+class DriftEntry:
+    """One drift item of one project on one node."""
+
+    node_id: str
+    project: str
+    check: str
+    kind: str
+    expected: str
+    actual: str
+    checked_at: str
+
+
+@attrs.frozen
+class AgentMdNode:
+    """A node's AGENT.md for the project, as last reported."""
+
+    node_id: str
+    path: str | None
+    sha256: str | None
+    matches: bool
+    checked_at: str
+
+
+@attrs.frozen
+class AgentMdInfo:
+    """``GET /api/v1/agent-md/{project}``: the rendered template and what each node has."""
+
+    project: str
+    file: str
+    #: The template rendered for the project; null when the manifest declares none.
+    rendered: str | None
+    sha256: str | None
+    #: Why it could not be rendered (a variable without a value), if so.
+    error: str | None
+    nodes: list[AgentMdNode]
+
+
+@attrs.frozen
+class AgentMdDiff:
+    """One node's AGENT.md against the rendered template (unified diff; empty when equal)."""
+
+    node_id: str
+    matches: bool
+    diff: str
+    #: The node sent only part of its file (the diff covers that part).
+    truncated: bool
+
+
+@attrs.frozen
+class AgentMdSyncRequest:
+    """Body of ``POST /api/v1/agent-md/sync``: rewrite AGENT.md from the template."""
+
+    project: str
+    #: One node; default every node hosting the project.
+    node: str | None = None
+    dry_run: bool = False
+
+
+@attrs.frozen
+class ApproveRequest:
+    """Body of ``POST /api/v1/env/approve/{node}``: run a declared install command."""
+
+    project: str
+    install: str
+
+
+@attrs.frozen
+class PlannedAction:
+    """One safe fix in a provisioning answer."""
+
+    kind: str
+    check: str
+    path: str
+
+
+@attrs.frozen
+class ManualFix:
+    """A failed check provisioning cannot fix; ``install`` names the declared command, if any."""
+
+    check: str
+    fix: str
+    expected: str
+    actual: str
+    install: str | None = None
+    command: list[str] | None = None
+    timeout_sec: float | None = None
+
+
+@attrs.frozen
+class ProvisionOutcome:
+    """One project in an ``env_provision`` command's result (the agent's answer)."""
+
+    project: str
+    directory: str
+    dry_run: bool
+    actions: list[PlannedAction]
+    #: Paths written (empty on a dry run).
+    applied: list[str]
+    errors: list[str]
+    manual: list[ManualFix]
+    #: Names of the variables opencode gets (never their values).
+    env: list[str]
+    state_before: str
+    state_after: str | None = None
+
+
+@attrs.frozen
+class InstallOutcome:
+    """An ``env_install`` command's result: the approved install command's run."""
+
+    project: str
+    install: str
+    command: list[str]
+    exit_code: int | None
+    ok: bool
+    timed_out: bool
+    truncated: bool
+    error: str | None
+    stdout: str
+    stderr: str
+    state_after: str | None = None
