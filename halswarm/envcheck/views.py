@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import attrs
 
-from halswarm.envcheck.report import EnvReport  # cattrs resolves the annotations
+from halswarm.envcheck.provision import ManualItem  # cattrs resolves the annotations
+from halswarm.envcheck.report import EnvReport
 from halswarm.jsontypes import JSONObject
 
 __all__ = [
@@ -22,7 +23,6 @@ __all__ = [
     "EnvStatus",
     "InstallOutcome",
     "ManifestInfo",
-    "ManualFix",
     "PlannedAction",
     "ProvisionOutcome",
 ]
@@ -127,19 +127,6 @@ class PlannedAction:
 
 
 @attrs.frozen
-class ManualFix:
-    """A failed check provisioning cannot fix; ``install`` names the declared command, if any."""
-
-    check: str
-    fix: str
-    expected: str
-    actual: str
-    install: str | None = None
-    command: list[str] | None = None
-    timeout_sec: float | None = None
-
-
-@attrs.frozen
 class ProvisionOutcome:
     """One project in an ``env_provision`` command's result (the agent's answer)."""
 
@@ -150,7 +137,7 @@ class ProvisionOutcome:
     #: Paths written (empty on a dry run).
     applied: list[str]
     errors: list[str]
-    manual: list[ManualFix]
+    manual: list[ManualItem]
     #: Names of the variables opencode gets (never their values).
     env: list[str]
     state_before: str
