@@ -17,7 +17,6 @@ unacked events stay in the outbox and are sent after the next start.
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -31,6 +30,7 @@ from halswarm.agent.executor import Executor
 from halswarm.agent.link import AgentLink, Connector, LinkStatus
 from halswarm.agent.outbox import Outbox, open_outbox
 from halswarm.agent.resources import ResourceSampler
+from halswarm.envcheck.environment import OpencodeEnvironment
 from halswarm.obs.logging import ctx
 from halswarm.timeutil import Clock, system_now
 
@@ -65,15 +65,16 @@ class AgentHandle:
 def default_env_checker(
     config: AgentConfig, projects: list[Project], outbox: Outbox, now: Clock = system_now
 ) -> EnvChecker:
-    """The environment checker for *projects*: checks see the agent's environment plus
-    ``opencode.env`` (what a spawned opencode gets) plus the manifest's values."""
+    """The environment checker for *projects*: checks see what a spawned opencode gets
+    (:class:`~halswarm.envcheck.environment.OpencodeEnvironment`: the agent's environment,
+    the manifest's values, ``opencode.env``)."""
     return EnvChecker(
         config.resolved_node_id(),
         projects,
         outbox=outbox,
         now=now,
         interval_sec=config.env_check_interval_sec,
-        base_env={**os.environ, **config.opencode.env},
+        environment=OpencodeEnvironment.for_agent(config),
     )
 
 

@@ -6,9 +6,13 @@
     └─ loop: wait for a new manifest, an env_check, or the interval -> check every project
 
 The supervisor sends the manifest after the welcome and whenever it changes
-(:class:`~halswarm.proto.EnvManifest`); the last one is kept in the outbox's key-value
-store, so after a restart the agent checks (and gives opencode the manifest's
-environment) before it has reconnected. Each check run emits, per project, through the
+(:class:`~halswarm.proto.EnvManifest`); the last one is kept with its hash in the
+outbox's key-value store (``<data_dir>/outbox.db``, a directory for the agent's user
+only), so after a restart the agent checks (and gives opencode the manifest's
+environment) before it has reconnected; a stored manifest that no longer hashes to its
+stored hash is ignored with a warning. "No manifest" from the supervisor is stored too.
+Checks, provisioning and installs run with the environment a spawned opencode gets
+(:mod:`halswarm.envcheck.environment`). Each check run emits, per project, through the
 normal event sink (durable, routed like any event):
 
 - ``env.check.report`` {EnvReport} every run (the supervisor keeps the latest);
@@ -38,9 +42,10 @@ from halswarm.agent.backend import CommandFailedError, OutEvent
 from halswarm.commands import EnvArgs, EnvInstallArgs, parse_args
 from halswarm.convert import ConversionError, converter, unstructure
 from halswarm.envcheck.checks import check_project
+from halswarm.envcheck.environment import OpencodeEnvironment, manifest_environment
 from halswarm.envcheck.manifest import Manifest, ManifestError, manifest_hash, parse_manifest
 from halswarm.envcheck.process import run_bounded
-from halswarm.envcheck.provision import ProvisionResult, opencode_env, provision_project
+from halswarm.envcheck.provision import ProvisionResult, provision_project
 from halswarm.envcheck.report import REPORT_EVENT, EnvReport, agent_file_info, env_report
 from halswarm.jsontypes import is_json_object
 from halswarm.obs.logging import ctx
@@ -48,8 +53,6 @@ from halswarm.sync import Signal
 from halswarm.timeutil import Clock, format_ts
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from halswarm.agent.backend import EventSink
     from halswarm.agent.outbox import Outbox
     from halswarm.jsontypes import JSONObject, JSONValue
@@ -63,7 +66,6 @@ log = logging.getLogger(__name__)
 #: Outbox key-value entries: the last manifest received, and what was reported.
 MANIFEST_KEY: Final = "env_manifest"
 REPORTED_KEY: Final = "env_reported"
-_PRIVATE_ENV_PREFIXES: Final = ("HALSWARM_", "HALCTL_")
 
 
 class EnvChecker:
@@ -77,15 +79,16 @@ class EnvChecker:
         outbox: Outbox,
         now: Clock,
         interval_sec: float = 600.0,
-        base_env: Mapping[str, str] | None = None,
+        environment: OpencodeEnvironment | None = None,
     ) -> None:
         self.node_id = node_id
         self.projects = list(projects)
         self.outbox = outbox
         self.now = now
         self.interval_sec = interval_sec
-        environ = os.environ if base_env is None else base_env
-        self.base_env = {k: v for k, v in environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
+        #: How opencode's environment is built (:mod:`halswarm.envcheck.environment`):
+        #: checks, provisioning and installs run with exactly what a spawned server gets.
+        self.environment = environment if environment is not None else OpencodeEnvironment()
         self.manifest: Manifest | None = None
         self.manifest_hash = ""
         #: The latest report per project (also what tests look at).
@@ -102,18 +105,15 @@ class EnvChecker:
     # ---- what others read -------------------------------------------------------------
 
     def opencode_env(self) -> dict[str, str]:
-        """The manifest's declared variables for the hosted projects (opencode's environment).
+        """The manifest's declared variables for the hosted projects: the manifest's layer
+        of opencode's environment (:func:`~halswarm.envcheck.environment.manifest_environment`;
+        on a conflict the project first by name wins). Never written to disk."""
+        return manifest_environment(self.manifest, (p.name for p in self.projects))
 
-        One opencode server serves every project of the node: on a conflict the project
-        first by name wins. Never written to disk.
-        """
-        env: dict[str, str] = {}
-        if self.manifest is None:
-            return env
-        for project in sorted(self.projects, key=lambda p: p.name):
-            for key, value in opencode_env(self.manifest.spec_for(project.name)).items():
-                env.setdefault(key, value)
-        return env
+    def opencode_environment(self) -> dict[str, str]:
+        """The whole environment a spawned opencode gets now, but for the server's
+        credentials: what every check, provisioning and approved install runs with."""
+        return self.environment.build(self.opencode_env())
 
     # ---- manifest ----------------------------------------------------------------------
 
@@ -122,6 +122,9 @@ class EnvChecker:
         if message.manifest is None:
             if self.manifest is not None:
                 log.info("supervisor holds no environment manifest any more")
+                # Forgotten on disk too: a restart must not check against it again.
+                self._pending_save = {"manifest_hash": "", "manifest": None}
+                self._wake.fire()
             self.manifest, self.manifest_hash = None, ""
             return
         if message.manifest_hash == self.manifest_hash and self.manifest is not None:
@@ -133,20 +136,22 @@ class EnvChecker:
             return
         self.manifest, self.manifest_hash = manifest, manifest_hash(manifest)
         log.info("environment manifest received", extra=ctx(manifest_hash=self.manifest_hash))
-        # Persisted by the next check run (this is the link's reader: no awaits here).
-        self._pending_save = message.manifest
+        # Persisted by the next check run (this is the link's reader: no awaits here),
+        # with its hash, so a restart can tell it is the manifest it was.
+        self._pending_save = {"manifest_hash": self.manifest_hash, "manifest": message.manifest}
         self._wake.fire()
 
     async def _restore(self) -> None:
         saved = await self.outbox.get_kv(MANIFEST_KEY)
         if saved is not None:
             try:
-                raw = orjson.loads(saved)
-                if is_json_object(raw):
-                    self.manifest = parse_manifest(raw)
-                    self.manifest_hash = manifest_hash(self.manifest)
-            except (orjson.JSONDecodeError, ManifestError) as exc:
-                log.warning("stored manifest ignored: %s", exc)
+                self.manifest, self.manifest_hash = _stored_manifest(saved)
+            except ManifestError as exc:
+                # Checks wait for the supervisor's manifest rather than run on a doubtful one.
+                log.warning("stored environment manifest ignored: %s", exc)
+            else:
+                if self.manifest is not None:
+                    log.info("stored environment manifest restored", extra=ctx(manifest_hash=self.manifest_hash))
         reported = await self.outbox.get_kv(REPORTED_KEY)
         if reported is not None:
             try:
@@ -175,11 +180,14 @@ class EnvChecker:
         k = 1
         while True:
             wake = self._wake.waiter()
-            if self.manifest is not None:
-                try:
+            try:
+                if self.manifest is not None:
                     await self.check_all()
-                except Exception:
-                    log.exception("environment check failed")
+                else:
+                    async with self._lock:
+                        await self._save_manifest()  # the supervisor holds none any more
+            except Exception:
+                log.exception("environment check failed")
             if self.interval_sec > 0:
                 # Drift-free schedule; a new manifest checks at once.
                 k = max(k, int((trio.current_time() - start) // self.interval_sec) + 1)
@@ -187,10 +195,6 @@ class EnvChecker:
                     await wake.wait()
             else:
                 await wake.wait()
-
-    def _environment(self, project: str) -> dict[str, str]:
-        assert self.manifest is not None
-        return {**self.base_env, **opencode_env(self.manifest.spec_for(project))}
 
     def _targets(self, project: str | None) -> list[Project]:
         targets = [p for p in self.projects if project is None or p.name == project]
@@ -209,12 +213,13 @@ class EnvChecker:
             raise CommandFailedError("no environment manifest received from the supervisor yet")
         async with self._lock:
             await self._save_manifest()
+            environment = self.opencode_environment()
             reports = []
             for target in self._targets(project):
                 spec = manifest.spec_for(target.name)
                 directory = _directory(target)
                 checked = await check_project(
-                    target.name, spec, directory, env=self._environment(target.name), manifest_hash=self.manifest_hash
+                    target.name, spec, directory, env=environment, manifest_hash=self.manifest_hash
                 )
                 agent_file = await trio.to_thread.run_sync(agent_file_info, target.name, spec, directory)
                 reports.append(env_report(self.node_id, checked, format_ts(self.now()), agent_file))
@@ -223,9 +228,12 @@ class EnvChecker:
         return reports
 
     async def _save_manifest(self) -> None:
-        raw, self._pending_save = self._pending_save, None
-        if raw is not None:
-            await self.outbox.put_kv(MANIFEST_KEY, orjson.dumps(raw))
+        pending = self._pending_save
+        if pending is None:
+            return
+        await self.outbox.put_kv(MANIFEST_KEY, orjson.dumps(pending))
+        if self._pending_save is pending:  # not replaced by a newer one meanwhile
+            self._pending_save = None
 
     async def _emit_reports(self, reports: list[EnvReport]) -> None:
         assert self._sink is not None
@@ -296,13 +304,14 @@ class EnvChecker:
         results: list[JSONValue] = []
         events: list[OutEvent] = []
         async with self._lock:
+            environment = self.opencode_environment()
             for target in self._targets(project):
                 spec = manifest.spec_for(target.name)
                 result = await provision_project(
                     target.name,
                     spec,
                     _directory(target),
-                    env=self.base_env,
+                    env=environment,
                     dry_run=dry_run,
                     manifest_hash=self.manifest_hash,
                     only=frozenset(only) if only else None,
@@ -336,7 +345,7 @@ class EnvChecker:
             install.command,
             timeout_sec=install.timeout_sec,
             cwd=directory,
-            env=self._environment(target.name),
+            env=self.opencode_environment(),
         )
         reports = await self.check_all(args.project)
         return {
@@ -352,6 +361,32 @@ class EnvChecker:
             "stderr": result.stderr,
             "state_after": reports[0].state if reports else None,
         }
+
+
+def _stored_manifest(saved: bytes) -> tuple[Manifest | None, str]:
+    """The manifest and hash kept by :meth:`EnvChecker._save_manifest` (None, "": the
+    supervisor held none).
+
+    Raises:
+        ManifestError: unreadable, or the manifest no longer hashes to the stored hash
+            (damaged, or parsed differently by this version of the agent).
+    """
+    try:
+        stored = orjson.loads(saved)
+    except orjson.JSONDecodeError as exc:
+        raise ManifestError([f"not JSON: {exc}"]) from None
+    if not is_json_object(stored) or not isinstance(expected := stored.get("manifest_hash"), str):
+        raise ManifestError(["not a stored manifest with its hash"])
+    raw = stored.get("manifest")
+    if raw is None and expected == "":
+        return None, ""
+    if not is_json_object(raw):
+        raise ManifestError(["not a stored manifest with its hash"])
+    manifest = parse_manifest(raw)
+    digest = manifest_hash(manifest)
+    if digest != expected:
+        raise ManifestError([f"its hash {digest[:12]} differs from the stored {expected[:12]}"])
+    return manifest, digest
 
 
 def _directory(project: Project) -> Path:

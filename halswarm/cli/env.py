@@ -6,8 +6,10 @@ Without it they run on the node itself with no supervisor: they read the manifes
 (``--manifest``, else ``$HALSWARM_ENV_MANIFEST``, else ``./env-manifest.json``) and find
 project directories in the agent config (``--agent-config``, else
 ``$HALSWARM_AGENT_CONFIG``, else the agent's default path) or take ``--dir DIR`` for one
-directory. Checks see the environment opencode would get: halctl's own, plus the agent
-config's ``opencode.env``, plus the manifest's declared values.
+directory. Checks see the environment a spawned opencode would get, built as the agent
+builds it (:mod:`halswarm.envcheck.environment`) from halctl's own environment: the
+manifest's declared values for every project of the agent config (for ``--dir``: that
+project's), then the agent config's ``opencode.env``.
 
 Exit codes (beyond halctl's usual ones): 0 every project ready (for ``provision``: ready
 after provisioning; a dry run exits 0 once the plan is printed); 6 a project is degraded;
@@ -34,13 +36,12 @@ from halswarm.config import ConfigError, load_agent_config
 from halswarm.config.agent import DEFAULT_AGENT_CONFIG
 from halswarm.convert import unstructure
 from halswarm.envcheck.checks import ProjectReport, check_project
+from halswarm.envcheck.environment import OpencodeEnvironment, manifest_environment
 from halswarm.envcheck.manifest import Manifest, ManifestError, load_manifest, manifest_hash
-from halswarm.envcheck.provision import ProvisionResult, opencode_env, provision_project
+from halswarm.envcheck.provision import ProvisionResult, provision_project
 from halswarm.jsontypes import is_json_object
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from halswarm.jsontypes import JSONObject, JSONValue
 
 __all__ = ["env", "exit_code_for", "report_lines"]
@@ -54,8 +55,20 @@ DEFAULT_MANIFEST: Final = "env-manifest.json"
 class _Target:
     name: str
     directory: Path
-    #: opencode.env from the agent config: part of what opencode would see.
-    extra_env: dict[str, str] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.frozen
+class _Targets:
+    """The projects to check and the environment opencode would get for them."""
+
+    targets: list[_Target]
+    #: Every project the one opencode server serves (the manifest's layer comes from all).
+    served: list[str]
+    layers: OpencodeEnvironment
+
+    def environment(self, manifest: Manifest) -> dict[str, str]:
+        """What the checks run with (the agent's checker builds the same)."""
+        return self.layers.build(manifest_environment(manifest, self.served))
 
 
 def _path(io_cwd: Path, value: str) -> Path:
@@ -73,13 +86,15 @@ async def _load(app: App, manifest_opt: str | None) -> Manifest:
 
 async def _targets(
     app: App, manifest: Manifest, project: str | None, directory: str | None, agent_config: str | None
-) -> list[_Target]:
+) -> _Targets:
     if directory is not None:
         if project is None and len(manifest.projects) != 1:
             # A directory alone names no project unless the manifest has only one.
             app.fail(EXIT_USAGE, "--dir needs --project (the manifest lists more than one project)")
         name = project or next(iter(manifest.projects))
-        return [_Target(name, _path(app.io.cwd, directory))]
+        # No agent config: no opencode.env, secrets or state directory to add.
+        target = _Target(name, _path(app.io.cwd, directory))
+        return _Targets([target], [name], OpencodeEnvironment(process_env=app.io.env))
     config_path = _path(app.io.cwd, agent_config or app.io.env.get(AGENT_CONFIG_ENV) or DEFAULT_AGENT_CONFIG)
     exists = await trio.to_thread.run_sync(config_path.is_file)
     if not exists:
@@ -92,11 +107,14 @@ async def _targets(
     if not projects:
         what = f"project {project!r} is not in" if project else "no projects in"
         app.fail(EXIT_NOT_FOUND, f"{what} the agent config {config_path}")
-    return [_Target(p.name, _path(app.io.cwd, p.directory), dict(config.opencode.env)) for p in projects]
-
-
-def _environment(app: App, target: _Target) -> Mapping[str, str]:
-    return {**app.io.env, **target.extra_env}
+    layers = OpencodeEnvironment.for_agent(
+        config, data_dir=config.resolved_data_dir(app.io.env), process_env=app.io.env
+    )
+    return _Targets(
+        [_Target(p.name, _path(app.io.cwd, p.directory)) for p in projects],
+        [p.name for p in config.projects],
+        layers,
+    )
 
 
 @click.group("env")
@@ -150,9 +168,10 @@ async def check(
     manifest = await _load(app, manifest_path)
     digest = manifest_hash(manifest)
     reports: list[ProjectReport] = []
-    for target in await _targets(app, manifest, project, directory, agent_config):
+    found = await _targets(app, manifest, project, directory, agent_config)
+    environment = found.environment(manifest)
+    for target in found.targets:
         spec = manifest.spec_for(target.name)
-        environment = {**_environment(app, target), **opencode_env(spec)}
         reports.append(await check_project(target.name, spec, target.directory, env=environment, manifest_hash=digest))
     if app.json:
         app.print_json({"manifest_hash": digest, "projects": unstructure(reports)})
@@ -226,14 +245,16 @@ async def provision(
     manifest = await _load(app, manifest_path)
     digest = manifest_hash(manifest)
     results: list[ProvisionResult] = []
-    for target in await _targets(app, manifest, project, directory, agent_config):
+    found = await _targets(app, manifest, project, directory, agent_config)
+    environment = found.environment(manifest)
+    for target in found.targets:
         spec = manifest.spec_for(target.name)
         results.append(
             await provision_project(
                 target.name,
                 spec,
                 target.directory,
-                env=_environment(app, target),
+                env=environment,
                 dry_run=dry_run,
                 manifest_hash=digest,
             )

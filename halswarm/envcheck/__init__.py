@@ -5,6 +5,7 @@
 - :mod:`~halswarm.envcheck.checks`: check one project directory -> :class:`ProjectReport`.
 - :mod:`~halswarm.envcheck.provision`: plan and apply the safe fixes.
 - :mod:`~halswarm.envcheck.process`: one subprocess with a deadline and bounded output (checks and approved installs).
+- :mod:`~halswarm.envcheck.environment`: the environment a spawned opencode gets (and checks run with).
 
 Used locally by ``halctl env check|provision`` and on agents by
 :mod:`halswarm.agent.envchecker` (reports: :mod:`~halswarm.envcheck.report`). See docs/ENVIRONMENT.md.
@@ -21,6 +22,7 @@ from halswarm.envcheck.checks import (
     check_project,
     normalise_remote,
 )
+from halswarm.envcheck.environment import OpencodeEnvironment, manifest_environment
 from halswarm.envcheck.manifest import (
     Manifest,
     ManifestError,
@@ -50,6 +52,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "ManualItem",
+    "OpencodeEnvironment",
     "ProcessResult",
     "ProjectReport",
     "ProjectSpec",
@@ -60,6 +63,7 @@ __all__ = [
     "apply_plan",
     "check_project",
     "load_manifest",
+    "manifest_environment",
     "manifest_hash",
     "normalise_remote",
     "opencode_env",

@@ -8,7 +8,9 @@ Categories and what each check compares (``expected`` / ``actual`` in the item):
 - ``tool``: the program is on the PATH the agent gives opencode.
 - ``env``: the variable is set in that environment (and equals the manifest's value when
   it declares one; values are never shown, they may be secrets); ``path`` variables
-  name an existing file or directory.
+  name an existing file or directory. The environment already holds the manifest's
+  values (:mod:`halswarm.envcheck.environment`), so a declared value that differs was
+  overridden (by ``opencode.env`` or another project's value): a manual fix.
 - ``agent_config``: AGENT.md exists and its SHA-256 equals the rendered template's.
 - ``context``: the context directory holds PROGRESS.md, CURRENT_TASK.md, DECISIONS.md.
 - ``git``: the directory is in a git work tree; the remote URL (normalised: scheme,
@@ -252,13 +254,12 @@ def _env_checks(spec: ProjectSpec, directory: Path, env: Mapping[str, str]) -> l
         expected = var.value if var.path and var.value else "set" if var.value is None else "the manifest's value"
         if value is None or value == "":
             if var.required:
-                fix: FixKind = "safe" if var.value is not None else "manual"
-                checks.append(CheckItem("env", name, "fail", expected, "not set", fix))
+                checks.append(CheckItem("env", name, "fail", expected, "not set", "manual"))
             else:
                 checks.append(CheckItem("env", name, "skip", expected, "not set (optional)"))
             continue
         if var.value is not None and value != var.value:
-            checks.append(CheckItem("env", name, "fail", expected, "a different value", "safe"))
+            checks.append(CheckItem("env", name, "fail", expected, "a different value", "manual"))
             continue
         if var.path:
             exists = (directory / value).exists()  # an absolute value replaces the directory
@@ -344,8 +345,9 @@ async def check_project(
         project: the project's name (the ``project`` template variable).
         spec: its manifest spec (:meth:`Manifest.spec_for`).
         directory: the project's directory on this node (``~`` already expanded).
-        env: the environment the agent gives opencode (PATH, the manifest's values...):
-            tools and runtimes are looked up on its PATH and subprocesses get it.
+        env: the environment the agent gives opencode, the manifest's values included
+            (:meth:`~halswarm.envcheck.environment.OpencodeEnvironment.build`): tools
+            and runtimes are looked up on its PATH and subprocesses get it.
         manifest_hash: recorded in the report, to tell which manifest it answers.
         timeouts: per-subprocess limits.
 

@@ -139,8 +139,9 @@ def _action_for(report: ProjectReport, spec: ProjectSpec, check_id: str, categor
 def plan_provision(report: ProjectReport, spec: ProjectSpec) -> ProvisionPlan:
     """The safe actions and the manual items for *report*'s failed checks (pure: touches nothing).
 
-    Safe ``env`` failures need no action: the returned ``env`` mapping fixes them once
-    the agent hands it to opencode.
+    The returned ``env`` mapping lists what the manifest adds to opencode's environment
+    (the agent does that at every start; nothing is written). A failed ``env`` check is
+    never safe: the variable is overridden or missing where no file can fix it.
     """
     actions: list[Action] = []
     manual: list[ManualItem] = []
@@ -226,8 +227,9 @@ async def provision_project(
         project: the project's name.
         spec: its manifest spec.
         directory: its directory.
-        env: the environment opencode would get *without* the manifest's variables;
-            the second check adds them, as the agent will.
+        env: the environment opencode gets, the manifest's values included
+            (:meth:`~halswarm.envcheck.environment.OpencodeEnvironment.build`); both
+            checks run with it.
         dry_run: only plan: nothing on disk changes.
         manifest_hash: recorded in the reports.
         timeouts: per-subprocess limits of the checks.
@@ -253,7 +255,5 @@ async def provision_project(
     if dry_run:
         return ProvisionResult(plan, True, before)
     applied, errors = await trio.to_thread.run_sync(apply_plan, plan)
-    after = await check_project(
-        project, spec, directory, env={**env, **plan.env}, manifest_hash=manifest_hash, timeouts=timeouts
-    )
+    after = await check_project(project, spec, directory, env=env, manifest_hash=manifest_hash, timeouts=timeouts)
     return ProvisionResult(plan, False, before, applied, errors, after)

@@ -2,8 +2,9 @@
 :class:`~halswarm.store.Store`; each public function is one transaction.
 
 Table ``env_reports`` (migration ``0004_env_reports``): the latest report per (node,
-project) as JSON (an :class:`~halswarm.envcheck.report.EnvReport`); a report older than the
-stored one (by ``checked_at``) never replaces it.
+project) as JSON (an :class:`~halswarm.envcheck.report.EnvReport`). Latest means the last
+one saved: the supervisor saves them in arrival (seq) order, and ``checked_at`` (the
+agent's clock) is stored for reading only, never compared.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ _UPSERT = """
 INSERT INTO env_reports (node_id, project, state, checked_at, report) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT(node_id, project) DO UPDATE SET
     state = excluded.state, checked_at = excluded.checked_at, report = excluded.report
-WHERE excluded.checked_at >= env_reports.checked_at
 """
 
 
 def save_env_reports(conn: sqlite3.Connection, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
-    """Upsert ``(node_id, project, state, checked_at, report_json)`` rows."""
+    """Upsert ``(node_id, project, state, checked_at, report_json)`` rows: each replaces
+    the stored one for its (node, project)."""
     with conn:
         conn.executemany(_UPSERT, rows)
 

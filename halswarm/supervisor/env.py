@@ -5,9 +5,11 @@
   ``env.manifest.updated``). Every change fires :attr:`EnvService.changed`; the hub then
   sends it to each connected agent that announced ``env_manifest``.
 - Reports: agents emit ``env.check.report`` events; the pipeline hands every committed
-  batch to :meth:`EnvService.committed`, which keeps the newest report per (node,
+  batch to :meth:`EnvService.committed`, which keeps the latest report per (node,
   project) in memory and marks it for the ``env_reports`` table (written by :meth:`run`,
-  off the pipeline's task).
+  off the pipeline's task). "Latest" is by arrival: a node's events are committed in
+  its seq order, so the last one committed is the newest; the agent's ``checked_at``
+  comes from its own clock, which may be skewed, and is never compared.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_UPDATED: Final = "env.manifest.updated"
 _SAVE_RETRY: Final = 5.0
+_FINAL_SAVE: Final = 5.0  # seconds for the last write when the supervisor stops
 
 
 class EnvService:
@@ -159,9 +162,8 @@ class EnvService:
                 # The node is who sent it, whatever the report claims.
                 report = attrs.evolve(report, node_id=batch.node_id)
                 key = (batch.node_id, report.project)
-                held = self.reports.get(key)
-                if held is not None and held.checked_at > report.checked_at:
-                    continue
+                # Arrival order is the node's seq order (duplicates are already dropped):
+                # the later report wins, whatever its checked_at says (agent clocks skew).
                 self.reports[key] = report
                 self._dirty.add(key)
         if self._dirty:
@@ -178,27 +180,46 @@ class EnvService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Write new reports to the store as they arrive.
 
-        Cancellation: unwritten reports stay in memory (they come again at the next check).
+        Cancellation: the supervisor cancels this last, after the pipeline drained; the
+        reports not written yet are written then (bounded by ``_FINAL_SAVE``), so the
+        reports seen before a graceful stop are there after the restart.
         Error handling: a failed write is logged and retried.
         """
         task_status.started()
-        while True:
-            wake = self._wake.waiter()
-            if self._dirty:
-                keys, self._dirty = self._dirty, set()
-                rows = [
-                    (n, p, r.state, r.checked_at, orjson.dumps(converter.unstructure(r)).decode())
-                    for (n, p) in sorted(keys)
-                    if (r := self.reports.get((n, p))) is not None
-                ]
-                try:
-                    await self.store.save_env_reports(rows)
-                except StoreError as exc:
-                    log.error("could not store environment reports (retrying): %s", exc)
-                    self._dirty |= keys
+        try:
+            while True:
+                wake = self._wake.waiter()
+                if not await self._save_marked():
                     await trio.sleep(_SAVE_RETRY)
                     continue
-            await wake.wait()
+                await wake.wait()
+        finally:
+            with trio.move_on_after(_FINAL_SAVE, shield=True):
+                await self._save_marked()
+
+    async def _save_marked(self) -> bool:
+        """Write the reports marked since the last write; False when the store failed.
+
+        A report stays marked until it is written (a failed or cancelled write loses
+        nothing), and one replaced while it was being written stays marked.
+        """
+        saving = {key: report for key in sorted(self._dirty) if (report := self.reports.get(key)) is not None}
+        if not saving:
+            self._dirty.clear()
+            return True
+        rows = [
+            (n, p, r.state, r.checked_at, orjson.dumps(converter.unstructure(r)).decode())
+            for (n, p), r in saving.items()
+        ]
+        try:
+            await self.store.save_env_reports(rows)
+        except StoreError as exc:
+            log.error("could not store environment reports (retrying): %s", exc)
+            return False
+        for key, report in saving.items():
+            if self.reports.get(key) is report:
+                self._dirty.discard(key)
+        return True
 
 
 def _without_env_values(raw: JSONObject) -> JSONObject:

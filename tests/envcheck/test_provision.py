@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from halswarm.envcheck.environment import OpencodeEnvironment
 from halswarm.envcheck.process import run_bounded
-from halswarm.envcheck.provision import ProvisionResult, plan_provision, provision_project
+from halswarm.envcheck.provision import ProvisionResult, opencode_env, plan_provision, provision_project
 from halswarm.envcheck.template import TemplateError, render_template
 from tests.envcheck.conftest import REMOTE, snapshot, spec_from
 
@@ -36,8 +37,11 @@ _spec = spec_from
 
 
 async def _provision(ws: Workspace, raw: object = FULL, *, dry_run: bool = False) -> ProvisionResult:
+    spec = _spec(raw)
+    # As the agent and halctl build it: the manifest's values are part of the environment.
+    env = OpencodeEnvironment(process_env=ws.env).build(opencode_env(spec))
     with trio.fail_after(20):
-        return await provision_project("app", _spec(raw), ws.directory, env=ws.env, dry_run=dry_run)
+        return await provision_project("app", spec, ws.directory, env=env, dry_run=dry_run)
 
 
 async def test_dry_run_changes_nothing(workspace: Workspace) -> None:

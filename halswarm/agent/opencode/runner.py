@@ -33,6 +33,7 @@ from halswarm.agent.opencode.client import (
     OpencodeClient,
     OpencodeError,
 )
+from halswarm.envcheck.environment import OpencodeEnvironment
 from halswarm.obs.logging import ctx
 from halswarm.runtime import terminate
 from halswarm.sync import Signal
@@ -47,7 +48,6 @@ __all__ = ["OpencodeRunner"]
 log = logging.getLogger(__name__)
 
 _PROBE_PAUSE: Final = 0.2
-_PRIVATE_ENV_PREFIXES: Final = ("HALSWARM_", "HALCTL_")
 _ATTACH_WINDOW: Final = 3.0  # probes per attach attempt (two or three 1.5 s tries)
 _STOP_GRACE: Final = 5.0
 _STABLE_AFTER: Final = 60.0  # a server up this long resets the restart backoff
@@ -73,6 +73,9 @@ class OpencodeRunner:
         #: The environment manifest's variables (issue #9), read at every spawn. Only
         #: in this process's environment: never written to disk.
         self.extra_env = extra_env
+        #: The server's environment but for the manifest's layer and its credentials
+        #: (:mod:`halswarm.envcheck.environment`).
+        self.environment = OpencodeEnvironment.for_agent(config, data_dir=data_dir)
         self.mode = oc.mode
         self.port = config.opencode_port
         # A spawned server gets a fresh random password unless one is configured.
@@ -220,30 +223,13 @@ class OpencodeRunner:
         ]
 
     def _environment(self) -> dict[str, str]:
-        # The coding agent's tools see this environment (`env` in a bash call): the
-        # supervisor token and other agent secrets must not be in it.
-        hidden = set(self.config.secrets()) - set(self.config.opencode.env.values())
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(_PRIVATE_ENV_PREFIXES) and value not in hidden
-        }
-        # Own state directories: the server's database, snapshots and logs never mix
-        # with a user's interactive opencode. Config (providers, keys) is inherited
-        # unless opencode.env says otherwise.
-        for var, sub in (("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache")):
-            env[var] = str(self.state_dir / sub)
-        env["OPENCODE_DISABLE_AUTOUPDATE"] = "1"
-        if self.extra_env is not None:
-            env.update(self.extra_env())
-        # The node's own config wins over the manifest.
-        env.update(self.config.opencode.env)
-        env.pop("OPENCODE_SERVER_PASSWORD", None)
-        if self.password:
-            env["OPENCODE_SERVER_PASSWORD"] = self.password
+        # One builder for this and the environment checks (issue #9): what the checks
+        # test is what the server gets. The credentials are the runner's own.
+        server = {"OPENCODE_SERVER_PASSWORD": self.password} if self.password else {}
         if self.config.opencode.username != "opencode":
-            env["OPENCODE_SERVER_USERNAME"] = self.config.opencode.username
-        return env
+            server["OPENCODE_SERVER_USERNAME"] = self.config.opencode.username
+        manifest_env = self.extra_env() if self.extra_env is not None else None
+        return self.environment.build(manifest_env, server=server)
 
     def _working_directory(self) -> Path:
         for project in self.config.projects:
