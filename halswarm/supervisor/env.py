@@ -24,7 +24,6 @@ from halswarm.envcheck.manifest import Manifest, load_manifest, manifest_hash, p
 from halswarm.envcheck.report import REPORT_EVENT, EnvReport
 from halswarm.envcheck.views import ManifestInfo
 from halswarm.fileutil import write_atomically
-from halswarm.jsontypes import JSONObject
 from halswarm.obs.logging import ctx
 from halswarm.proto.messages import EnvManifest
 from halswarm.store import StoreError
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
-    from halswarm.jsontypes import JSONValue
+    from halswarm.jsontypes import JSONObject, JSONValue
     from halswarm.store import IngestBatch, Store
 
 __all__ = ["MANIFEST_UPDATED", "EnvService", "ManifestInfo"]
