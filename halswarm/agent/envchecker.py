@@ -431,7 +431,12 @@ def _provision_events(result: ProvisionResult) -> list[OutEvent]:
             OutEvent(
                 "env.provision.manual_required",
                 project=plan.project,
-                data={"project": plan.project, "manual": unstructure(plan.manual)},
+                # The hash lets an approval (a Discord button) be refused once the manifest changed.
+                data={
+                    "project": plan.project,
+                    "manual": unstructure(plan.manual),
+                    "manifest_hash": result.before.manifest_hash,
+                },
             )
         )
     written = [a.path for a in result.applied if a.kind == "write_agent_file"]

@@ -23,6 +23,7 @@ __all__ = [
     "EnvStatus",
     "InstallOutcome",
     "ManifestInfo",
+    "PendingInstall",
     "PlannedAction",
     "ProvisionOutcome",
 ]
@@ -115,6 +116,21 @@ class ApproveRequest:
 
     project: str
     install: str
+
+
+@attrs.frozen
+class PendingInstall:
+    """A declared install command for a project on a node: what an approval approves."""
+
+    node_id: str
+    project: str
+    install: str
+    #: The check it fixes (``runtime:java``).
+    fixes: str
+    command: list[str]
+    timeout_sec: float
+    #: The manifest that declares it (the agent runs it only against the same one).
+    manifest_hash: str
 
 
 @attrs.frozen

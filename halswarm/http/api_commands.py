@@ -22,7 +22,14 @@ if TYPE_CHECKING:
     from halswarm.http.context import ApiContext
     from halswarm.models import Command
 
-__all__ = ["answer_when_done", "command_response", "register_commands", "submit_as_caller", "wait_param"]
+__all__ = [
+    "answer_when_done",
+    "command_error_response",
+    "command_response",
+    "register_commands",
+    "submit_as_caller",
+    "wait_param",
+]
 
 _DEFAULT_WAIT: Final = 30.0
 _MAX_WAIT: Final = 300.0
@@ -55,8 +62,13 @@ async def submit_as_caller(api: ApiContext, command_request: CommandRequest) -> 
             correlation_id=current_correlation_id(),
         )
     except CommandError as exc:
-        extra = {"command": exc.command} if exc.command is not None else None
-        return error_response(exc.status, exc.code, exc.message, extra)
+        return command_error_response(exc)
+
+
+def command_error_response(exc: CommandError) -> Response:
+    """The error response for a refused command (with the command, when one was stored)."""
+    extra = {"command": exc.command} if exc.command is not None else None
+    return error_response(exc.status, exc.code, exc.message, extra)
 
 
 async def answer_when_done(api: ApiContext, command: Command) -> Response:

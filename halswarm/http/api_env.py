@@ -4,8 +4,9 @@ drift, provisioning and approved installs (issue #9).
 Commands (check, provision, install, AGENT.md sync) go through the dispatcher like any
 ``POST /api/v1/commands``: persisted, audited with the caller as actor, delivered to the
 node's agent; they answer like it (200 done, 202 still running after ``wait`` seconds,
-502 failed on the agent, 504 no answer, 409 node offline). An install also gets its own
-``env.install.approve`` audit row naming the command it approved.
+502 failed on the agent, 504 no answer, 409 node offline). An install runs only through
+:meth:`~halswarm.supervisor.installs.InstallApprovals.approve` (shared with Discord), which
+writes its own ``env.install.approve`` audit row before submitting it.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from halswarm.envcheck.views import (
     DriftEntry,
     EnvStatus,
 )
-from halswarm.http.api_commands import answer_when_done, submit_as_caller, wait_param
+from halswarm.http.api_commands import answer_when_done, command_error_response, submit_as_caller, wait_param
 from halswarm.http.auth import current_principal, requires
 from halswarm.http.responses import ApiError, error_response, json_response, query_str
 from halswarm.obs.logging import current_correlation_id
-from halswarm.store.sql import AuditRecord
-from halswarm.timeutil import format_ts
+from halswarm.supervisor.dispatcher import CommandError
+from halswarm.supervisor.installs import InstallApprovals, InstallRefusedError
 
 if TYPE_CHECKING:
     import attrs
@@ -68,6 +69,12 @@ def _body(data: bytes | str, cls: type[attrs.AttrsInstance]) -> object:
         return structure_strict(loads_object(data, what="request body"), cls)
     except ConversionError as exc:
         raise ApiError(400, "invalid_body", "; ".join(exc.problems)) from None
+
+
+def _installs(api: ApiContext) -> InstallApprovals:
+    if api.installs is None:
+        raise ApiError(404, "not_found", "environment checks are not enabled on this supervisor")
+    return api.installs
 
 
 def _known_node(api: ApiContext, node: str) -> None:
@@ -170,38 +177,24 @@ def register_env(app: Quart, api: ApiContext) -> None:
     @app.post("/api/v1/env/approve/<node>")
     @requires("operator")
     async def env_approve(node: str) -> Response:
-        env = _env(api)
-        _known_node(api, node)
+        _env(api)
+        installs = _installs(api)
         body = _body(await request.get_data(), ApproveRequest)
         assert isinstance(body, ApproveRequest)
-        manifest = env.manifest
-        install = manifest.spec_for(body.project).install.get(body.install) if manifest is not None else None
-        if install is None:
-            raise ApiError(404, "not_found", f"project {body.project!r} declares no install command {body.install!r}")
-        principal = current_principal()
-        # The approval is recorded before anything can run (a failed write refuses it);
-        # the command's own audit rows follow, linked by the correlation id.
-        await api.store.insert_audit(
-            AuditRecord(
-                format_ts(api.now()),
-                principal.actor,
-                "http",
-                "env.install.approve",
-                f"{node}/{body.project}",
-                "approved",
-                current_correlation_id() or "",
-                {
-                    "install": body.install,
-                    "command": list(install.command),
-                    "timeout_sec": install.timeout_sec,
-                    "manifest_hash": env.hash,
-                },
+        # The one approval path (shared with Discord): audited before anything can run.
+        try:
+            command = await installs.approve(
+                node,
+                body.project,
+                body.install,
+                actor=current_principal().actor,
+                source="http",
+                correlation_id=current_correlation_id(),
             )
-        )
-        args: JSONObject = {"project": body.project, "install": body.install, "manifest_hash": env.hash or ""}
-        command = await _submit(api, "env_install", node, args)
-        if isinstance(command, Response):
-            return command
+        except InstallRefusedError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        except CommandError as exc:
+            return command_error_response(exc)
         return await answer_when_done(api, command)
 
     @app.get("/api/v1/agent-md/<project>")

@@ -17,6 +17,7 @@ from halswarm.policy.engine import PolicyEngine
 from halswarm.store import Store
 from halswarm.supervisor.dispatcher import Dispatcher
 from halswarm.supervisor.env import EnvService
+from halswarm.supervisor.installs import InstallApprovals
 from halswarm.supervisor.registry import NodeRegistry
 from halswarm.supervisor.tracker import SessionTracker
 from halswarm.timeutil import Clock, system_now
@@ -55,3 +56,5 @@ class ApiContext:
     now: Clock = system_now
     #: The environment manifest and check reports (issue #9); None: routes answer 404.
     env: EnvService | None = None
+    #: Approvals of declared installs (shared with Discord); None: the approve route answers 404.
+    installs: InstallApprovals | None = None

@@ -43,6 +43,7 @@ from halswarm.supervisor.dispatcher import Dispatcher
 from halswarm.supervisor.env import EnvService
 from halswarm.supervisor.heartbeat import HeartbeatMonitor
 from halswarm.supervisor.hub import Hub
+from halswarm.supervisor.installs import InstallApprovals
 from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, Pipeline
 from halswarm.supervisor.registry import NodeRegistry
 from halswarm.supervisor.tracker import SessionTracker
@@ -220,16 +221,29 @@ async def run_supervisor(
         )
         pipeline.on_stored(COMPLETED_EVENT, dependencies.events_stored)
 
+        # One approval path for declared installs: the HTTP API and Discord share it.
+        installs = InstallApprovals(env, store=store, dispatcher=dispatcher, registry=registry, now=now)
         cost_reporter = CostReporter(
             store, coverage=cost_poller.coverage, statuses=cost_poller.source_statuses, budgets=config.budgets, now=now
         )
         discord: DiscordService | None = None
         if config.channels.discord is not None:
             discord_backend = SupervisorDiscordBackend(
-                store=store, tracker=tracker, registry=registry, dispatcher=dispatcher, cost=cost_reporter, now=now
+                store=store,
+                tracker=tracker,
+                registry=registry,
+                dispatcher=dispatcher,
+                cost=cost_reporter,
+                now=now,
+                installs=installs,
             )
             discord = DiscordService(
-                config.channels.discord, discord_backend, now=now, sessions=tracker.get, metrics=metrics
+                config.channels.discord,
+                discord_backend,
+                now=now,
+                sessions=tracker.get,
+                metrics=metrics,
+                manifest_hash=lambda: env.hash,
             )
 
         async def spend_of(day: dt.date) -> TodaySpend | None:
@@ -300,6 +314,7 @@ async def run_supervisor(
             origin_allowlist=config.security.origin_allowlist,
             now=now,
             env=env,
+            installs=installs,
         )
         http = HttpServer(
             api,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import attrs
 
 from halswarm.channels.discord.errors import DiscordError
+from halswarm.envcheck.views import PendingInstall
 from halswarm.jsontypes import JSONObject
 from halswarm.models import PermissionRequest, Session
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from halswarm.cost.model import CostPeriod, CostReport
     from halswarm.models import Command, Event, Node
 
-__all__ = ["AuditNote", "BackendError", "DiscordBackend", "PendingPermission"]
+__all__ = ["AuditNote", "BackendError", "DiscordBackend", "PendingInstall", "PendingPermission"]
 
 
 class BackendError(DiscordError):
@@ -109,4 +110,35 @@ class DiscordBackend(Protocol):
 
     async def audit(self, note: AuditNote) -> None:
         """Record *note* in the audit log (must not raise: a failed write is logged)."""
+        ...
+
+    async def find_install(self, key: str) -> PendingInstall | None:
+        """The install the manifest now declares whose :func:`~.customid.install_key` is *key*
+        (for a known node and one of its projects), with the current manifest hash; None if none."""
+        ...
+
+    async def pending_installs(self) -> list[PendingInstall]:
+        """Installs that would fix a failed check in the latest environment reports."""
+        ...
+
+    async def approve_install(self, item: PendingInstall, actor: Actor, idempotency_key: str) -> Command:
+        """Approve and submit *item* through the supervisor's one approval path.
+
+        ``item.manifest_hash`` is the manifest the approver saw: a changed one is refused.
+
+        Returns:
+            The accepted ``env_install`` command (or a command that already failed).
+
+        Raises:
+            BackendError: refused, nothing run (manifest changed, node offline, already
+                running, not declared any more, audit log unavailable).
+        """
+        ...
+
+    async def decline_install(self, item: PendingInstall, actor: Actor, reason: str | None) -> None:
+        """Record that *actor* declined *item* (an audit row); nothing runs.
+
+        Raises:
+            BackendError: not declared any more, or the audit log is unavailable.
+        """
         ...

@@ -155,7 +155,9 @@ def definitions(*, mutating_permissions: str | None = MANAGE_GUILD) -> tuple[Com
     """
     project = _opt(_S, "project", "Project name", required=True, autocomplete=True)
     target = _opt(_S, "target", "Session id or project name", required=True, autocomplete=True)
-    request = _opt(_S, "request", "Permission request id", required=True, autocomplete=True)
+    request = _opt(
+        _S, "request", "Permission request id, or an install awaiting approval", required=True, autocomplete=True
+    )
     perms = mutating_permissions
     count = OptionDefinition(
         OptionType.INTEGER,
@@ -193,14 +195,14 @@ def definitions(*, mutating_permissions: str | None = MANAGE_GUILD) -> tuple[Com
         ),
         CommandDefinition(
             "approve",
-            "Approve a pending permission request",
+            "Approve a pending permission request, or a declared install",
             (request, OptionDefinition(OptionType.BOOLEAN, "always", "Also allow matching requests from now on")),
             perms,
         ),
         CommandDefinition(
             "deny",
-            "Reject a pending permission request",
-            (request, OptionDefinition(_S, "reason", "Told to the agent", max_length=1000)),
+            "Reject a pending permission request, or decline a declared install",
+            (request, OptionDefinition(_S, "reason", "Told to the agent (or kept in the audit log)", max_length=1000)),
             perms,
         ),
     )

@@ -28,6 +28,15 @@ A refusal is a private (ephemeral) message plus an audit row through
 
 Idempotency: each command is submitted with the key ``discord:<interaction id>``, so an
 interaction delivered twice (a gateway replay after RESUME, a transport retry) runs once.
+
+**Declared installs** (issue #9): the "Approve install" / "Decline" buttons of an
+``env.provision.manual_required`` alert, and ``/approve``/``/deny`` with an
+``install:<ref>`` choice, go through :meth:`DiscordBackend.approve_install` /
+:meth:`DiscordBackend.decline_install` (the supervisor's one approval path, shared with
+the HTTP API), never through ``submit``. What a button names is looked up before the
+answer (:func:`~halswarm.channels.discord.installs.resolve_install`): a stale one (the
+manifest changed, the node is offline, the install is no longer declared) is answered
+privately at once and nothing runs.
 """
 
 from __future__ import annotations
@@ -38,8 +47,14 @@ import attrs
 
 from halswarm.channels.discord.backend import AuditNote, BackendError, DiscordBackend
 from halswarm.channels.discord.commands import AGENT_COMMANDS, LOGS_DEFAULT, LOGS_MAX, READ_COMMANDS
-from halswarm.channels.discord.customid import ButtonRef, parse_custom_id
+from halswarm.channels.discord.customid import INSTALL_ACTIONS, INSTALL_CHOICE_PREFIX, ButtonRef, parse_custom_id
 from halswarm.channels.discord.errors import PayloadError
+from halswarm.channels.discord.installs import (
+    install_choice,
+    install_declined,
+    install_declined_reply,
+    resolve_install,
+)
 from halswarm.channels.discord.interactions import ApplicationCommand, Autocomplete, ComponentClick, Ping
 from halswarm.channels.discord.render import (
     click_failure,
@@ -67,6 +82,7 @@ if TYPE_CHECKING:
 
     from halswarm.channels.discord.interactions import Actor, Interaction, OptionValue
     from halswarm.channels.discord.messages import Message
+    from halswarm.envcheck.views import PendingInstall
     from halswarm.jsontypes import JSONObject
     from halswarm.models import Command
 
@@ -179,13 +195,18 @@ def _count(values: dict[str, OptionValue]) -> int:
 
 
 async def _refuse(
-    ctx: HandlerContext, interaction: ApplicationCommand | ComponentClick, action: str, target: str
+    ctx: HandlerContext,
+    interaction: ApplicationCommand | ComponentClick,
+    action: str,
+    target: str,
+    extra: JSONObject | None = None,
 ) -> Reply:
     actor = interaction.actor
     detail: JSONObject = {
         "user": actor.user.username or actor.user.display,
         "guild_id": interaction.guild_id,
         "channel_id": interaction.channel_id,
+        **(extra or {}),
     }
     await ctx.backend.audit(AuditNote(actor.audit_name, action, target, "refused", detail))
     what = f"/{action.removeprefix('discord.')}" if not action.startswith("discord.button.") else "this button"
@@ -265,6 +286,9 @@ async def _command(interaction: ApplicationCommand, ctx: HandlerContext) -> Repl
         if not ctx.access.may_act(actor):
             return await _refuse(ctx, interaction, f"discord.{name}", target)
         idempotency_key = f"discord:{interaction.id}"
+        request_value = values.get("request")
+        if isinstance(request_value, str) and request_value.strip().startswith(INSTALL_CHOICE_PREFIX):
+            return await _install_command(interaction, ctx, request_value.strip(), values)
 
         async def followup() -> Message:
             try:
@@ -297,6 +321,8 @@ async def _click_request(ref: ButtonRef, ctx: HandlerContext) -> CommandRequest:
             return await _permission_reply(ctx, ref.ref, "once", None)
         case "reject":
             return await _permission_reply(ctx, ref.ref, "reject", None)
+        case "install" | "decline":  # pragma: no cover - _click sends these to _install_click
+            raise BackendError("an install button is not a command")
 
 
 async def _click(interaction: ComponentClick, ctx: HandlerContext) -> Reply:
@@ -305,6 +331,8 @@ async def _click(interaction: ComponentClick, ctx: HandlerContext) -> Reply:
     except PayloadError:
         return Reply(channel_message(error_message("This button is not one of halswarm's (or from an old version).")))
     actor = interaction.actor
+    if ref.action in INSTALL_ACTIONS:
+        return await _install_click(interaction, ref, ctx)
     if not ctx.access.may_act(actor):
         return await _refuse(ctx, interaction, f"discord.button.{ref.action}", ref.ref)
     idempotency_key = f"discord:{interaction.id}"
@@ -318,6 +346,69 @@ async def _click(interaction: ComponentClick, ctx: HandlerContext) -> Reply:
         return click_outcome(command, actor)
 
     return Reply(defer_update(), followup)
+
+
+# ---- declared installs (issue #9) -------------------------------------------------------------
+# Approving goes through the supervisor's one approval path (backend.approve_install), never
+# through submit. A button or choice that went stale (manifest changed, node offline, install
+# gone) is answered privately at once, and nothing runs.
+
+
+async def _approve_and_wait(ctx: HandlerContext, item: PendingInstall, actor: Actor, key: str) -> Command:
+    command = await ctx.backend.approve_install(item, actor, key)
+    if command.status in ("succeeded", "failed", "timed_out"):
+        return command
+    return await ctx.backend.wait(command.id, ctx.options.command_wait_s) or command
+
+
+async def _install_click(interaction: ComponentClick, ref: ButtonRef, ctx: HandlerContext) -> Reply:
+    actor = interaction.actor
+    approving = ref.action == "install"
+    item, problem = await resolve_install(ctx.backend, ref.ref, needs_node=approving)
+    if not ctx.access.may_act(actor):
+        target = f"{item.node_id}/{item.project}" if item is not None else ref.ref
+        extra: JSONObject | None = {"install": item.install} if item is not None else None
+        return await _refuse(ctx, interaction, f"discord.button.{ref.action}", target, extra)
+    if item is None or problem is not None:
+        return Reply(channel_message(error_message(problem or "This install cannot be found.")))
+    key = f"discord:{interaction.id}"
+
+    async def followup() -> Message:
+        try:
+            if approving:
+                return click_outcome(await _approve_and_wait(ctx, item, actor, key), actor)
+            await ctx.backend.decline_install(item, actor, None)
+        except BackendError as exc:
+            return click_failure(exc.message, actor)
+        return install_declined(item, actor)
+
+    return Reply(defer_update(), followup)
+
+
+async def _install_command(
+    interaction: ApplicationCommand, ctx: HandlerContext, value: str, values: dict[str, OptionValue]
+) -> Reply:
+    """``/approve install:<ref>`` or ``/deny install:<ref> [reason]`` (the caller checked access)."""
+    actor = interaction.actor
+    approving = interaction.command.name == "approve"
+    if approving and values.get("always") is True:
+        return Reply(channel_message(error_message("`always` applies to permission requests, not to installs.")))
+    item, problem = await resolve_install(ctx.backend, value.removeprefix(INSTALL_CHOICE_PREFIX), needs_node=approving)
+    if item is None or problem is not None:
+        return Reply(channel_message(error_message(problem or "This install cannot be found.")))
+    key = f"discord:{interaction.id}"
+    reason = _optional_text(values, "reason")
+
+    async def followup() -> Message:
+        try:
+            if approving:
+                return command_outcome(await _approve_and_wait(ctx, item, actor, key), actor)
+            await ctx.backend.decline_install(item, actor, reason)
+        except BackendError as exc:
+            return error_message(exc.message, ephemeral=False)
+        return install_declined_reply(item, actor, reason)
+
+    return Reply(defer_message(), followup)
 
 
 # ---- autocomplete --------------------------------------------------------------------------
@@ -357,6 +448,7 @@ async def _autocomplete(interaction: Autocomplete, ctx: HandlerContext) -> Respo
             choices = [
                 Choice(f"{p.id}: {p.permission} ({s.project})", p.id) for s in sessions for p in s.pending.permissions
             ]
+            choices += [install_choice(item) for item in await ctx.backend.pending_installs()]
     except BackendError:
         choices = []
     return autocomplete_result(_matches(choices, typed))

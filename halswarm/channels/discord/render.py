@@ -86,6 +86,7 @@ _VERBS: Final[dict[str, str]] = {
     "kill_session": "Kill",
     "reply_permission": "Permission reply",
     "answer_question": "Answer",
+    "env_install": "Install",
 }
 
 
@@ -232,9 +233,26 @@ def _succeeded(command: Command) -> str:
     return "done"
 
 
+def _install_outcome(command: Command) -> tuple[str, str, int]:
+    """(emoji, detail, colour) of an ``env_install`` the agent answered: its exit code decides."""
+    result = command.result or {}
+    what = f"`{_arg_text(command, 'install')}` on {command.target}/{_arg_text(command, 'project')}"
+    if result.get("timed_out") is True:
+        return "⌛", f"{what} timed out and was killed", COLOR_ERROR
+    code = result.get("exit_code")
+    if result.get("ok") is True:
+        state = result.get("state_after")
+        return "✅", f"{what} exited 0" + (f"; the project is now {state}" if isinstance(state, str) else ""), COLOR_OK
+    error = result.get("error")
+    detail = f"{what} exited {code}" if isinstance(code, int) else f"{what} did not run"
+    return "❌", detail + (f" ({error})" if isinstance(error, str) and error else ""), COLOR_ERROR
+
+
 def _outcome(command: Command) -> tuple[str, str, int]:
     """(emoji, detail, colour) of a command's current state."""
     match command.status:
+        case "succeeded" if command.type == "env_install":
+            return _install_outcome(command)
         case "succeeded":
             return "✅", _succeeded(command), COLOR_OK
         case "failed":
@@ -244,12 +262,27 @@ def _outcome(command: Command) -> tuple[str, str, int]:
     return "⏳", f"still {command.status} — command `{command.id}`", COLOR_INFO
 
 
+def _status_word(command: Command) -> str:
+    """The command's status, or for an install that ran, whether it worked (``ok``, ``failed``, ``timed out``)."""
+    if command.type == "env_install" and command.status == "succeeded":
+        result = command.result or {}
+        if result.get("timed_out") is True:
+            return "timed out"
+        return "ok" if result.get("ok") is True else "failed"
+    return command.status
+
+
+def _done(command: Command) -> bool:
+    """Succeeded, and for an install: exited 0 (a failed install keeps its buttons for another try)."""
+    return command.status == "succeeded" and _status_word(command) in ("succeeded", "ok")
+
+
 def command_outcome(command: Command, actor: Actor) -> Message:
     """The reply to a slash command that went to an agent (edits the deferred reply)."""
     emoji, detail, color = _outcome(command)
     verb = _VERBS.get(command.type, command.type)
     embed = Embed(
-        title=f"{emoji} {verb} {command.target}: {command.status}",
+        title=f"{emoji} {verb} {command.target}: {_status_word(command)}",
         description=detail,
         color=color,
         footer=f"by {actor.user.display} · command {command.id}",
@@ -261,13 +294,13 @@ def click_outcome(command: Command, actor: Actor) -> Message:
     """The edit of an alert after one of its buttons ran *command*.
 
     Only the content line changes (the embed stays). A command that succeeded removes
-    the buttons (the session was replaced, or the request answered); one that failed
-    leaves them for another try.
+    the buttons (the session was replaced, the request answered, the install done); one
+    that failed (an install that exited non-zero or timed out too) leaves them for another try.
     """
     emoji, detail, _ = _outcome(command)
     verb = _VERBS.get(command.type, command.type)
-    content = f"{emoji} {verb} by {actor.mention}: {command.status} — {detail}"
-    return Message(content=content, components=() if command.status == "succeeded" else None)
+    content = f"{emoji} {verb} by {actor.mention}: {_status_word(command)} — {detail}"
+    return Message(content=content, components=() if _done(command) else None)
 
 
 def click_failure(text: str, actor: Actor) -> Message:

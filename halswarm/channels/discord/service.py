@@ -44,6 +44,7 @@ from halswarm.channels.discord.errors import DiscordConfigError, PayloadError
 from halswarm.channels.discord.gateway import GatewayConfig, GatewayState
 from halswarm.channels.discord.gateway_runner import GatewayRunner
 from halswarm.channels.discord.handler import Access, HandlerContext, HandlerOptions, Reply, handle
+from halswarm.channels.discord.installs import MANUAL_REQUIRED_EVENT, install_alert
 from halswarm.channels.discord.interactions import Autocomplete, ComponentClick, Ping, parse_interaction
 from halswarm.channels.discord.messages import Embed, EmbedField, Message, truncate
 from halswarm.channels.discord.render import error_message, permission_alert, session_alert
@@ -124,11 +125,15 @@ def _headline(event: Event) -> str:
     return f"`{event.type}`" + (f": {detail}" if detail else "")
 
 
-def event_alert(event: Event, session: Session | None, *, now: datetime) -> Message:
+def event_alert(event: Event, session: Session | None, *, now: datetime, manifest_hash: str | None = None) -> Message:
     """The alert for a routed event: the session's alert (with buttons) when it is tracked.
 
-    ``permission.asked`` for a request the session still waits on gets Approve / Reject.
+    ``permission.asked`` for a request the session still waits on gets Approve / Reject;
+    ``env.provision.manual_required`` gets Approve install / Decline per declared install
+    (*manifest_hash*: the supervisor's, for events that carry none).
     """
+    if event.type == MANUAL_REQUIRED_EVENT:
+        return install_alert(event, manifest_hash=manifest_hash)
     if session is not None:
         if event.type == "permission.asked":
             asked = event.data.get("id") or event.data.get("request_id")
@@ -195,10 +200,13 @@ class DiscordService:
         rng: random.Random | None = None,
         sessions: Callable[[str], Session | None] | None = None,
         metrics: Metrics | None = None,
+        manifest_hash: Callable[[], str | None] | None = None,
     ) -> None:
         self.config = config
         self._metrics = metrics
         self._sessions = sessions
+        # The environment manifest's hash, for install alerts from agents that send none.
+        self._manifest_hash = manifest_hash
         self.timeouts = timeouts
         self.now = now
         self._rng = rng or random.Random()
@@ -495,7 +503,8 @@ class DiscordService:
     async def post_event(self, channel_name: str, event: Event) -> bool:
         """Post an alert about a routed *event* (the event router's ``PostDiscord``); True once posted."""
         session = self._sessions(event.session_id) if self._sessions and event.session_id else None
-        message = event_alert(event, session, now=self.now())
+        fallback = self._manifest_hash() if self._manifest_hash is not None else None
+        message = event_alert(event, session, now=self.now(), manifest_hash=fallback)
         return await self.post_alert(channel_name, message) is not None
 
     async def edit_alert(self, channel_name: str, message_id: str, message: Message) -> bool:

@@ -2,7 +2,9 @@
 
 Reads come from the tracker, registry and store; commands go through the dispatcher
 with ``discord:<user id>`` as actor and ``discord`` as source (the dispatcher audits
-them); refusals the handler reports are written with ``store.insert_audit``.
+them); refusals the handler reports are written with ``store.insert_audit``. Installs
+are approved and declined through the supervisor's one approval path
+(:class:`~halswarm.supervisor.installs.InstallApprovals`, shared with the HTTP API).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from halswarm.channels.discord.backend import AuditNote, BackendError, PendingPermission
+from halswarm.channels.discord.customid import install_key
 from halswarm.cost.report import PeriodError, parse_window
 from halswarm.obs.logging import ctx
 from halswarm.store import AuditRecord, EventQuery, StoreError
 from halswarm.supervisor.dispatcher import CommandError
+from halswarm.supervisor.installs import InstallRefusedError
 from halswarm.timeutil import format_ts
 
 if TYPE_CHECKING:
@@ -22,9 +26,11 @@ if TYPE_CHECKING:
     from halswarm.commands import CommandRequest
     from halswarm.cost.model import CostPeriod, CostReport
     from halswarm.cost.reporter import CostReporter
+    from halswarm.envcheck.views import PendingInstall
     from halswarm.models import Command, Event, Node, Session
     from halswarm.store import Store
     from halswarm.supervisor.dispatcher import Dispatcher
+    from halswarm.supervisor.installs import InstallApprovals
     from halswarm.supervisor.registry import NodeRegistry
     from halswarm.supervisor.tracker import SessionTracker
     from halswarm.timeutil import Clock
@@ -48,6 +54,7 @@ class SupervisorDiscordBackend:
         dispatcher: Dispatcher,
         cost: CostReporter,
         now: Clock,
+        installs: InstallApprovals | None = None,
     ) -> None:
         self.store = store
         self.tracker = tracker
@@ -55,6 +62,7 @@ class SupervisorDiscordBackend:
         self.dispatcher = dispatcher
         self.cost_reporter = cost
         self.now = now
+        self.installs = installs
 
     async def sessions(self, project: str | None) -> list[Session]:
         return self.tracker.sessions(project=project)
@@ -108,6 +116,54 @@ class SupervisorDiscordBackend:
                 if request.id == request_id:
                     return PendingPermission(session, request)
         return None
+
+    def _approvals(self) -> InstallApprovals:
+        if self.installs is None:
+            raise BackendError("environment checks are not enabled on this supervisor")
+        return self.installs
+
+    async def find_install(self, key: str) -> PendingInstall | None:
+        if self.installs is None:
+            return None
+        for item in self.installs.candidates():
+            if install_key(item.node_id, item.project, item.install) == key:
+                return item
+        return None
+
+    async def pending_installs(self) -> list[PendingInstall]:
+        return self.installs.pending() if self.installs is not None else []
+
+    async def approve_install(self, item: PendingInstall, actor: Actor, idempotency_key: str) -> Command:
+        try:
+            return await self._approvals().approve(
+                item.node_id,
+                item.project,
+                item.install,
+                actor=actor.audit_name,
+                source=SOURCE,
+                manifest_hash=item.manifest_hash,
+                idempotency_key=idempotency_key,
+            )
+        except InstallRefusedError as exc:
+            raise BackendError(exc.message) from None
+        except CommandError as exc:
+            if exc.command is not None:
+                return exc.command
+            raise BackendError(exc.message) from None
+
+    async def decline_install(self, item: PendingInstall, actor: Actor, reason: str | None) -> None:
+        try:
+            await self._approvals().decline(
+                item.node_id,
+                item.project,
+                item.install,
+                actor=actor.audit_name,
+                source=SOURCE,
+                reason=reason,
+                manifest_hash=item.manifest_hash,
+            )
+        except InstallRefusedError as exc:
+            raise BackendError(exc.message) from None
 
     async def audit(self, note: AuditNote) -> None:
         record = AuditRecord(

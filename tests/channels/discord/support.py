@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from halswarm.channels.discord.backend import AuditNote, BackendError, PendingPermission
+from halswarm.channels.discord.customid import install_key
 from halswarm.commands import CommandRequest
 from halswarm.cost.model import CostReport, ModelLine, ProviderLine, SourceStatus, TokenCounts
+from halswarm.envcheck.views import PendingInstall
 from halswarm.models import Command, CommandStatus, Event, Node, Pending, PermissionRequest, Project, Session, Tokens
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ CHANNEL_ID: Final = "645027906669510667"
 ANA: Final = "539082325061763094"  # user id
 OPS_ROLE: Final = "987654321098765432"
 TOKEN: Final = "A_UNIQUE_TOKEN"
+MANIFEST_HASH: Final = "5a1e" + "0123456789abcdef" * 3 + "cafe0123456b"
 
 
 def member(user_id: str = ANA, roles: tuple[str, ...] = (OPS_ROLE,), username: str = "ana") -> JSONObject:
@@ -197,6 +200,19 @@ def cost_report(period: CostPeriod = "today") -> CostReport:
     )
 
 
+def pending_install(node_id: str = "build-01", project: str = "app-backend", install: str = "jdk17") -> PendingInstall:
+    """A declared install awaiting approval."""
+    return PendingInstall(
+        node_id,
+        project,
+        install,
+        "runtime:java",
+        ["sudo", "apt-get", "install", "-y", "openjdk-17-jdk"],
+        900.0,
+        MANIFEST_HASH,
+    )
+
+
 @attrs.define
 class FakeBackend:
     """A supervisor for the handler: records what it is asked, answers from fixed data."""
@@ -208,6 +224,15 @@ class FakeBackend:
     outcome: CommandStatus = "succeeded"
     finish_on_wait: bool = True
     offline: bool = False
+    #: Installs the manifest declares (find_install), and those a failed check asks for.
+    installs_: list[PendingInstall] = attrs.Factory(lambda: [pending_install()])
+    pending_installs_: list[PendingInstall] = attrs.Factory(lambda: [pending_install()])
+    approved: list[tuple[PendingInstall, str, str]] = attrs.Factory(list)
+    declined: list[tuple[PendingInstall, str, str | None]] = attrs.Factory(list)
+    #: What approve/decline refuse with (BackendError), if anything.
+    install_refusal: str | None = None
+    #: The install's result: exit code (None: timed out).
+    install_exit: int | None = 0
 
     async def sessions(self, project: str | None) -> list[Session]:
         return [s for s in self.sessions_ if project is None or s.project == project]
@@ -238,6 +263,8 @@ class FakeBackend:
         )
 
     async def wait(self, command_id: str, max_wait: float) -> Command | None:
+        if command_id.startswith("inst"):
+            return self._install_command(int(command_id.removeprefix("inst")), finished=self.finish_on_wait)
         request, actor = self.submitted[int(command_id.removeprefix("cmd")) - 1]
         status: CommandStatus = self.outcome if self.finish_on_wait else "sent"
         return Command(
@@ -263,3 +290,39 @@ class FakeBackend:
 
     async def audit(self, note: AuditNote) -> None:
         self.audits.append(note)
+
+    async def find_install(self, key: str) -> PendingInstall | None:
+        return next((i for i in self.installs_ if install_key(i.node_id, i.project, i.install) == key), None)
+
+    async def pending_installs(self) -> list[PendingInstall]:
+        return list(self.pending_installs_)
+
+    async def approve_install(self, item: PendingInstall, actor: Actor, idempotency_key: str) -> Command:
+        if self.install_refusal is not None:
+            raise BackendError(self.install_refusal)
+        self.approved.append((item, actor.audit_name, idempotency_key))
+        return self._install_command(len(self.approved), finished=False)
+
+    def _install_command(self, n: int, *, finished: bool) -> Command:
+        item, actor, key = self.approved[n - 1]
+        args: JSONObject = {"project": item.project, "install": item.install, "manifest_hash": item.manifest_hash}
+        result: JSONObject | None = None
+        if finished:
+            code = self.install_exit
+            result = {"exit_code": code, "ok": code == 0, "timed_out": code is None, "state_after": "ready"}
+        return Command(
+            id=f"inst{n}",
+            type="env_install",
+            target=item.node_id,
+            args=args,
+            status="succeeded" if finished else "pending",
+            result=result,
+            actor=actor,
+            source="discord",
+            idempotency_key=key,
+        )
+
+    async def decline_install(self, item: PendingInstall, actor: Actor, reason: str | None) -> None:
+        if self.install_refusal is not None:
+            raise BackendError(self.install_refusal)
+        self.declined.append((item, actor.audit_name, reason))

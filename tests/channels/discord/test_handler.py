@@ -371,7 +371,7 @@ async def test_autocomplete_targets_offer_projects_and_sessions() -> None:
 
 
 async def test_autocomplete_requests() -> None:
-    reply = await run(s.autocomplete("approve", [s.option("request", "", focused=True)]), s.FakeBackend())
+    reply = await run(s.autocomplete("approve", [s.option("request", "per", focused=True)]), s.FakeBackend())
     assert choices(reply) == [("per_20d3aa: bash (web-ui)", "per_20d3aa")]
 
 
