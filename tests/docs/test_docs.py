@@ -1,8 +1,9 @@
 """Every document: relative links lead somewhere, and the commands shown are real (issue 10).
 
-Commands are checked without running them (:mod:`tests.docs.commandlines`): halctl,
-hal-supervisor and hal-agent subcommands and options, make targets, and the routes curl
-lines call. README.md's commands are also run, in ``test_readme.py``.
+Commands, in shell blocks and named in the text, are checked without running them
+(:mod:`tests.docs.commandlines`): halctl, hal-supervisor and hal-agent subcommands and
+options, make targets, and the routes curl lines call. README.md's commands are also
+run, in ``test_readme.py``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Final
 
 import pytest
 
-from tests.docs.commandlines import check_line, make_targets, route_patterns
-from tests.docs.markdown import read_commands, relative_links
+from tests.docs.commandlines import PROGRAMS, check_line, make_targets, route_patterns
+from tests.docs.markdown import inline_code, read_commands, relative_links
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 DOCUMENTS: Final = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -70,6 +71,23 @@ def test_commands_shown_are_real(document: Path) -> None:
         f"{command.where}: `{command.key}`: {problem}"
         for command in read_commands(document)
         for problem in check_line(command.text, targets=targets, routes=routes)
+    ]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=_name)
+def test_commands_named_in_the_text_are_real(document: Path) -> None:
+    """Inline mentions (`halctl cost --by model`, `hal-agent --simulate N`, `make chaos`) name real commands."""
+    targets, routes = make_targets(), route_patterns()
+    mentions = [
+        (line, span)
+        for line, span in inline_code(document.read_text(encoding="utf-8"))
+        if span.split(" ", 1)[0].rsplit("/", 1)[-1] in {*PROGRAMS, "make", "curl"} and " " in span
+    ]
+    problems = [
+        f"{_name(document)}:{line}: `{span}`: {problem}"
+        for line, span in mentions
+        for problem in check_line(span, targets=targets, routes=routes)
     ]
     assert not problems, "\n".join(problems)
 
