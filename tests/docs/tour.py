@@ -119,10 +119,10 @@ class Daemon:
         return self.log.read_text(errors="replace")
 
 
-def git_init(directory: Path) -> None:
-    """Make *directory* a git work tree (no commits needed: the checks ask rev-parse)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "init", "-q", str(directory)], check=True, capture_output=True, timeout=_SHELL_TIMEOUT)
+async def git_init(directory: Path) -> None:
+    """Make *directory* (and its parents) a git work tree; no commits needed: the checks ask rev-parse."""
+    with trio.fail_after(_SHELL_TIMEOUT):
+        await trio.run_process(["git", "init", "-q", str(directory)], capture_stdout=True, capture_stderr=True)
 
 
 @attrs.define
@@ -253,7 +253,7 @@ class Tour:
         if not self._quiet_started:
             self._quiet_started = True
             directory = self.cwd / "projects" / QUIET.project
-            git_init(directory)
+            await git_init(directory)
             data_dir = self.cwd / "quiet-agent"
             data_dir.mkdir()
             seeded = _seeded_sessions(str(directory))
