@@ -47,6 +47,7 @@ __all__ = [
     "ServerConfig",
     "SupervisorConfig",
     "TlsConfig",
+    "load_database_config",
     "load_supervisor_config",
     "parse_supervisor_config",
 ]
@@ -316,6 +317,15 @@ def _discord_problems(discord: DiscordChannel | None) -> list[str]:
     return problems
 
 
+def _database_problems(database: DatabaseConfig) -> list[str]:
+    problems: list[str] = []
+    if not database.path:
+        problems.append("database.path: required")
+    if database.retention_days < 1:
+        problems.append("database.retention_days: must be at least 1")
+    return problems
+
+
 def check_supervisor_config(config: SupervisorConfig) -> list[str]:
     """Semantic checks beyond types: every problem, each naming its key path."""
     server = config.server
@@ -344,10 +354,7 @@ def check_supervisor_config(config: SupervisorConfig) -> list[str]:
         problems.append("server.command_timeout_sec: must be greater than 0")
     if server.shutdown_grace_sec < 0:
         problems.append("server.shutdown_grace_sec: must not be negative")
-    if not config.database.path:
-        problems.append("database.path: required")
-    if config.database.retention_days < 1:
-        problems.append("database.retention_days: must be at least 1")
+    problems += _database_problems(config.database)
     tls = config.security.tls
     problems += check_tls_files(tls.enabled, tls.cert_path, tls.key_path)
     problems += check_origins(config.security.origin_allowlist)
@@ -403,3 +410,22 @@ def load_supervisor_config(path: Path, *, env: Mapping[str, str] | None = None) 
         ConfigError: listing every problem with its key path.
     """
     return load_config_file(path, SupervisorConfig, env_bindings=SUPERVISOR_ENV, env=env, check=check_supervisor_config)
+
+
+def load_database_config(path: Path, *, env: Mapping[str, str] | None = None) -> DatabaseConfig:
+    """Read a supervisor config file for the ``hal-supervisor db`` commands.
+
+    The whole file must parse (types, no unknown keys), but only the ``database`` section
+    is checked beyond that: a backup job need not hold the auth token or provider keys.
+
+    Raises:
+        ConfigError: listing every problem with its key path.
+    """
+    config = load_config_file(
+        path,
+        SupervisorConfig,
+        env_bindings=SUPERVISOR_ENV,
+        env=env,
+        check=lambda c: _database_problems(c.database),
+    )
+    return config.database

@@ -236,6 +236,27 @@ class Metrics:
             ["kind", "answer"],
             registry=r,
         )
+        # Data retention (issue 10): set by the retention job.
+        self.retention_deleted = Counter(
+            "hal_o_swarm_retention_deleted_rows",
+            "Rows the retention job deleted, by table (events, sessions, commands).",
+            ["table"],
+            registry=r,
+        )
+        self.retention_pages_freed = Counter(
+            "hal_o_swarm_retention_pages_freed",
+            "Database pages the retention job gave back to the file system (incremental vacuum).",
+            registry=r,
+        )
+        self.retention_passes = Counter(
+            "hal_o_swarm_retention_passes", "Retention passes, by outcome (ok, failed).", ["outcome"], registry=r
+        )
+        self.retention_duration = Histogram(
+            "hal_o_swarm_retention_pass_duration_seconds",
+            "Time one retention pass took (every batch and the vacuum), whatever its outcome.",
+            buckets=_SLOW_IO_BUCKETS,
+            registry=r,
+        )
         self._event_types: set[str] = set()
 
     def attach_live_state(self, live: LiveState) -> None:

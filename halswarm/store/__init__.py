@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from halswarm.store.sql import AuditRecord, EventQuery, IngestBatch, IngestSummary, NodeRecord, StoredState
-from halswarm.store.store import Store, StoreError, open_store
+from halswarm.store.store import SchemaTooNewError, Store, StoreError, open_store
 
 __all__ = [
     "AuditRecord",
@@ -11,6 +11,7 @@ __all__ = [
     "IngestBatch",
     "IngestSummary",
     "NodeRecord",
+    "SchemaTooNewError",
     "Store",
     "StoreError",
     "StoredState",

@@ -5,24 +5,81 @@ Migrations are append-only: never edit one that has shipped; add the next.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Final
 
+import attrs
 from sqlite_utils.migrations import Migrations
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-__all__ = ["MIGRATIONS", "SCHEMA_SET"]
+__all__ = ["MIGRATIONS", "SCHEMA_SET", "SchemaStatus", "code_schema_version", "schema_status"]
 
 SCHEMA_SET: Final = "halswarm"
+_NUMBER: Final = re.compile(r"([0-9]+)_")
 
 
 class _SchemaMigrations(Migrations):
     # DESIGN.md names the table schema_migrations.
     migrations_table = "schema_migrations"
 
+    def names(self) -> list[str]:
+        """Every registered migration's name, in order."""
+        return [migration.name for migration in self._migrations]
+
 
 MIGRATIONS: Final = _SchemaMigrations(SCHEMA_SET)
+
+
+def _number(name: str) -> int:
+    """The version a migration brings the schema to: its name's number (``0004_env`` -> 4)."""
+    match = _NUMBER.match(name)
+    return int(match.group(1)) if match else 0
+
+
+def code_schema_version() -> int:
+    """The schema version this code brings a database to (its last migration's number)."""
+    return max((_number(name) for name in MIGRATIONS.names()), default=0)
+
+
+@attrs.frozen
+class SchemaStatus:
+    """Where a database's schema stands relative to this code."""
+
+    #: Migrations recorded in the database, in the order they were applied.
+    applied: tuple[str, ...]
+    #: Migrations of this code not yet applied.
+    pending: tuple[str, ...]
+    #: Migrations recorded in the database that this code does not know: a newer
+    #: halswarm wrote them. Such a database is never touched (no downgrades).
+    unknown: tuple[str, ...]
+
+    @property
+    def version(self) -> int:
+        """The database's schema version (0: an empty database)."""
+        return max((_number(name) for name in self.applied), default=0)
+
+    @property
+    def code_version(self) -> int:
+        """The version this code brings a database to."""
+        return code_schema_version()
+
+    @property
+    def newer(self) -> bool:
+        """The database was migrated by a newer halswarm."""
+        return bool(self.unknown)
+
+
+def schema_status(db: Database) -> SchemaStatus:
+    """Compare the migrations recorded in *db* with this code's (read-only)."""
+    applied = tuple(m.name for m in MIGRATIONS.applied(db))
+    known = MIGRATIONS.names()
+    return SchemaStatus(
+        applied=applied,
+        pending=tuple(name for name in known if name not in applied),
+        unknown=tuple(name for name in applied if name not in known),
+    )
 
 
 def _run_statements(db: Database, script: str) -> None:

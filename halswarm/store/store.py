@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, TypeVar
 import trio
 from sqlite_utils import Database
 
-from halswarm.store import cost_sql, env_sql, policy_sql, sql
+from halswarm.store import cost_sql, env_sql, policy_sql, retention_sql, sql
 from halswarm.store.gate import WriteGate
-from halswarm.store.schema import MIGRATIONS
+from halswarm.store.schema import MIGRATIONS, SchemaStatus, schema_status
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from halswarm.store.policy_sql import AuditQuery, UnfinishedCommand
     from halswarm.store.sql import AuditRecord, EventQuery, IngestBatch, IngestSummary, NodeRecord, StoredState
 
-__all__ = ["Store", "StoreError", "open_store"]
+__all__ = ["SchemaTooNewError", "Store", "StoreError", "open_store"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,6 +44,18 @@ _BUSY_TIMEOUT_MS: Final = 5000
 
 class StoreError(Exception):
     """The database failed (disk full, corrupt, locked too long); the message says how."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was migrated by a newer halswarm: this code never touches it (no downgrades)."""
+
+    def __init__(self, path: Path | str, status: SchemaStatus) -> None:
+        super().__init__(
+            f"database {path} has schema version {status.version} (migrations {', '.join(status.unknown)}), "
+            f"newer than this version of halswarm knows ({status.code_version}): run the newer version, "
+            "or restore the backup taken before the upgrade (docs/DATA.md)"
+        )
+        self.status = status
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -65,11 +77,26 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    """Enable WAL and apply pending migrations (idempotent)."""
+def migrate(conn: sqlite3.Connection, path: Path | str = "") -> list[str]:
+    """Enable WAL and apply pending migrations (idempotent); returns the migrations applied.
+
+    A new (empty) database gets ``auto_vacuum = INCREMENTAL`` first, so the retention job
+    can give freed pages back to the file system; an existing database keeps its mode
+    until ``hal-supervisor db migrate --vacuum`` (docs/DATA.md).
+
+    Raises:
+        SchemaTooNewError: a newer halswarm migrated the database; nothing was changed.
+    """
+    if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+        # Only takes effect before the first table exists; later it needs a VACUUM.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     db = Database(conn)
+    status = schema_status(db)
+    if status.newer:
+        raise SchemaTooNewError(path or "<database>", status)
     db.enable_wal()
     MIGRATIONS.apply(db)
+    return list(status.pending)
 
 
 class Store:
@@ -166,6 +193,34 @@ class Store:
     async def insert_audit(self, audit: AuditRecord) -> None:
         """Append an audit row."""
         await self._write(sql.insert_audit, audit)
+
+    # ---- retention (issue 10; SQL in halswarm.store.retention_sql) --------------------
+    # Bulk writes, one short transaction each: queued event batches get the writer
+    # between two of them.
+
+    async def newest_event_ids(self) -> list[int]:
+        """The id of each node's newest event (kept by retention)."""
+        return await self._read(retention_sql.newest_event_ids)
+
+    async def delete_events_before(self, cutoff: str, keep: Sequence[int], limit: int) -> int:
+        """Delete up to *limit* of the oldest events with ``ts < cutoff`` (not *keep*); returns how many."""
+        return await self._write(retention_sql.delete_events_before, cutoff, list(keep), limit)
+
+    async def delete_sessions_before(self, cutoff: str, limit: int) -> dict[str, int]:
+        """Delete up to *limit* completed sessions idle since *cutoff*; returns id -> state seq."""
+        return await self._write(retention_sql.delete_sessions_before, cutoff, limit)
+
+    async def delete_commands_before(self, cutoff: str, limit: int) -> int:
+        """Delete up to *limit* finished commands created before *cutoff*; returns how many."""
+        return await self._write(retention_sql.delete_commands_before, cutoff, limit)
+
+    async def incremental_vacuum(self, pages: int) -> int:
+        """Shrink the file by up to *pages* free pages; returns how many went."""
+        return await self._write(retention_sql.incremental_vacuum, pages)
+
+    async def auto_vacuum_mode(self) -> str:
+        """``none``, ``full`` or ``incremental``."""
+        return await self._read(retention_sql.auto_vacuum_mode)
 
     # ---- reads -----------------------------------------------------------------------
 
@@ -292,7 +347,7 @@ async def open_store(path: Path) -> AsyncGenerator[Store, None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = connect(path)
         try:
-            migrate(writer)
+            migrate(writer, path)
             readers = [connect(path, readonly=True) for _ in range(_READERS)]
         except BaseException:
             writer.close()

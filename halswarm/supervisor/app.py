@@ -8,6 +8,7 @@
           │                                dependencies (completions -> dependant starts)
           │                                Discord channel (commands, gateway, alerts) when configured
           │                                event router (routes -> Discord, webhooks, Slack) when configured
+          │                                retention job (old events, sessions, commands; docs/DATA.md)
           └─ edge nursery                  hub (:8420), HTTP API (:8421)
 
 Shutdown (the ``shutdown`` event): the hub and HTTP server stop accepting; in-flight
@@ -46,6 +47,7 @@ from halswarm.supervisor.hub import Hub
 from halswarm.supervisor.installs import InstallApprovals
 from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, Pipeline
 from halswarm.supervisor.registry import NodeRegistry
+from halswarm.supervisor.retention import RetentionJob, RetentionTuning
 from halswarm.supervisor.tracker import SessionTracker
 from halswarm.timeutil import Clock, format_ts, system_now
 from halswarm.tls import server_ssl_context
@@ -84,6 +86,8 @@ class SupervisorHandle:
     router: RouterService | None = None
     #: The environment manifest and check reports (issue #9).
     env: EnvService | None = None
+    #: The retention job (issue #10).
+    retention: RetentionJob | None = None
 
 
 async def run_supervisor(
@@ -93,6 +97,7 @@ async def run_supervisor(
     now: Clock = system_now,
     cost_sources: Sequence[CostSource] | None = None,
     post_discord: PostDiscord | None = None,
+    retention: RetentionTuning | None = None,
     task_status: trio.TaskStatus[SupervisorHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the supervisor until *shutdown* is set.
@@ -100,6 +105,7 @@ async def run_supervisor(
     *cost_sources* replaces the provider APIs built from ``config.cost`` (tests).
     *post_discord* replaces the Discord service for the router's ``discord#<name>``
     deliveries (tests); without either they are logged "discord not configured".
+    *retention* replaces the retention job's schedule and batch sizes (tests).
 
     Raises:
         StoreError: the database cannot be opened.
@@ -316,6 +322,14 @@ async def run_supervisor(
             env=env,
             installs=installs,
         )
+        retention_job = RetentionJob(
+            config.database.retention_days,
+            store,
+            forget_sessions=tracker.forget,
+            now=now,
+            metrics=metrics,
+            tuning=retention or RetentionTuning(),
+        )
         http = HttpServer(
             api,
             host=config.server.host,
@@ -332,6 +346,7 @@ async def run_supervisor(
             await core.start(policies.run)
             await core.start(dependencies.run)
             await core.start(env.run)
+            await core.start(retention_job.run)
             if router is not None:
                 await core.start(router.run)
             if discord is not None:
@@ -359,6 +374,7 @@ async def run_supervisor(
                         discord=discord,
                         router=router,
                         env=env,
+                        retention=retention_job,
                     )
                 )
             # The hub and HTTP server have drained; flush what is still queued.

@@ -1,7 +1,8 @@
-"""``hal-supervisor``: the central hub.
+"""``hal-supervisor``: the central hub, and ``hal-supervisor db ...`` for its database.
 
 Exit codes: 0 stopped cleanly (or ``--validate`` passed), 1 runtime failure (port in
-use, database unusable), 2 invalid configuration.
+use, database unusable), 2 invalid configuration, 3 the database was migrated by a newer
+halswarm. The ``db`` commands' codes are in :mod:`halswarm.supervisor.db_cli`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from halswarm import __version__
 from halswarm.config import ConfigError, load_supervisor_config
 from halswarm.obs.logging import LogFormat, configure_logging
 from halswarm.runtime import exception_leaves, watch_signals
-from halswarm.store import StoreError
+from halswarm.store import SchemaTooNewError, StoreError
 from halswarm.supervisor.app import run_supervisor
+from halswarm.supervisor.db_cli import EXIT_SCHEMA_NEWER, db
 
 if TYPE_CHECKING:
     from halswarm.config.supervisor import SupervisorConfig
@@ -32,6 +34,19 @@ DEFAULT_CONFIG: Final = "/etc/hal-o-swarm/supervisor.config.json"
 EXIT_RUNTIME: Final = 1
 EXIT_CONFIG: Final = 2
 
+_EPILOG: Final = """\b
+Exit codes:
+  0  stopped cleanly, or --validate passed
+  1  runtime failure (port in use, database unusable)
+  2  invalid configuration
+  3  the database was migrated by a newer halswarm (never downgraded)
+
+\b
+Database commands (hal-supervisor db --help):
+  hal-supervisor db backup PATH [--config FILE] [--force]
+  hal-supervisor db migrate [--config FILE] [--vacuum]
+  hal-supervisor db stats [--config FILE] [--output json]"""
+
 
 async def _serve(config: SupervisorConfig) -> None:
     shutdown = trio.Event()
@@ -41,7 +56,11 @@ async def _serve(config: SupervisorConfig) -> None:
         nursery.cancel_scope.cancel()
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    invoke_without_command=True,
+    epilog=_EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     "config_path",
@@ -59,9 +78,17 @@ async def _serve(config: SupervisorConfig) -> None:
 )
 @click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
 @click.version_option(__version__, prog_name="hal-supervisor")
-async def cli(config_path: Path, validate: bool, log_level: str, log_format: LogFormat) -> None:
-    """Run the halswarm supervisor: agent hub, HTTP API and storage."""
+@click.pass_context
+async def cli(ctx: click.Context, config_path: Path, validate: bool, log_level: str, log_format: LogFormat) -> None:
+    """Run the halswarm supervisor: agent hub, HTTP API and storage.
+
+    With a subcommand (`db ...`), run that instead; its --config defaults to this one.
+    """
     configure_logging(log_level, log_format)
+    if ctx.invoked_subcommand is not None:
+        if validate:
+            raise click.UsageError("--validate cannot be combined with a subcommand")
+        return
     try:
         config = load_supervisor_config(config_path)
     except ConfigError as exc:
@@ -75,6 +102,10 @@ async def cli(config_path: Path, validate: bool, log_level: str, log_format: Log
     configure_logging(log_level, log_format, secrets=config.secrets())
     try:
         await _serve(config)
+    except* SchemaTooNewError as newer:
+        for schema_error in exception_leaves(newer):
+            log.error("%s", schema_error)
+        sys.exit(EXIT_SCHEMA_NEWER)
     except* StoreError as group:
         for store_error in exception_leaves(group):
             log.error("%s", store_error)
@@ -83,6 +114,9 @@ async def cli(config_path: Path, validate: bool, log_level: str, log_format: Log
         for os_error in exception_leaves(os_group):
             log.error("cannot start: %s", os_error)
         sys.exit(EXIT_RUNTIME)
+
+
+cli.add_command(db)
 
 
 def main() -> None:

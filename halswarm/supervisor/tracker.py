@@ -18,7 +18,7 @@ from halswarm.convert import converter
 from halswarm.models import ACTIVE_STATUSES, Session, SessionStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 __all__ = ["SessionTracker"]
 
@@ -72,6 +72,26 @@ class SessionTracker:
                 self._ordered = None
         self._by_node[session.node_id].add(session.id)
         return True
+
+    def forget(self, deleted: Mapping[str, int]) -> int:
+        """Drop sessions the retention job deleted from the store (id -> seq of the deleted state).
+
+        A session whose state moved past that seq meanwhile (a newer state was stored after
+        the deletion) stays: the store holds it again. Returns how many were dropped.
+        """
+        dropped = 0
+        for session_id, seq in deleted.items():
+            entry = self._entries.get(session_id)
+            if entry is None or entry.seq > seq or entry.session.status != "completed":
+                continue
+            del self._entries[session_id]
+            self._by_node[entry.session.node_id].discard(session_id)
+            if not self._by_node[entry.session.node_id]:
+                del self._by_node[entry.session.node_id]
+            dropped += 1
+        if dropped:
+            self._ordered = None
+        return dropped
 
     def touch(self, session_id: str, ts: str) -> None:
         """Record activity seen in an event."""

@@ -59,3 +59,20 @@ def test_counts_by_project_count_every_session_and_the_live_ones() -> None:
     tracker.apply(3, _session("c", started="2026-01-01T00:00:02Z", project="q"))
     # Live means not completed, whether its node is reachable or not.
     assert tracker.counts_by_project() == {"p": (2, 1), "q": (1, 1)}
+
+
+def test_forget_drops_deleted_completed_sessions_unless_a_newer_state_arrived() -> None:
+    tracker = SessionTracker()
+    tracker.apply(1, _session("old", started="2026-01-01T00:00:00Z", status="completed"))
+    tracker.apply(2, _session("back", started="2026-01-01T00:00:01Z", status="completed"))
+    tracker.apply(3, _session("live", "n2", started="2026-01-01T00:00:02Z", status="completed"))
+    assert _ids(tracker.sessions_json()) == ["old", "back", "live"]
+    # "back" got a newer state (seq 4) after the store deleted its seq-2 row; "live" is
+    # running again under the same id: both stay.
+    tracker.apply(4, _session("back", started="2026-01-01T00:00:01Z", status="completed"))
+    tracker.apply(5, _session("live", "n2", started="2026-01-01T00:00:02Z", status="busy"))
+    assert tracker.forget({"old": 1, "back": 2, "live": 5, "unknown": 9}) == 1
+    assert _ids(tracker.sessions_json()) == ["back", "live"]
+    assert tracker.get("old") is None
+    assert [s.id for s in tracker.sessions(node_id="n1")] == ["back"]
+    assert tracker.counts_by_project() == {"p": (2, 1)}
