@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sqlite3
 from typing import TYPE_CHECKING, Final
 
 import orjson
@@ -267,6 +268,34 @@ async def _start_simulated_agent(tour: Tour) -> None:
     await wait_until(ten_sessions, within=20, what=f"{NODE}'s 10 simulated sessions")
     await tour.quiet()  # joins now, for the commands that need known requests
     tour.values["session-id"] = str((await tour.sessions(node=NODE))[0]["id"])
+
+
+@runs(".venv/bin/hal-supervisor db backup backup.db --config supervisor.json")
+async def _db_backup(tour: Tour) -> None:
+    # "online": the supervisor runs and the simulated agent streams meanwhile.
+    taken = await tour.shell()
+    backup = tour.cwd / "backup.db"
+    assert backup.is_file(), taken.stdout
+    with sqlite3.connect(f"file:{backup}?mode=ro", uri=True) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert copy.execute("SELECT count(*) FROM events WHERE node_id = ?", (NODE,)).fetchone()[0] > 0
+    # "never over a file without --force"
+    refused = await tour.shell(expect=1)
+    assert "--force" in refused.stderr, refused.stderr
+
+
+@runs(".venv/bin/hal-supervisor db migrate --config supervisor.json")
+async def _db_migrate(tour: Tour) -> None:
+    await tour.shell()  # the start migrated already: nothing pending, exit 0
+
+
+@runs(".venv/bin/hal-supervisor db stats --config supervisor.json [--output json]")
+async def _db_stats(tour: Tour) -> None:
+    plain = await tour.shell(variant=".venv/bin/hal-supervisor db stats --config supervisor.json")
+    assert NODE in plain.stdout, plain.stdout
+    stats = orjson.loads((await tour.shell(variant=tour.command.key.replace("[", "").replace("]", ""))).stdout)
+    assert isinstance(stats, dict)
+    assert NODE in orjson.dumps(stats).decode()
 
 
 # The inline commands the README's first paragraph suggests "with the demo running": from

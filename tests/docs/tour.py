@@ -167,14 +167,21 @@ class Tour:
         return text
 
     async def shell(
-        self, text: str | None = None, *, expect: int = 0, suffix: str = ""
+        self, text: str | None = None, *, expect: int = 0, suffix: str = "", variant: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run the current README command (or *text*, which must be it) with bash, here.
 
         *suffix* is appended to the line (to print what a command left in the shell).
+        *variant* runs a spelling of a synopsis instead (``[--output json]`` taken or
+        left out): each of its words must be one of the README command's.
         """
-        line = self.command.text if text is None else text
-        assert normalise(line) == self.command.key, f"{line!r} is not the README's {self.command.key!r}"
+        if variant is not None:
+            words = set(self.command.key.replace("[", " ").replace("]", " ").split())
+            assert set(variant.split()) <= words, f"{variant!r} is not a spelling of {self.command.key!r}"
+            line = variant
+        else:
+            line = self.command.text if text is None else text
+            assert normalise(line) == self.command.key, f"{line!r} is not the README's {self.command.key!r}"
         script = self.substitute(line) + suffix
         with trio.fail_after(_SHELL_TIMEOUT):
             done = await trio.run_process(
