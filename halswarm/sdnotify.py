@@ -18,6 +18,7 @@ wedged, not merely one whose event loop still turns. It also keeps ``STATUS=`` c
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import socket
@@ -105,6 +106,15 @@ class Notifier:
             for name in NOTIFY_ENV:
                 env.pop(name, None)
         return notifier
+
+    def enable_fault_dumps(self) -> None:
+        """Under a watchdog, dump every thread's stack to stderr (the journal) on SIGABRT.
+
+        systemd's ``WatchdogSignal=`` is SIGABRT by default: the dump shows where the
+        wedged call was stuck (file, line and function names only, no values).
+        """
+        if self.watchdog_period is not None and not faulthandler.is_enabled():
+            faulthandler.enable()
 
     @property
     def enabled(self) -> bool:

@@ -150,6 +150,7 @@ async def cli(
     configure_logging(log_level, log_format, secrets=config.secrets())
     # Taken out of the environment here: opencode, spawned later, must not inherit them.
     notifier = Notifier.from_environ()
+    notifier.enable_fault_dumps()
     try:
         await _serve(config, sessions, rate, max_events, notifier)
     except* OutboxError as group:

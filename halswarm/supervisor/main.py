@@ -94,6 +94,7 @@ async def cli(config_path: Path, validate: bool, log_level: str, log_format: Log
         return
     configure_logging(log_level, log_format, secrets=config.secrets())
     notifier = Notifier.from_environ()
+    notifier.enable_fault_dumps()
     try:
         # Absolute: the audit rows of reloads name the file.
         await _serve(config, Path(await trio.Path(config_path).absolute()), notifier)

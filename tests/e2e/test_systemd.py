@@ -208,3 +208,35 @@ async def test_agent_ready_without_a_supervisor_survives_sighup_and_stops(tmp_pa
     assert code == 0, agent.log_text()
     assert notify.lifecycle() == ["READY", "STOPPING"]
     assert "Traceback" not in agent.log_text()
+
+
+async def test_a_watchdog_abort_leaves_every_threads_stack_in_the_log(tmp_path: Path) -> None:
+    # systemd's WatchdogSignal= is SIGABRT by default: the log must show where the process hung.
+    config_path = write_json(
+        tmp_path / "agent.json",
+        {
+            "supervisor_url": f"ws://127.0.0.1:{free_port()}",
+            "auth_token": TOKEN,
+            "node_id": "node-1",
+            "data_dir": str(tmp_path / "agent"),
+        },
+    )
+    with trio.fail_after(60):
+        async with open_notify_socket() as notify:
+            agent = await start_daemon(
+                "agent",
+                ["--config", str(config_path), "--log-format", "text", "--simulate", "1"],
+                tmp_path / "agent.log",
+                env=systemd_env(notify),
+            )
+            try:
+                await notify.next("READY")
+                agent.process.send_signal(signal.SIGABRT)
+                code = await agent.process.wait()
+            finally:
+                with trio.move_on_after(30, shield=True):
+                    await agent.stop()
+    assert code == -signal.SIGABRT
+    log = agent.log_text()
+    assert "Fatal Python error: Aborted" in log
+    assert 'File "' in log  # stacks: file, line, function
