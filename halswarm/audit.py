@@ -1,8 +1,9 @@
 """The audit log as ``GET /api/v1/audit`` answers it: one schema for the API and halctl.
 
 Rows are written by the command dispatcher (every command: accepted, then its outcome),
-the policy engine (alerts, suppressed actions, dry runs, refused commands) and runtime
-policy enable/disable. Automated rows carry the actor ``policy:<name>``.
+the policy engine (alerts, suppressed actions, dry runs, refused commands), runtime
+policy enable/disable and config reloads (``config.reload``, actor ``signal:SIGHUP``).
+Automated rows carry the actor ``policy:<name>``.
 """
 
 from __future__ import annotations

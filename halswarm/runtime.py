@@ -1,5 +1,5 @@
-"""Process plumbing shared by the daemons: signals become the shutdown event; child
-processes are stopped politely, then firmly."""
+"""Process plumbing shared by the daemons: signals become the shutdown event (and SIGHUP a
+reload request); child processes are stopped politely, then firmly."""
 
 from __future__ import annotations
 
@@ -7,23 +7,38 @@ import contextlib
 import logging
 import os
 import signal
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["exception_leaves", "listen_error", "terminate", "watch_signals"]
 
 log = logging.getLogger(__name__)
 
 
-async def watch_signals(shutdown: trio.Event, cancel_scope: trio.CancelScope) -> None:
+async def watch_signals(
+    shutdown: trio.Event, cancel_scope: trio.CancelScope, *, on_hangup: Callable[[], None] | None = None
+) -> None:
     """First SIGINT/SIGTERM sets *shutdown* (graceful); a second cancels *cancel_scope*.
+
+    SIGHUP is caught too (its default action would end the process): it calls
+    *on_hangup* (the supervisor queues a config reload; it must not block), or without
+    one says that there is nothing to reload.
 
     Cancellation: ends the watch; the signal handlers are restored on exit.
     """
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             name = signal.Signals(signum).name
-            if not shutdown.is_set():
+            if signum == signal.SIGHUP:
+                if on_hangup is not None:
+                    on_hangup()
+                else:
+                    log.info("SIGHUP received: nothing to reload at runtime (restart to apply config changes)")
+            elif not shutdown.is_set():
                 log.info("%s received: shutting down gracefully (send again to stop at once)", name)
                 shutdown.set()
             else:

@@ -8,10 +8,16 @@
           ├─ env checker                   manifest -> checks -> env.* events (issue #9)
           ├─ executor                      commands, each in its own task
           ├─ backend                       produces events into the sink -> outbox
-          └─ link                          connect loop: hello, sender, reader, heartbeats
+          ├─ link                          connect loop: hello, sender, reader, heartbeats
+          └─ systemd monitor               once ready: watchdog pings, status (issue 10)
 
-On shutdown the link closes cleanly (the supervisor marks the node offline at once);
-unacked events stay in the outbox and are sent after the next start.
+Ready (systemd ``READY=1``) once the outbox is open and every task above started; not
+waiting for the supervisor, which may be down: the link keeps trying. The watchdog is
+pinged while the outbox is not stuck inside one SQLite call for longer than the
+watchdog period (a full disk fails fast and is no reason to restart).
+
+On shutdown (``STOPPING=1``) the link closes cleanly (the supervisor marks the node
+offline at once); unacked events stay in the outbox and are sent after the next start.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import attrs
@@ -31,7 +38,8 @@ from halswarm.agent.link import AgentLink, Connector, LinkStatus
 from halswarm.agent.outbox import Outbox, open_outbox
 from halswarm.agent.resources import ResourceSampler
 from halswarm.envcheck.environment import OpencodeEnvironment
-from halswarm.obs.logging import ctx
+from halswarm.obs.logging import ctx, redact
+from halswarm.sdnotify import Notifier, ServiceMonitor
 from halswarm.timeutil import Clock, system_now
 
 if TYPE_CHECKING:
@@ -88,13 +96,15 @@ async def run_agent(
     now: Clock = system_now,
     rng: random.Random | None = None,
     env_factory: Callable[[Outbox], EnvChecker] | None = None,
+    notifier: Notifier | None = None,
     task_status: trio.TaskStatus[AgentHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the agent until *shutdown* is set.
 
     *env_factory* builds the environment checker (default: one for the announced
     projects with ``env_check_interval_sec``); it is started before the backend, so a
-    spawned opencode gets the stored manifest's environment.
+    spawned opencode gets the stored manifest's environment. *notifier* tells systemd
+    about readiness and shutdown and pings its watchdog (default: none).
 
     Raises:
         OutboxError: the data dir cannot be used.
@@ -132,10 +142,36 @@ async def run_agent(
             await nursery.start(executor.run)
             await nursery.start(backend.run, sink)
             await nursery.start(link.run)
+            notify = notifier if notifier is not None else Notifier(None)
+            status = partial(_status, link, config.secrets())
+            monitor = ServiceMonitor(
+                notify, health=partial(_agent_problem, outbox, notify.watchdog_period), status=status
+            )
+            notify.ready(status())
+            await nursery.start(monitor.run)
             task_status.started(AgentHandle(link.node_id, outbox, link, backend, env))
             await shutdown.wait()
+            notify.stopping("stopping: closing the supervisor connection")
             # The link sees the same event and closes cleanly; give it a moment.
             with trio.move_on_after(config.link.close_timeout_sec):
                 await link.stopped.wait()
             nursery.cancel_scope.cancel()
     log.info("agent stopped", extra=ctx(node_id=config.resolved_node_id()))
+
+
+def _agent_problem(outbox: Outbox, limit: float | None) -> str | None:
+    """Why the agent is wedged (None: it is not): its outbox stuck in one call beyond *limit*."""
+    stuck = outbox.stuck_for()
+    if limit is not None and stuck > limit:
+        return f"the outbox database has been inside one call for {stuck:.1f}s (limit {limit:g}s)"
+    return None
+
+
+def _status(link: AgentLink, secrets: list[str]) -> str:
+    """The one-line state systemd shows (``systemctl status``, readable by every local user: redacted)."""
+    status = link.status
+    pending = f"{link.outbox.pending} events waiting to be sent"
+    if status.connected:
+        return f"connected to the supervisor; {pending}"
+    reason = f" ({status.last_error})" if status.last_error else ""
+    return redact(f"not connected to the supervisor{reason}, retrying; {pending}", secrets)

@@ -3,12 +3,18 @@ forwards session events, executes commands.
 
 Exit codes: 0 stopped cleanly (or ``--validate`` passed), 1 runtime failure, 2 invalid
 configuration or arguments.
+
+Signals: SIGTERM/SIGINT stop gracefully (a second one at once); SIGHUP is logged and
+otherwise ignored: the agent's config is read at start only (restart it to apply a
+change). Under systemd (``Type=notify``) it reports readiness and shutdown and pings
+the watchdog (:mod:`halswarm.sdnotify`).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -24,6 +30,7 @@ from halswarm.config import AgentConfig, ConfigError, load_agent_config, missing
 from halswarm.config.agent import DEFAULT_AGENT_CONFIG
 from halswarm.obs.logging import LogFormat, configure_logging
 from halswarm.runtime import exception_leaves, watch_signals
+from halswarm.sdnotify import Notifier
 
 if TYPE_CHECKING:
     from halswarm.agent.envchecker import EnvChecker
@@ -37,7 +44,13 @@ EXIT_RUNTIME: Final = 1
 EXIT_CONFIG: Final = 2
 
 
-async def _serve(config: AgentConfig, sessions: int | None, rate: float, max_events: int | None) -> None:
+def _hangup() -> None:
+    log.info("SIGHUP received: hal-agent has nothing to reload at runtime; restart it to apply config changes")
+
+
+async def _serve(
+    config: AgentConfig, sessions: int | None, rate: float, max_events: int | None, notifier: Notifier
+) -> None:
     node_id = config.resolved_node_id()
     factory: BackendFactory
     # The checker is built by run_agent once the outbox is open; the spawned opencode
@@ -62,8 +75,10 @@ async def _serve(config: AgentConfig, sessions: int | None, rate: float, max_eve
         )
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope)
-        await run_agent(config, factory, shutdown=shutdown, projects=projects, env_factory=env_factory)
+        nursery.start_soon(partial(watch_signals, shutdown, nursery.cancel_scope, on_hangup=_hangup))
+        await run_agent(
+            config, factory, shutdown=shutdown, projects=projects, env_factory=env_factory, notifier=notifier
+        )
         nursery.cancel_scope.cancel()
 
 
@@ -133,8 +148,11 @@ async def cli(
         # opencode accepts any directory and would create sessions in a typo'd path.
         _fail_config(str(config_path), missing)
     configure_logging(log_level, log_format, secrets=config.secrets())
+    # Taken out of the environment here: opencode, spawned later, must not inherit them.
+    notifier = Notifier.from_environ()
+    notifier.enable_fault_dumps()
     try:
-        await _serve(config, sessions, rate, max_events)
+        await _serve(config, sessions, rate, max_events, notifier)
     except* OutboxError as group:
         for error in exception_leaves(group):
             log.error("%s", error)

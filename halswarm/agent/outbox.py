@@ -48,6 +48,11 @@ class Outbox:
         self._conn = conn
         self.path = path
         self._gate = trio.CapacityLimiter(1)
+        # The gate serialises the calls; this only lends them one thread of their own.
+        self._thread = trio.CapacityLimiter(1)
+        #: ``trio.current_time()`` when the SQLite call now running started (None: idle);
+        #: the systemd watchdog stops vouching for an agent stuck in one call.
+        self.busy_since: float | None = None
         self.instance_key = instance_key
         self.last_seq = last_seq  # last seq assigned (committed)
         self.synced = synced  # a supervisor has welcomed this outbox at least once
@@ -57,9 +62,19 @@ class Outbox:
 
     async def _run(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         try:
-            return await trio.to_thread.run_sync(fn, self._conn, limiter=self._gate)
+            async with self._gate:
+                self.busy_since = trio.current_time()
+                try:
+                    return await trio.to_thread.run_sync(fn, self._conn, limiter=self._thread)
+                finally:
+                    self.busy_since = None
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox {self.path}: {exc}") from exc
+
+    def stuck_for(self) -> float:
+        """Seconds the SQLite call now running has taken (0 while idle)."""
+        started = self.busy_since
+        return 0.0 if started is None else trio.current_time() - started
 
     @property
     def pending(self) -> int:

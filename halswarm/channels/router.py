@@ -232,6 +232,28 @@ class Router:
                 raise RouteError(f"routes[{index}].{exc}") from None
         return cls(compiled, max_keys=max_keys)
 
+    def replaced_by(self, routes: Iterable[Route]) -> tuple[Router, dict[int, int]]:
+        """A router over *routes* (a config reload) that keeps this one's memory for unchanged routes.
+
+        A route identical to one of this router's (same match, target, throttle and dedup
+        key) takes over that route's throttle windows, condition states and fired event
+        ids, so a reload neither repeats a condition alert that already fired nor opens
+        a throttled window early. New and changed routes start empty.
+
+        Returns:
+            The new router, and old route index -> new route index for every route kept
+            (callers that keep ``fired`` sets renumber them with it).
+        """
+        replacement = Router(routes, max_keys=self.max_keys)
+        kept: dict[int, int] = {}
+        for new_index, route in enumerate(replacement.routes):
+            for old_index, old in enumerate(self.routes):
+                if old_index not in kept and old == route:
+                    kept[old_index] = new_index
+                    replacement.states[new_index] = self.states[old_index]
+                    break
+        return replacement, kept
+
     def route(
         self,
         event: Event,

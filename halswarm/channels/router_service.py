@@ -26,6 +26,15 @@ event route fires at most once per event however many sessions are tracked.
 delivery (``outcome="dropped"``). ``discord#<name>`` awaits the injected
 :class:`PostDiscord` (provided by the Discord service); without one, the delivery is
 counted ``unavailable`` and logged ("discord not configured").
+
+**Reload.** :meth:`RouterService.plan` compiles new ``routes``, ``channels.webhooks`` and
+``channels.slack`` (a SIGHUP, :mod:`halswarm.supervisor.reload`); :meth:`RouterService.apply`
+swaps them in without an await, so no event is routed half by the old rules and half by
+the new. Unchanged routes keep their throttle windows and condition states
+(:meth:`Router.replaced_by`); a target that is still named keeps its queue (its sender
+picks up a changed URL or secret with the next delivery); a target no longer named has
+its queue dropped (logged with the count) and its sender task cancelled. With no routes
+at all the service stays idle: commits are not queued and the tick does nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import collections
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -43,25 +52,27 @@ import httpx
 import trio
 
 from halswarm.channels.fields import RouteContext
-from halswarm.channels.router import Delivery, Router
+from halswarm.channels.router import Delivery, Route, Router
 from halswarm.channels.senders import RetryTuning, SlackSender, WebhookSender
+from halswarm.config.routing import SlackWebhookConfig, WebhookConfig
 from halswarm.models import Event
 from halswarm.obs.logging import ctx
 from halswarm.store import IngestBatch
+from halswarm.sync import Signal
 from halswarm.timeutil import parse_ts
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Mapping
+    from collections.abc import Awaitable
 
     from halswarm.channels.senders import Outcome, Sender
     from halswarm.channels.targets import Target
-    from halswarm.config.routing import RouteConfig, SlackWebhookConfig, WebhookConfig
+    from halswarm.config.routing import RouteConfig
     from halswarm.cost.budgets import TodaySpend
     from halswarm.models import Session
     from halswarm.obs.metrics import Metrics
     from halswarm.timeutil import Clock
 
-__all__ = ["PostDiscord", "RouterService", "RouterTuning", "SessionLookup", "SpendReader"]
+__all__ = ["PostDiscord", "RouterPlan", "RouterService", "RouterTuning", "SessionLookup", "SpendReader"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +111,16 @@ class SpendReader(Protocol):
 
 
 @attrs.frozen
+class RouterPlan:
+    """New routing config, compiled and checked: :meth:`RouterService.apply` cannot fail on it."""
+
+    routes: tuple[Route, ...]
+    webhooks: Mapping[str, WebhookConfig]
+    slack: Mapping[str, SlackWebhookConfig]
+    tick_seconds: float
+
+
+@attrs.frozen
 class RouterTuning:
     """Queue sizes and timings of the router service."""
 
@@ -125,8 +146,14 @@ class _Queue:
     def __init__(self, target: Target, capacity: int) -> None:
         self.target = target
         self.capacity = max(1, capacity)
-        self._items: collections.deque[Delivery] = collections.deque()
+        #: Deliveries with the text of the route that made each (looked up when queued:
+        #: a reload may renumber the routes before it is sent).
+        self._items: collections.deque[tuple[Delivery, str]] = collections.deque()
         self._wake = trio.Event()
+        #: The sender task's scope: cancelled when a reload stops naming the target.
+        self.scope = trio.CancelScope()
+        #: A sender task was started for this queue.
+        self.draining = False
         #: Inside a drop episode (logged once per episode, not per drop).
         self.dropping = False
         #: Outcome of the last delivery attempt (None before the first).
@@ -135,14 +162,14 @@ class _Queue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, delivery: Delivery) -> Delivery | None:
+    def put(self, delivery: Delivery, route_text: str) -> Delivery | None:
         """Queue *delivery*; returns the oldest delivery dropped to make room, if any."""
-        dropped = self._items.popleft() if len(self._items) >= self.capacity else None
-        self._items.append(delivery)
+        dropped = self._items.popleft()[0] if len(self._items) >= self.capacity else None
+        self._items.append((delivery, route_text))
         self._wake.set()
         return dropped
 
-    async def get(self) -> Delivery:
+    async def get(self) -> tuple[Delivery, str]:
         """The oldest waiting delivery (waits for one). One consumer only."""
         while not self._items:
             self._wake = trio.Event()
@@ -214,9 +241,12 @@ class RouterService:
             tuning.event_queue_size
         )
         self._queues: dict[Target, _Queue] = {}
-        for route in self.router.routes:
-            if route.target not in self._queues:
-                self._queues[route.target] = _Queue(route.target, tuning.delivery_queue_size)
+        self._add_queues()
+        #: Target -> its sender, built in :meth:`run` (and again by :meth:`apply`).
+        self._senders: dict[Target, Sender] = {}
+        self._http: httpx.AsyncClient | None = None
+        #: Fired when queues without a sender task were added.
+        self._new_queues = Signal()
         self._ids = itertools.count(1)
         #: Session id -> its latest event (re-routed on each tick) and the indexes of the
         #: event routes that already fired for it; least recently active first.
@@ -229,10 +259,17 @@ class RouterService:
         #: Events routed (tests wait on it).
         self.routed = 0
 
+    @property
+    def active(self) -> bool:
+        """True while at least one route is configured (otherwise the service idles)."""
+        return bool(self.router.routes)
+
     # ---- input ------------------------------------------------------------------------------
 
     def committed(self, batches: Sequence[IngestBatch]) -> None:
         """The pipeline committed *batches*: queue them for routing. Never blocks (a pipeline hook)."""
+        if not self.router.routes:
+            return  # nothing would fire: no routing work per commit while routing is unused
         try:
             self._events_send.send_nowait(batches)
         except trio.WouldBlock:
@@ -268,6 +305,60 @@ class RouterService:
             problems.append(f"last delivery failed: {', '.join(failing)}")
         return f"degraded: {'; '.join(problems)}" if problems else "ok"
 
+    # ---- reload -----------------------------------------------------------------------------
+
+    def plan(
+        self,
+        routes: Sequence[RouteConfig],
+        *,
+        webhooks: Mapping[str, WebhookConfig],
+        slack: Mapping[str, SlackWebhookConfig],
+        tick_seconds: float,
+    ) -> RouterPlan:
+        """Compile a new routing config for :meth:`apply`; changes nothing.
+
+        Raises:
+            RouteError: a route does not compile (``check_routing`` reports these at load).
+        """
+        compiled = Router.from_config(routes).routes
+        return RouterPlan(compiled, dict(webhooks), dict(slack), tick_seconds)
+
+    def apply(self, plan: RouterPlan) -> None:
+        """Route with *plan* from now on (see the module doc, "Reload"). Synchronous: atomic for trio.
+
+        The next event is routed by the new rules; a new tick interval starts after the
+        tick that is due.
+        """
+        router, kept = self.router.replaced_by(plan.routes)
+        for _event, fired in self._latest.values():
+            renumbered = {kept[i] for i in fired if i in kept}
+            fired.clear()
+            fired.update(renumbered)
+        if not router.routes:
+            self._latest.clear()  # nothing to re-check; stale entries would outlive their sessions
+        self.router = router
+        self.webhooks, self.slack = dict(plan.webhooks), dict(plan.slack)
+        self.tuning = attrs.evolve(self.tuning, tick_seconds=plan.tick_seconds)
+        named = {route.target for route in router.routes}
+        for target in [t for t in self._queues if t not in named]:
+            queue = self._queues.pop(target)
+            queue.scope.cancel()
+            self._senders.pop(target, None)
+            if len(queue):
+                log.warning(
+                    "route target removed by a reload: its waiting deliveries are dropped",
+                    extra=ctx(target=str(target), dropped=len(queue)),
+                )
+        self._add_queues()
+        if self._http is not None:
+            self._senders = {t: self._sender_for(t, self._http) for t in self._queues}
+        self._new_queues.fire()
+
+    def _add_queues(self) -> None:
+        for route in self.router.routes:
+            if route.target not in self._queues:
+                self._queues[route.target] = _Queue(route.target, self.tuning.delivery_queue_size)
+
     # ---- the loop ---------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -283,18 +374,31 @@ class RouterService:
             if client is None:
                 client = httpx.AsyncClient(follow_redirects=False)
             try:
-                for queue in self._queues.values():
-                    nursery.start_soon(self._drain, queue, self._sender_for(queue.target, client))
+                self._http = client
+                self._senders = {t: self._sender_for(t, client) for t in self._queues}
+                nursery.start_soon(self._start_drains, nursery)
                 task_status.started()
-                log.info(
-                    "router ready",
-                    extra=ctx(routes=len(self.router.routes), targets=[str(t) for t in self._queues]),
-                )
+                if self.router.routes:
+                    log.info(
+                        "router ready",
+                        extra=ctx(routes=len(self.router.routes), targets=[str(t) for t in self._queues]),
+                    )
                 await self._loop()
             finally:
+                self._http = None
                 if self._client is None:
                     with trio.move_on_after(1, shield=True):
                         await client.aclose()
+
+    async def _start_drains(self, nursery: trio.Nursery) -> None:
+        """Start a sender task for every queue that has none (at start, and after a reload)."""
+        while True:
+            added = self._new_queues.waiter()
+            for queue in self._queues.values():
+                if not queue.draining:
+                    queue.draining = True
+                    nursery.start_soon(self._drain, queue)
+            await added.wait()
 
     async def _loop(self) -> None:
         interval = self.tuning.tick_seconds
@@ -306,6 +410,8 @@ class RouterService:
                 self._route_batches(batches)
                 continue
             await self._tick()
+            if self.tuning.tick_seconds != interval:  # a reload changed it: a new schedule from here
+                interval, start = self.tuning.tick_seconds, trio.current_time()
             # Drift-free; a late tick skips the missed ones.
             elapsed = trio.current_time() - start
             next_tick = start + (int(elapsed // interval) + 1) * interval
@@ -362,6 +468,9 @@ class RouterService:
         return self._spend.projects.get(project, Decimal(0))
 
     async def _tick(self) -> None:
+        if not self.router.routes:
+            self.ticks += 1
+            return  # idle: no spend to read, nothing to re-check
         wall = self.now()
         today = wall.astimezone(dt.UTC).date()
         if self.spend is not None:
@@ -389,7 +498,7 @@ class RouterService:
             self.metrics.route_deliveries.labels(label, "unavailable").inc()
             log.warning("discord not configured: alert not sent", extra=ctx(target=label, type=delivery.event.type))
             return
-        dropped = queue.put(delivery)
+        dropped = queue.put(delivery, self.router.routes[delivery.route_index].text)
         if dropped is None:
             queue.dropping = False
             return
@@ -410,20 +519,27 @@ class RouterService:
             case "discord":
                 return _DiscordSender(target.name, self.post_discord)
 
-    async def _drain(self, queue: _Queue, sender: Sender) -> None:
-        """One target's sender task: deliver its queue in order, one at a time."""
+    async def _drain(self, queue: _Queue) -> None:
+        """One target's sender task: deliver its queue in order, one at a time.
+
+        Cancellation: a reload that stops naming the target cancels ``queue.scope``
+        (a delivery in flight is abandoned).
+        """
         label = str(queue.target)
-        while True:
-            delivery = await queue.get()
-            route_text = self.router.routes[delivery.route_index].text
-            outcome: Outcome
-            try:
-                outcome = await sender.send(delivery, route_text)
-            except Exception:  # a sender bug: this delivery fails, the target keeps working
-                log.exception("delivery crashed", extra=ctx(target=label))
-                outcome = "failed"
-            self.metrics.route_deliveries.labels(label, outcome).inc()
-            queue.last_outcome = outcome
+        with queue.scope:
+            while True:
+                delivery, route_text = await queue.get()
+                sender = self._senders.get(queue.target)
+                if sender is None:
+                    return  # removed by a reload while this task was waking up
+                outcome: Outcome
+                try:
+                    outcome = await sender.send(delivery, route_text)
+                except Exception:  # a sender bug: this delivery fails, the target keeps working
+                    log.exception("delivery crashed", extra=ctx(target=label))
+                    outcome = "failed"
+                self.metrics.route_deliveries.labels(label, outcome).inc()
+                queue.last_outcome = outcome
 
 
 def _idle_for(session: Session | None, event: Event, wall: dt.datetime) -> float | None:

@@ -24,6 +24,7 @@ __all__ = [
     "LogFormat",
     "RedactingFilter",
     "TextFormatter",
+    "add_secrets",
     "configure_logging",
     "correlation_scope",
     "ctx",
@@ -266,3 +267,20 @@ def configure_logging(level: str = "info", fmt: LogFormat = "json", secrets: Ite
     # carry credentials in their paths, and our clients log route names instead.
     for chatty in ("httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Redact *secrets* too, from now on, on every handler :func:`configure_logging` set up.
+
+    A config reload brings new webhook URLs and secrets; the old ones stay redacted as
+    well (a delivery in flight may still log about them).
+    """
+    forms = _json_forms(secrets)
+    if not forms:
+        return
+    for handler in logging.getLogger().handlers:
+        parts: list[object] = [*handler.filters, handler.formatter]
+        for part in parts:
+            if isinstance(part, RedactingFilter | JsonFormatter | TextFormatter):
+                # Longest first, as _json_forms orders them.
+                part.secrets = sorted({*part.secrets, *forms}, key=len, reverse=True)

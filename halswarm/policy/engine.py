@@ -33,12 +33,14 @@ import datetime as dt
 import logging
 import math
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
 
 from halswarm.commands import SESSION_TARGETED, CommandRequest
+from halswarm.config.policies import PoliciesConfig
 from halswarm.convert import dumps, load_json_row
 from halswarm.cost.budgets import today_spend
 from halswarm.models import ACTIVE_STATUSES, SESSION_STATUSES, TERMINAL_COMMAND_STATUSES, Command, SessionStatus
@@ -67,7 +69,6 @@ from halswarm.timeutil import format_ts
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable
 
-    from halswarm.config.policies import PoliciesConfig
     from halswarm.config.supervisor import BudgetsConfig
     from halswarm.jsontypes import JSONObject
     from halswarm.policy.storage import CommandPath, PolicyStore, TryEmit
@@ -81,6 +82,7 @@ __all__ = [
     "OBSERVED_ROW",
     "PolicyEngine",
     "PolicyNotConfiguredError",
+    "PolicyReload",
     "TickReport",
     "UnknownPolicyError",
 ]
@@ -111,6 +113,19 @@ class TickReport:
     commands: tuple[Command, ...] = ()
     #: False when the tick's state could not be stored (then nothing was carried out).
     persisted: bool = True
+
+
+@attrs.frozen
+class PolicyReload:
+    """A new ``policies`` section and its effect on the runtime overrides (:meth:`PolicyEngine.plan_reload`)."""
+
+    config: PoliciesConfig
+    #: Overrides that still differ from the new file: they keep winning over it.
+    kept: Mapping[PolicyName, PolicyOverride]
+    #: Overrides the new file makes redundant: cleared (in the store and in memory).
+    cleared: Mapping[PolicyName, PolicyOverride]
+    #: Why the new section cannot run with the overrides in force (the reload is refused).
+    problems: list[str]
 
 
 @attrs.frozen
@@ -223,6 +238,8 @@ class PolicyEngine:
         interval = self.config.tick_seconds
         k = 0
         while True:
+            if self.config.tick_seconds != interval:  # a reload changed it: a new schedule from here
+                interval, start, k = self.config.tick_seconds, trio.current_time(), 0
             # Drift-free; the epsilon keeps a tick that ended exactly on time from skipping one.
             k = max(k + 1, math.ceil((trio.current_time() - start) / interval - 1e-9))
             await trio.sleep_until(start + k * interval)
@@ -232,6 +249,41 @@ class PolicyEngine:
                 log.error("policy tick skipped, the database failed (next tick runs as usual): %s", exc)
             except Exception:
                 log.exception("policy tick failed; the next tick runs as usual")
+
+    # ---- reload ---------------------------------------------------------------------------
+
+    def plan_reload(self, config: PoliciesConfig) -> PolicyReload:
+        """What switching to a new ``policies`` section does to the runtime overrides (changes nothing).
+
+        Runtime overrides persist across a reload, as across a restart: an operator who
+        disabled a policy through the API keeps it disabled until they enable it again.
+        An override that the new file makes redundant (the file now says the same) is
+        cleared, so that a later edit of the file is not masked by it. An override that
+        enables kill_on_cost while the new file leaves it no limit is a problem: the
+        reload is refused rather than run the brake without a limit.
+        """
+        kept = {n: o for n, o in self._overrides.items() if o.enabled != section(config, n).enabled}
+        cleared = {n: o for n, o in self._overrides.items() if n not in kept}
+        problems: list[str] = []
+        override = kept.get("kill_on_cost")
+        kill = effective_config(config, self.budgets, {}).kill_on_cost
+        if override is not None and override.enabled and kill.daily_limit_usd is None and not kill.projects:
+            problems.append(
+                f"policies.kill_on_cost: enabled at runtime by {override.actor}, but the new file gives it no limit "
+                "(set one, or disable it first: halctl policies disable kill_on_cost)"
+            )
+        return PolicyReload(config, kept, cleared, problems)
+
+    def apply_reload(self, plan: PolicyReload) -> None:
+        """Run with ``plan.config`` from the next tick on, dropping the overrides it made redundant.
+
+        A new ``tick_seconds`` takes effect after the tick that is due. An override
+        changed through the API since the plan was made is left as it is now.
+        """
+        self.config = plan.config
+        for name, override in plan.cleared.items():
+            if self._overrides.get(name) == override:
+                del self._overrides[name]
 
     # ---- the tick -------------------------------------------------------------------------
 

@@ -113,6 +113,13 @@ def set_policy_override(
         _insert_audit(conn, audit)
 
 
+def record_config_reload(conn: sqlite3.Connection, cleared_overrides: Sequence[str], audit: AuditRecord) -> None:
+    """Clear the policy overrides a config reload made redundant and append its audit row, together."""
+    with conn:
+        conn.executemany("DELETE FROM policy_overrides WHERE name = ?", [(name,) for name in cleared_overrides])
+        _insert_audit(conn, audit)
+
+
 def unfinished_commands(conn: sqlite3.Connection) -> list[UnfinishedCommand]:
     """Commands still ``pending`` or ``sent`` (a partial index keeps this cheap)."""
     rows = conn.execute(

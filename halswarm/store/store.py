@@ -114,6 +114,16 @@ class Store:
         self._read_gate = trio.CapacityLimiter(len(readers))
         self.healthy = True
         self.last_error: str | None = None
+        #: ``trio.current_time()`` when the SQLite call now running on the writer started
+        #: (None while the writer is idle): the systemd watchdog stops vouching for a
+        #: supervisor whose writer is stuck in one call (a hung disk), not for one whose
+        #: writes fail quickly (a full disk).
+        self.write_started: float | None = None
+
+    def writer_stuck_for(self) -> float:
+        """Seconds the writer's current SQLite call has taken (0 while it is idle)."""
+        started = self.write_started
+        return 0.0 if started is None else trio.current_time() - started
 
     async def _write(self, fn: Callable[Concatenate[sqlite3.Connection, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         return await self._write_as(False, fn, *args, **kwargs)
@@ -129,9 +139,13 @@ class Store:
     ) -> R:
         try:
             async with self._write_gate.hold(urgent=urgent):
-                result: R = await trio.to_thread.run_sync(
-                    functools.partial(fn, self._writer, *args, **kwargs), limiter=self._write_thread
-                )
+                self.write_started = trio.current_time()
+                try:
+                    result: R = await trio.to_thread.run_sync(
+                        functools.partial(fn, self._writer, *args, **kwargs), limiter=self._write_thread
+                    )
+                finally:
+                    self.write_started = None
         except sqlite3.Error as exc:
             self.healthy = False
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -315,6 +329,10 @@ class Store:
     async def set_policy_override(self, name: str, override: PolicyOverride | None, audit: AuditRecord) -> None:
         """Set or clear a policy's runtime override, with its audit row, in one transaction."""
         await self._write_urgent(policy_sql.set_policy_override, name, override, audit)
+
+    async def record_config_reload(self, cleared_overrides: Sequence[str], audit: AuditRecord) -> None:
+        """A config reload: clear the policy overrides it made redundant and append its audit row, together."""
+        await self._write(policy_sql.record_config_reload, list(cleared_overrides), audit)
 
     async def unfinished_commands(self) -> list[UnfinishedCommand]:
         """Commands still pending or sent."""

@@ -7,13 +7,19 @@
        └─ core nursery                     pipeline, dispatcher, heartbeat monitor, cost poller, policy engine,
           │                                dependencies (completions -> dependant starts)
           │                                Discord channel (commands, gateway, alerts) when configured
-          │                                event router (routes -> Discord, webhooks, Slack) when configured
+          │                                event router (routes -> Discord, webhooks, Slack; idle without routes)
           │                                retention job (old events, sessions, commands; docs/DATA.md)
+          │                                once ready: systemd monitor (watchdog, status), config reloader
           └─ edge nursery                  hub (:8420), HTTP API (:8421)
 
-Shutdown (the ``shutdown`` event): the hub and HTTP server stop accepting; in-flight
-batches are committed and acknowledged; connections close with 1001; then the core is
-cancelled and the store closed. All within ``server.shutdown_grace_sec`` per stage.
+Ready (the hub and HTTP API listen, the store is open and migrated): ``task_status``
+gets the handle and systemd ``READY=1``. Reload requests (SIGHUP) are served from then
+on (:mod:`halswarm.supervisor.reload`).
+
+Shutdown (the ``shutdown`` event): systemd hears ``STOPPING=1``; the hub and HTTP server
+stop accepting; in-flight batches are committed and acknowledged; connections close
+with 1001; then the core is cancelled and the store closed. All within
+``server.shutdown_grace_sec`` per stage.
 """
 
 from __future__ import annotations
@@ -34,19 +40,23 @@ from halswarm.cost.providers import sources_from_config
 from halswarm.cost.reporter import CostReporter
 from halswarm.http.context import ApiContext
 from halswarm.http.server import HttpServer
+from halswarm.models import ACTIVE_STATUSES
 from halswarm.obs.logging import ctx
 from halswarm.obs.metrics import ChannelState, LiveState, Metrics
 from halswarm.policy.completions import COMPLETED_EVENT
 from halswarm.policy.dependency_engine import DependencyEngine
 from halswarm.policy.engine import PolicyEngine
+from halswarm.sdnotify import Notifier, ServiceMonitor
 from halswarm.store import Store, open_store
 from halswarm.supervisor.dispatcher import Dispatcher
 from halswarm.supervisor.env import EnvService
 from halswarm.supervisor.heartbeat import HeartbeatMonitor
 from halswarm.supervisor.hub import Hub
 from halswarm.supervisor.installs import InstallApprovals
+from halswarm.supervisor.liveness import supervisor_problem
 from halswarm.supervisor.pipeline import SUPERVISOR_NODE_ID, Pipeline
 from halswarm.supervisor.registry import NodeRegistry
+from halswarm.supervisor.reload import ConfigReloader, ReloadRequest
 from halswarm.supervisor.retention import RetentionJob, RetentionTuning
 from halswarm.supervisor.tracker import SessionTracker
 from halswarm.timeutil import Clock, format_ts, system_now
@@ -80,10 +90,14 @@ class SupervisorHandle:
     shutdown: trio.Event
     policies: PolicyEngine
     dependencies: DependencyEngine
+    #: The event router (issue #7); idle while no ``routes`` are configured.
+    router: RouterService
+    #: Reloads the config file (SIGHUP; issue 10).
+    reloader: ConfigReloader
+    #: systemd's watchdog and status (issue 10).
+    monitor: ServiceMonitor
     #: The Discord channel (``post_alert`` for the event router), when configured.
     discord: DiscordService | None = None
-    #: The event router (issue #7), when ``routes`` is configured.
-    router: RouterService | None = None
     #: The environment manifest and check reports (issue #9).
     env: EnvService | None = None
     #: The retention job (issue #10).
@@ -98,6 +112,9 @@ async def run_supervisor(
     cost_sources: Sequence[CostSource] | None = None,
     post_discord: PostDiscord | None = None,
     retention: RetentionTuning | None = None,
+    notifier: Notifier | None = None,
+    config_path: Path | None = None,
+    reload_requests: trio.MemoryReceiveChannel[ReloadRequest] | None = None,
     task_status: trio.TaskStatus[SupervisorHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the supervisor until *shutdown* is set.
@@ -106,6 +123,9 @@ async def run_supervisor(
     *post_discord* replaces the Discord service for the router's ``discord#<name>``
     deliveries (tests); without either they are logged "discord not configured".
     *retention* replaces the retention job's schedule and batch sizes (tests).
+    *notifier* tells systemd about readiness, reloads and shutdown and pings its
+    watchdog (default: none). *config_path* is the file *config* came from, re-read on
+    each of *reload_requests* (:mod:`halswarm.supervisor.reload`).
 
     Raises:
         StoreError: the database cannot be opened.
@@ -256,22 +276,21 @@ async def run_supervisor(
             buckets = await store.cost_buckets(day, day)
             return today_spend(buckets, cost_poller.coverage) if buckets else None
 
-        # Event routing (issue #7): every committed event -> Discord, webhooks, Slack.
-        router: RouterService | None = None
-        if config.routes:
-            router = RouterService(
-                config.routes,
-                webhooks=config.channels.webhooks,
-                slack=config.channels.slack,
-                # Tests may record instead; otherwise the Discord service renders and posts.
-                post_discord=post_discord or (discord.post_event if discord is not None else None),
-                sessions=tracker.get,
-                spend=spend_of,
-                metrics=metrics,
-                now=now,
-                tuning=RouterTuning(tick_seconds=config.policies.tick_seconds),
-            )
-            pipeline.on_committed(router.committed)
+        # Event routing (issue #7): every committed event -> Discord, webhooks, Slack. Always
+        # there (idle without routes), so that a reload can add the first routes.
+        router = RouterService(
+            config.routes,
+            webhooks=config.channels.webhooks,
+            slack=config.channels.slack,
+            # Tests may record instead; otherwise the Discord service renders and posts.
+            post_discord=post_discord or (discord.post_event if discord is not None else None),
+            sessions=tracker.get,
+            spend=spend_of,
+            metrics=metrics,
+            now=now,
+            tuning=RouterTuning(tick_seconds=config.policies.tick_seconds),
+        )
+        pipeline.on_committed(router.committed)
 
         async def readiness() -> dict[str, str]:
             components = {"database": "ok", "hub": "ok", "pipeline": "ok", "http": "ok"}
@@ -290,7 +309,7 @@ async def run_supervisor(
                 components["cost"] = cost_poller.readiness()
             # Chat and webhooks are degraded at worst: an outage there must not take the
             # supervisor out of service.
-            if router is not None:
+            if router.active:
                 components["routing"] = router.health()
             if discord is not None:
                 components["discord"] = discord.health()
@@ -298,7 +317,7 @@ async def run_supervisor(
 
         metrics.attach_channels(
             ChannelState(
-                route_queues=router.queue_stats if router is not None else None,
+                route_queues=router.queue_stats,
                 discord=discord.figures if discord is not None else None,
             )
         )
@@ -338,6 +357,36 @@ async def run_supervisor(
             shutdown=shutdown,
             tls_files=tls_files,  # HTTPS with security.tls
         )
+        notify = notifier if notifier is not None else Notifier(None)
+
+        def status_line() -> str:
+            """The one-line state systemd shows (``systemctl status``)."""
+            counts = tracker.counts_by_status()
+            active = sum(n for status, n in counts.items() if status in ACTIVE_STATUSES)
+            nodes = sum(1 for _ in registry)
+            parts = [f"{registry.online_count()} of {nodes} nodes online", f"{active} active sessions"]
+            if pipeline.stalled_since is not None:
+                parts.append(f"storing events failing for {trio.current_time() - pipeline.stalled_since:.0f}s")
+            if reloader.last is not None:
+                parts.append(f"last reload: {reloader.last.summary()}")
+            return ("stopping; " if shutdown.is_set() else "") + "; ".join(parts)
+
+        reloader = ConfigReloader(
+            config,
+            path=config_path,
+            policies=policies,
+            router=router,
+            dependencies=dependencies,
+            store=store,
+            notifier=notify,
+            status=status_line,
+            now=now,
+        )
+        # Wedged means one call or commit longer than the watchdog period (see liveness.py).
+        stall_limit = notify.watchdog_period or 0.0
+        service_monitor = ServiceMonitor(
+            notify, health=lambda: supervisor_problem(store, pipeline, stall_limit), status=status_line
+        )
         async with trio.open_nursery() as core:
             await core.start(pipeline.run)
             await core.start(dispatcher.run)
@@ -347,8 +396,7 @@ async def run_supervisor(
             await core.start(dependencies.run)
             await core.start(env.run)
             await core.start(retention_job.run)
-            if router is not None:
-                await core.start(router.run)
+            await core.start(router.run)
             if discord is not None:
                 await core.start(discord.run)
             async with trio.open_nursery() as edge:
@@ -358,6 +406,11 @@ async def run_supervisor(
                     "supervisor ready",
                     extra=ctx(ws_port=ws_port, http_port=http_port, db=config.database.path, nodes=len(state.nodes)),
                 )
+                notify.ready(status_line())
+                core.start_soon(service_monitor.run)
+                core.start_soon(_announce_stopping, shutdown, notify)
+                if reload_requests is not None:
+                    core.start_soon(_serve_reloads, reloader, reload_requests, shutdown)
                 task_status.started(
                     SupervisorHandle(
                         ws_port=ws_port,
@@ -371,8 +424,10 @@ async def run_supervisor(
                         shutdown=shutdown,
                         policies=policies,
                         dependencies=dependencies,
-                        discord=discord,
                         router=router,
+                        reloader=reloader,
+                        monitor=service_monitor,
+                        discord=discord,
                         env=env,
                         retention=retention_job,
                     )
@@ -382,3 +437,19 @@ async def run_supervisor(
                 await pipeline.wait_idle()
             core.cancel_scope.cancel()
     log.info("supervisor stopped")
+
+
+async def _announce_stopping(shutdown: trio.Event, notifier: Notifier) -> None:
+    """``STOPPING=1`` as soon as the graceful shutdown starts."""
+    await shutdown.wait()
+    notifier.stopping("stopping: draining agent connections and queued events")
+
+
+async def _serve_reloads(
+    reloader: ConfigReloader, requests: trio.MemoryReceiveChannel[ReloadRequest], shutdown: trio.Event
+) -> None:
+    """Serve reload requests until the shutdown starts (a reload must not follow ``STOPPING=1``)."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reloader.run, requests)
+        await shutdown.wait()
+        nursery.cancel_scope.cancel()

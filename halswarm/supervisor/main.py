@@ -3,12 +3,17 @@
 Exit codes: 0 stopped cleanly (or ``--validate`` passed), 1 runtime failure (port in
 use, database unusable), 2 invalid configuration, 3 the database was migrated by a newer
 halswarm. The ``db`` commands' codes are in :mod:`halswarm.supervisor.db_cli`.
+
+Signals: SIGTERM/SIGINT stop gracefully (a second one at once); SIGHUP reloads the
+config file (:mod:`halswarm.supervisor.reload`). Under systemd (``Type=notify``) it
+reports readiness, reloads, shutdown and watchdog pings (:mod:`halswarm.sdnotify`).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -19,9 +24,11 @@ from halswarm import __version__
 from halswarm.config import ConfigError, load_supervisor_config
 from halswarm.obs.logging import LogFormat, configure_logging
 from halswarm.runtime import exception_leaves, watch_signals
+from halswarm.sdnotify import Notifier
 from halswarm.store import SchemaTooNewError, StoreError
 from halswarm.supervisor.app import run_supervisor
 from halswarm.supervisor.db_cli import EXIT_SCHEMA_NEWER, db
+from halswarm.supervisor.reload import ReloadRequest
 
 if TYPE_CHECKING:
     from halswarm.config.supervisor import SupervisorConfig
@@ -48,11 +55,24 @@ Database commands (hal-supervisor db --help):
   hal-supervisor db stats [--config FILE] [--output json]"""
 
 
-async def _serve(config: SupervisorConfig) -> None:
+async def _serve(config: SupervisorConfig, config_path: Path, notifier: Notifier) -> None:
     shutdown = trio.Event()
+    # One reload waiting is enough: a SIGHUP while one is queued reads the same file.
+    send, receive = trio.open_memory_channel[ReloadRequest](1)
+
+    def hangup() -> None:
+        try:
+            send.send_nowait(ReloadRequest("signal:SIGHUP", "signal"))
+        except trio.WouldBlock:
+            log.info("SIGHUP received: a config reload is already queued")
+        else:
+            log.info("SIGHUP received: reloading the config file")
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch_signals, shutdown, nursery.cancel_scope)
-        await run_supervisor(config, shutdown=shutdown)
+        nursery.start_soon(partial(watch_signals, shutdown, nursery.cancel_scope, on_hangup=hangup))
+        await run_supervisor(
+            config, shutdown=shutdown, notifier=notifier, config_path=config_path, reload_requests=receive
+        )
         nursery.cancel_scope.cancel()
 
 
@@ -100,8 +120,11 @@ async def cli(ctx: click.Context, config_path: Path, validate: bool, log_level: 
         click.echo(f"{config_path}: configuration is valid")
         return
     configure_logging(log_level, log_format, secrets=config.secrets())
+    notifier = Notifier.from_environ()
+    notifier.enable_fault_dumps()
     try:
-        await _serve(config)
+        # Absolute: the audit rows of reloads name the file.
+        await _serve(config, Path(await trio.Path(config_path).absolute()), notifier)
     except* SchemaTooNewError as newer:
         for schema_error in exception_leaves(newer):
             log.error("%s", schema_error)

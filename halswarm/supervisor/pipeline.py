@@ -84,6 +84,10 @@ class Pipeline:
         self._idle = trio.Event()
         self._idle.set()
         self.stalled_since: float | None = None
+        #: ``trio.current_time()`` when the commit attempt now running started (None:
+        #: waiting for work, or between retries): how the systemd watchdog tells a wedged
+        #: pipeline from one whose store fails fast.
+        self.attempt_started: float | None = None
         self._watchers: dict[str, list[Callable[[], None]]] = {}
         self._commit_watchers: list[Callable[[Sequence[IngestBatch]], None]] = []
 
@@ -175,6 +179,11 @@ class Pipeline:
             or self._queued_events >= self.max_queued_events
         )
 
+    def attempt_stuck_for(self) -> float:
+        """Seconds the commit attempt now running has taken (0 while none runs)."""
+        started = self.attempt_started
+        return 0.0 if started is None else trio.current_time() - started
+
     def queue_stats(self) -> JSONObject:
         """Channel statistics for readiness output."""
         stats = self._receive.statistics()
@@ -220,7 +229,11 @@ class Pipeline:
         delay = _RETRY_DELAY
         while True:
             try:
-                await self._commit(jobs)
+                self.attempt_started = trio.current_time()
+                try:
+                    await self._commit(jobs)
+                finally:
+                    self.attempt_started = None
             except StoreError as exc:
                 self.metrics.ingest_errors.inc()
                 if self.stalled_since is None:

@@ -400,3 +400,42 @@ def test_router_from_config() -> None:
         "discord#alerts",
         "webhook#n8n",
     ]
+
+
+# ---- reload ----------------------------------------------------------------------------------
+
+
+def test_a_reload_keeps_the_memory_of_unchanged_routes_only() -> None:
+    over = route("cost.daily > 20", "slack#ops")
+    errors = route("session.error", "webhook#n8n", throttle=60)
+    old = router(over, errors)
+    over_budget = RouteContext(cost_daily=Decimal(25))
+    assert fired(old, event("session.updated"), 0.0, over_budget) == [0]
+    assert fired(old, event("session.error"), 0.0, over_budget) == [0]
+    # The new file puts a route first, keeps the condition route, changes the error route's throttle.
+    new, kept = old.replaced_by([route("node.*", "slack#ops"), over, route("session.error", "webhook#n8n")])
+    assert kept == {0: 1}
+    # The condition already fired and still holds: no second alert because of the reload.
+    assert fired(new, event("session.updated"), 5.0, over_budget) == []
+    # The changed route starts afresh (no throttle any more).
+    assert fired(new, event("session.error"), 5.0, over_budget) == [0]
+    assert fired(new, event("session.error"), 6.0, over_budget) == [0]
+
+
+def test_a_reload_carries_an_open_throttle_window_over() -> None:
+    errors = route("session.error", throttle=60)
+    old = router(errors)
+    assert fired(old, event("session.error"), 0.0) == [0]
+    new, kept = old.replaced_by([errors])
+    assert kept == {0: 0}
+    assert fired(new, event("session.error"), 30.0) == []  # still inside the window
+    assert fired(new, event("session.error"), 60.0) == [1]
+    assert old.stats().keys == new.stats().keys
+
+
+def test_identical_routes_are_each_taken_over_once() -> None:
+    twice = route("session.error", "webhook#n8n")
+    old = router(twice, twice)
+    new, kept = old.replaced_by([twice])
+    assert kept == {0: 0}
+    assert new.states[0] is old.states[0]

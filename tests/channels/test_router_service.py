@@ -22,7 +22,7 @@ import trio.testing
 
 from halswarm.channels.router_service import RouterService, RouterTuning
 from halswarm.config.policies import PoliciesConfig
-from halswarm.config.routing import RouteConfig, WebhookConfig
+from halswarm.config.routing import RouteConfig, SlackWebhookConfig, WebhookConfig
 from halswarm.config.supervisor import ChannelsConfig
 from halswarm.cost.budgets import TodaySpend
 from halswarm.jsontypes import JSONObject, JSONValue
@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 
 SECRET: Final = "route-test-secret-0123456789"
 ERROR_DATA: Final[JSONObject] = {"error": {"name": "APIError", "data": {"message": "overloaded"}}}
+#: Webhooks ``n8n`` (host n8n.test) and ``slow`` (slow.test) of the in-process rigs.
+WEBHOOKS: Final = {
+    "n8n": WebhookConfig("http://n8n.test/hook", secret=SECRET),
+    "slow": WebhookConfig("http://slow.test/hook", timeout_sec=5.0, max_attempts=1),
+}
 
 _seqs = itertools.count(1)
 
@@ -138,10 +143,7 @@ async def open_service(
         posted.append((channel_name, event))
         return True
 
-    webhooks = {
-        "n8n": WebhookConfig("http://n8n.test/hook", secret=SECRET),
-        "slow": WebhookConfig("http://slow.test/hook", timeout_sec=5.0, max_attempts=1),
-    }
+    webhooks = WEBHOOKS
     async with (
         httpx.AsyncClient(transport=httpx.MockTransport(hooks.handler)) as client,
         trio.open_nursery() as nursery,
@@ -278,6 +280,74 @@ async def test_discord_without_a_poster_is_counted_unavailable(
     assert "discord not configured" in caplog.text
 
 
+# ---- reload: RouterService.plan / apply --------------------------------------------------------
+
+
+async def test_a_reload_adds_routes_and_targets_that_work_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_service([]) as rig:
+        assert rig.service.router.routes == ()
+        rig.service.committed(commit(wire("session.error")))  # no routes: not even queued
+        await trio.testing.wait_all_tasks_blocked()
+        assert rig.service.routed == 0
+        routes = [RouteConfig("session.error", "webhook#n8n"), RouteConfig("session.idle", "slack#team")]
+        slack = {"team": SlackWebhookConfig("http://slack.test/services/T/B/X")}
+        rig.service.apply(rig.service.plan(routes, webhooks=WEBHOOKS, slack=slack, tick_seconds=10.0))
+        assert rig.service.active
+        rig.service.committed(commit(wire("session.error"), wire("session.idle")))
+        await trio.testing.wait_all_tasks_blocked()
+    assert sorted(host for _, host, _ in rig.hooks.requests) == ["n8n.test", "slack.test"]  # each target: own task
+
+
+async def test_a_reload_drops_a_target_no_longer_named(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_service([RouteConfig("session.error", "webhook#slow")], slow=["slow.test"]) as rig:
+        for _ in range(3):  # one in flight (never answered in time), two waiting
+            rig.service.committed(commit(wire("session.error")))
+        await trio.testing.wait_all_tasks_blocked()
+        routes = [RouteConfig("session.error", "webhook#n8n")]
+        rig.service.apply(rig.service.plan(routes, webhooks=WEBHOOKS, slack={}, tick_seconds=10.0))
+        assert rig.service.queue_stats() == {"events": 0, "webhook#n8n": 0}
+        rig.service.committed(commit(wire("session.error")))
+        await trio.sleep(30)
+    assert len(rig.hooks.to("n8n.test")) == 1
+    assert len(rig.hooks.arrived) == 2  # the slow one in flight was abandoned, the waiting ones dropped
+    assert deliveries(rig.metrics, "webhook#slow", "failed") == 0
+    assert "route target removed by a reload: its waiting deliveries are dropped" in caplog.text
+
+
+async def test_a_changed_webhook_url_applies_to_the_next_delivery(autojump_clock: trio.testing.MockClock) -> None:
+    routes = [RouteConfig("session.error", "webhook#n8n")]
+    async with open_service(routes) as rig:
+        rig.service.committed(commit(wire("session.error")))
+        await trio.testing.wait_all_tasks_blocked()
+        moved = {**WEBHOOKS, "n8n": WebhookConfig("http://moved.test/hook", secret=SECRET)}
+        rig.service.apply(rig.service.plan(routes, webhooks=moved, slack={}, tick_seconds=10.0))
+        rig.service.committed(commit(wire("session.error")))
+        await trio.testing.wait_all_tasks_blocked()
+    assert [host for _, host, _ in rig.hooks.requests] == ["n8n.test", "moved.test"]
+
+
+async def test_an_idle_alert_is_not_repeated_when_a_reload_renumbers_its_route(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    idle = RouteConfig("session.idle && idle_for > 5m", "webhook#n8n")
+    async with open_service([idle]) as rig:
+        idle_at = format_ts(rig.clock())
+        rig.tracker.apply(1, Session("ses-a", "node-1", "alpha", status="idle", last_activity=idle_at))
+        rig.service.committed(commit(wire("session.idle")))
+        rig.clock.advance(301)
+        await trio.sleep(15)
+        assert len(rig.hooks.requests) == 1
+        # A new route goes first: the idle route becomes routes[1], and remembers it fired.
+        routes = [RouteConfig("session.error", "webhook#slow"), idle]
+        rig.service.apply(rig.service.plan(routes, webhooks=WEBHOOKS, slack={}, tick_seconds=5.0))
+        ticks = rig.service.ticks
+        await trio.sleep(100)
+        assert rig.service.ticks >= ticks + 15  # the new tick interval is in effect
+    assert len(rig.hooks.requests) == 1
+
+
 # ---- a real supervisor and agent (loopback sockets, real time) ---------------------------------
 
 
@@ -391,12 +461,20 @@ async def test_an_idle_session_is_reported_once_after_five_minutes_by_the_tick(t
     assert at(receiver.requests[0].json(), "event", "type") == "session.idle"
 
 
-async def test_no_routes_no_router(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_without_routes_the_router_idles(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # It exists (a config reload may add the first routes) but does no work per event.
     caplog.set_level(logging.INFO)
     clock = ManualClock()
     backend = Sessions(clock, [("ses-a", "alpha", "busy")])
     config = attrs.evolve(supervisor_config(tmp_path / "sup.db"), policies=PoliciesConfig(tick_seconds=TICK))
     with trio.fail_after(30):
         async with open_routed_fleet(config, tmp_path, backend, clock, []) as sup:
-            assert sup.router is None
+            assert not sup.router.active
+            await backend.error("ses-a")
+            await wait_until(lambda: sup.tracker.real_status("ses-a") == "error", what="the error stored")
+            ticks = sup.router.ticks
+            await wait_until(lambda: sup.router.ticks >= ticks + 2, what="two ticks")
+            assert sup.router.routed == 0
+            assert sup.router.queue_stats() == {"events": 0}
     assert "not active in this version" not in caplog.text
+    assert "router ready" not in caplog.text

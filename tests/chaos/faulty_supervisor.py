@@ -40,7 +40,9 @@ if TYPE_CHECKING:
     import sqlite3
 
     from halswarm.config.supervisor import SupervisorConfig
+    from halswarm.sdnotify import Notifier
     from halswarm.store import Store
+    from halswarm.supervisor.reload import ReloadRequest
 
 __all__ = ["main"]
 
@@ -95,12 +97,28 @@ async def _apply_faults(store: Store, path: Path) -> None:
             await trio.sleep(_POLL_INTERVAL)
 
 
-async def _run_with_faults(config: SupervisorConfig, *, shutdown: trio.Event, fault_file: Path) -> None:
-    """``run_supervisor`` plus the fault watcher (which ends when the supervisor stops)."""
+async def _run_with_faults(
+    config: SupervisorConfig,
+    *,
+    shutdown: trio.Event,
+    fault_file: Path,
+    notifier: Notifier | None = None,
+    config_path: Path | None = None,
+    reload_requests: trio.MemoryReceiveChannel[ReloadRequest] | None = None,
+) -> None:
+    """``run_supervisor`` (with what hal-supervisor's CLI passes) plus the fault watcher (which ends when the
+    supervisor stops)."""
     async with trio.open_nursery() as nursery:
 
         async def supervisor(*, task_status: trio.TaskStatus[SupervisorHandle]) -> None:
-            await run_supervisor(config, shutdown=shutdown, task_status=task_status)
+            await run_supervisor(
+                config,
+                shutdown=shutdown,
+                notifier=notifier,
+                config_path=config_path,
+                reload_requests=reload_requests,
+                task_status=task_status,
+            )
             nursery.cancel_scope.cancel()
 
         handle: SupervisorHandle = await nursery.start(supervisor)
