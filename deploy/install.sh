@@ -126,7 +126,7 @@ check_python() {
 		base=$("$PYTHON" -c 'import os, sys; print(os.path.realpath(sys.base_prefix))')
 		case $base/ in
 		/home/* | /root/* | /run/user/*)
-			warn "$PYTHON lives in $base, which the units hide from the daemons (ProtectHome=): they will not start; use a Python outside home directories (e.g. PYTHON=/usr/bin/python3)"
+			warn "$PYTHON lives under a home directory ($base): the supervisor's unit hides home directories (ProtectHome=yes) and the service user may not be allowed in, so the daemons may not start; use a Python outside home directories (e.g. PYTHON=/usr/bin/python3)"
 			;;
 		esac
 	fi
@@ -252,6 +252,7 @@ install_docs() {
 	local doc
 	doc=$(opt_dir)/doc
 	ensure_dir "$doc" 0755
+	local name
 	for name in DEPLOYMENT.md ROLLBACK.md; do
 		install_file "$SRC/docs/$name" "$doc/$name" 0644
 	done
