@@ -10,7 +10,7 @@ TOOLS := .tools
 OPENCODE := $(TOOLS)/node_modules/.bin/opencode
 # promtool (Debian's prometheus package) checks /metrics in the tests; extracted, not installed.
 PROMTOOL := $(TOOLS)/promtool
-PY_SOURCES := halswarm tests bench
+PY_SOURCES := halswarm tests bench deploy
 
 .PHONY: help venv demo test lint typecheck unit opencode promtool bench chaos clean
 

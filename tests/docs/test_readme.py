@@ -59,6 +59,17 @@ MAPPED: Final[dict[str, str]] = {
         "tests/opencode_agent/test_agent_crash_e2e.py"
         "::test_restarted_agent_replaces_the_orphaned_opencode_and_keeps_its_sessions"
     ),
+    # Root, /etc, /opt, systemd: the deploy tests run them in overlays and staging trees.
+    "sudo ./deploy/install.sh --all": "tests/deploy/test_real_install.py::test_real_install_upgrade_and_uninstall",
+    "sudo ./deploy/install.sh --supervisor": "tests/deploy/test_install.py::test_one_role_installs_only_that_role",
+    "sudoedit /etc/hal-o-swarm/supervisor.config.json": (
+        "tests/deploy/test_install.py::test_generated_configs_are_valid_with_a_fresh_shared_token"
+    ),
+    "sudo systemctl start hal-supervisor hal-agent": (
+        "tests/deploy/test_real_install.py::test_real_install_upgrade_and_uninstall"
+    ),
+    # JSON lines on stderr are what journald keeps; READY/STOPPING as systemd sees them.
+    "journalctl -u hal-supervisor -f": "tests/e2e/test_systemd.py::test_supervisor_ready_watchdog_reload_and_stop",
 }
 
 #: Inline code the README tells the reader to run (not just a name): these join the commands.
