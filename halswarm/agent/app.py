@@ -32,6 +32,7 @@ import attrs
 import trio
 
 from halswarm.agent.backend import EventSink, SessionBackend
+from halswarm.agent.envapply import OpencodeServer
 from halswarm.agent.envchecker import EnvChecker
 from halswarm.agent.executor import Executor
 from halswarm.agent.link import AgentLink, Connector, LinkStatus
@@ -103,7 +104,9 @@ async def run_agent(
 
     *env_factory* builds the environment checker (default: one for the announced
     projects with ``env_check_interval_sec``); it is started before the backend, so a
-    spawned opencode gets the stored manifest's environment. *notifier* tells systemd
+    spawned opencode gets the stored manifest's environment. A backend that runs opencode
+    (:class:`~halswarm.agent.envapply.OpencodeServer`) gets the manifest's values from it
+    and is given to it as its server. *notifier* tells systemd
     about readiness and shutdown and pings its watchdog (default: none).
 
     Raises:
@@ -115,6 +118,11 @@ async def run_agent(
         announced = projects if projects is not None else list(config.projects)
         env = env_factory(outbox) if env_factory is not None else default_env_checker(config, announced, outbox, now)
         backend = backend_factory(outbox)
+        if isinstance(backend, OpencodeServer):
+            # A spawned server gets the manifest's values; checks compare with what the
+            # running one got; provisioning restarts it to apply a change.
+            backend.use_manifest_environment(env.opencode_env)
+            env.server = backend
         sink = EventSink(outbox, now=now)
         executor = Executor(backend, outbox, env=env)
         link = AgentLink(

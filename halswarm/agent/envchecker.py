@@ -26,6 +26,11 @@ does not repeat them. Commands (run by the executor, never in the link's reader)
 ``env.provision.manual_required``, ``agent-md.updated``) and ``env_install`` (an approved
 declared install command, run with its timeout; output in the command result).
 Checks run off the trio thread with bounded subprocesses (:mod:`halswarm.envcheck.checks`).
+
+With a backend that runs opencode (:class:`~halswarm.agent.envapply.OpencodeServer`,
+set as :attr:`EnvChecker.server`), checks also compare the manifest's variables with
+what the running server was started with, and ``env_provision`` restarts a spawned
+server that lacks them while no session is busy (:mod:`halswarm.agent.envapply`).
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+import attrs
 import orjson
 import trio
 
 from halswarm.agent.backend import CommandFailedError, OutEvent
+from halswarm.agent.envapply import decide_restart, restart_reason
 from halswarm.commands import EnvArgs, EnvInstallArgs, parse_args
 from halswarm.convert import ConversionError, converter, unstructure
 from halswarm.envcheck.checks import check_project
@@ -54,7 +61,10 @@ from halswarm.timeutil import Clock, format_ts
 
 if TYPE_CHECKING:
     from halswarm.agent.backend import EventSink
+    from halswarm.agent.envapply import OpencodeServer
     from halswarm.agent.outbox import Outbox
+    from halswarm.envcheck.environment import ServerEnvironment
+    from halswarm.envcheck.views import OpencodeRestart
     from halswarm.jsontypes import JSONObject, JSONValue
     from halswarm.models import Project
     from halswarm.proto.messages import CommandMsg, EnvManifest
@@ -89,6 +99,9 @@ class EnvChecker:
         #: How opencode's environment is built (:mod:`halswarm.envcheck.environment`):
         #: checks, provisioning and installs run with exactly what a spawned server gets.
         self.environment = environment if environment is not None else OpencodeEnvironment()
+        #: The opencode server the node's backend runs (None: the simulator, tests):
+        #: checks compare with its environment, provisioning restarts it.
+        self.server: OpencodeServer | None = None
         self.manifest: Manifest | None = None
         self.manifest_hash = ""
         #: The latest report per project (also what tests look at).
@@ -214,12 +227,13 @@ class EnvChecker:
         async with self._lock:
             await self._save_manifest()
             environment = self.opencode_environment()
+            server = self._server_environment()
             reports = []
             for target in self._targets(project):
                 spec = manifest.spec_for(target.name)
                 directory = _directory(target)
                 checked = await check_project(
-                    target.name, spec, directory, env=environment, manifest_hash=self.manifest_hash
+                    target.name, spec, directory, env=environment, manifest_hash=self.manifest_hash, server=server
                 )
                 agent_file = await trio.to_thread.run_sync(agent_file_info, target.name, spec, directory)
                 reports.append(env_report(self.node_id, checked, format_ts(self.now()), agent_file))
@@ -301,29 +315,71 @@ class EnvChecker:
         manifest = self.manifest
         if manifest is None:
             raise CommandFailedError("no environment manifest received from the supervisor yet")
-        results: list[JSONValue] = []
-        events: list[OutEvent] = []
+        provisioned: list[ProvisionResult] = []
         async with self._lock:
             environment = self.opencode_environment()
+            server = self._server_environment()
             for target in self._targets(project):
                 spec = manifest.spec_for(target.name)
-                result = await provision_project(
-                    target.name,
-                    spec,
-                    _directory(target),
-                    env=environment,
-                    dry_run=dry_run,
-                    manifest_hash=self.manifest_hash,
-                    only=frozenset(only) if only else None,
+                provisioned.append(
+                    await provision_project(
+                        target.name,
+                        spec,
+                        _directory(target),
+                        env=environment,
+                        dry_run=dry_run,
+                        manifest_hash=self.manifest_hash,
+                        only=frozenset(only) if only else None,
+                        server=server,
+                    )
                 )
-                results.append(_result_json(result))
-                events += _provision_events(result)
-        assert self._sink is not None
+        restart = await self._restart_opencode([c for r in provisioned for c in r.plan.restart_opencode], dry_run)
+        states: dict[str, str] = {}
         if not dry_run:
+            # The new state (a restart included), reported at once: it clears what was fixed.
+            states = {report.project: report.state for report in await self.check_all(project)}
+        results: list[JSONValue] = []
+        events: list[OutEvent] = []
+        for result in provisioned:
+            own = _own_restart(restart, result)
+            state = states.get(result.plan.project)
+            results.append(_result_json(result, own, state))
+            events += _provision_events(result, own, state)
+        if not dry_run:
+            assert self._sink is not None
             await self._sink.emit(events)
-            # Report the new state (and clear what provisioning fixed) at once.
-            await self.check_all(project)
         return {"dry_run": dry_run, "projects": results}
+
+    def _server_environment(self) -> ServerEnvironment | None:
+        return self.server.server_environment() if self.server is not None else None
+
+    async def _restart_opencode(self, checks: list[str], dry_run: bool) -> OpencodeRestart | None:
+        """Restart the spawned opencode to apply *checks* if no session is busy (:mod:`halswarm.agent.envapply`).
+
+        Returns:
+            None when nothing needs it; otherwise what was (or, on a dry run, would be) done.
+        """
+        if not checks:
+            return None
+        server = self.server
+        busy: dict[str, str] = {}
+        unavailable: str | None = None
+        if server is None:  # checks find nothing stale without a server: defensive only
+            unavailable = "this node runs no opencode server"
+        else:
+            try:
+                busy = await server.busy_sessions()
+            except CommandFailedError as exc:
+                unavailable = f"cannot tell whether a session is busy ({exc})"
+        decision = decide_restart(checks, busy, unavailable=unavailable)
+        if decision is None or decision.status != "planned" or dry_run or server is None:
+            return decision
+        reason = restart_reason(decision.checks)
+        log.info("restarting opencode serve to apply a changed environment", extra=ctx(checks=decision.checks))
+        outcome, detail = await server.restart_server(reason)
+        if outcome != "restarted":
+            log.warning("opencode serve not restarted", extra=ctx(checks=decision.checks, problem=detail))
+        return attrs.evolve(decision, status=outcome, detail=detail)
 
     async def _install(self, args: EnvInstallArgs) -> JSONObject:
         manifest = self.manifest
@@ -394,7 +450,32 @@ def _directory(project: Project) -> Path:
     return Path(os.path.expanduser(project.directory))
 
 
-def _result_json(result: ProvisionResult) -> JSONValue:
+def _own_restart(restart: OpencodeRestart | None, result: ProvisionResult) -> OpencodeRestart | None:
+    """The node's restart of opencode as one project sees it: its own checks only."""
+    own = [c for c in restart.checks if c in result.plan.restart_opencode] if restart is not None else []
+    return attrs.evolve(restart, checks=own) if restart is not None and own else None
+
+
+def _applied(result: ProvisionResult, restart: OpencodeRestart | None) -> list[str]:
+    """What provisioning did for the project: the paths written, and the restart."""
+    applied = [a.path for a in result.applied]
+    if restart is not None and restart.status == "restarted":
+        applied.append(f"opencode serve restarted to apply {', '.join(restart.checks)}")
+    return applied
+
+
+def _restart_json(restart: OpencodeRestart | None) -> JSONValue:
+    if restart is None:
+        return None
+    return {"status": restart.status, "checks": [*restart.checks], "detail": restart.detail}
+
+
+def _errors(result: ProvisionResult, restart: OpencodeRestart | None) -> list[str]:
+    failed = restart is not None and restart.status == "failed"
+    return [*result.errors, *([restart.detail] if restart is not None and failed else [])]
+
+
+def _result_json(result: ProvisionResult, restart: OpencodeRestart | None, state: str | None) -> JSONValue:
     plan = result.plan
     names: list[JSONValue] = [*sorted(plan.env)]
     return {
@@ -402,17 +483,18 @@ def _result_json(result: ProvisionResult) -> JSONValue:
         "directory": plan.directory,
         "dry_run": result.dry_run,
         "actions": [{"kind": a.kind, "check": a.check, "path": a.path} for a in plan.actions],
-        "applied": [a.path for a in result.applied],
-        "errors": list(result.errors),
+        "applied": [*_applied(result, restart)],
+        "errors": [*_errors(result, restart)],
         "manual": unstructure(plan.manual),
         # Values may be secrets: the names only.
         "env": names,
         "state_before": result.before.state,
-        "state_after": result.after.state if result.after is not None else None,
+        "state_after": state if state is not None else result.after.state if result.after is not None else None,
+        "opencode_restart": _restart_json(restart),
     }
 
 
-def _provision_events(result: ProvisionResult) -> list[OutEvent]:
+def _provision_events(result: ProvisionResult, restart: OpencodeRestart | None, state: str | None) -> list[OutEvent]:
     plan = result.plan
     events = [
         OutEvent(
@@ -420,9 +502,10 @@ def _provision_events(result: ProvisionResult) -> list[OutEvent]:
             project=plan.project,
             data={
                 "project": plan.project,
-                "applied": [a.path for a in result.applied],
-                "errors": list(result.errors),
-                "state": result.after.state if result.after is not None else result.before.state,
+                "applied": [*_applied(result, restart)],
+                "errors": [*_errors(result, restart)],
+                "state": state or (result.after.state if result.after is not None else result.before.state),
+                "opencode_restart": _restart_json(restart),
             },
         )
     ]

@@ -16,24 +16,21 @@ import logging
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import asyncclick as click
 import trio
 
 from halswarm import __version__
-from halswarm.agent.app import BackendFactory, default_env_checker, run_agent
+from halswarm.agent.app import BackendFactory, run_agent
 from halswarm.agent.opencode.backend import opencode_factory
-from halswarm.agent.outbox import Outbox, OutboxError
+from halswarm.agent.outbox import OutboxError
 from halswarm.agent.simulate import default_projects, simulated_factory
 from halswarm.config import AgentConfig, ConfigError, load_agent_config, missing_project_directories
 from halswarm.config.agent import DEFAULT_AGENT_CONFIG
 from halswarm.obs.logging import LogFormat, configure_logging
 from halswarm.runtime import exception_leaves, watch_signals
 from halswarm.sdnotify import Notifier
-
-if TYPE_CHECKING:
-    from halswarm.agent.envchecker import EnvChecker
 
 __all__ = ["cli", "main"]
 
@@ -53,20 +50,10 @@ async def _serve(
 ) -> None:
     node_id = config.resolved_node_id()
     factory: BackendFactory
-    # The checker is built by run_agent once the outbox is open; the spawned opencode
-    # reads the manifest's environment from it at each start.
-    checker: list[EnvChecker] = []
-
-    def env_factory(outbox: Outbox) -> EnvChecker:
-        checker.append(default_env_checker(config, projects, outbox))
-        return checker[0]
-
-    def manifest_env() -> dict[str, str]:
-        return checker[0].opencode_env() if checker else {}
-
     if sessions is None:
         projects = list(config.projects)
-        factory = opencode_factory(config, config.resolved_data_dir(), extra_env=manifest_env)
+        # run_agent gives the spawned opencode the manifest's environment (issue #9).
+        factory = opencode_factory(config, config.resolved_data_dir())
     else:
         # The agent announces the simulator's projects: the configured ones, or made-up ones.
         projects = list(config.projects) or default_projects(node_id, sessions)
@@ -76,9 +63,7 @@ async def _serve(
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(partial(watch_signals, shutdown, nursery.cancel_scope, on_hangup=_hangup))
-        await run_agent(
-            config, factory, shutdown=shutdown, projects=projects, env_factory=env_factory, notifier=notifier
-        )
+        await run_agent(config, factory, shutdown=shutdown, projects=projects, notifier=notifier)
         nursery.cancel_scope.cancel()
 
 

@@ -73,6 +73,14 @@ def report_lines(report: _Report, width: int, *, node: str | None = None) -> lis
     table = fitted_table(["CATEGORY", "CHECK", "STATUS", "EXPECTED", "ACTUAL", "FIX"], rows, width=width, flex="ACTUAL")
     out: list[Text | object] = [heading, table]
     out += [Text(f"drift: {d.check} {d.kind} (expected {d.expected}, found {d.actual})") for d in report.drift]
+    if node is not None and any(c.category == "env" and c.status == "fail" and c.fix == "safe" for c in report.checks):
+        out.append(
+            Text(
+                f"fix: halctl env provision --node {node} restarts opencode serve with the new values "
+                "(only while no session is busy)",
+                style="yellow",
+            )
+        )
     return out
 
 
@@ -114,6 +122,12 @@ def outcome_lines(node: str, outcome: ProvisionOutcome) -> list[Text]:
         done = [f"did: {path}" for path in outcome.applied]
     out = [title, *(Text(f"  {line}") for line in done)]
     out += [Text(f"  failed: {e}", style="bold red") for e in outcome.errors]
+    restart = outcome.opencode_restart
+    # Restarted: in applied; failed: in errors.
+    if restart is not None and restart.status == "planned":
+        out.append(Text(f"  would restart opencode serve to apply {', '.join(restart.checks)}: {restart.detail}"))
+    elif restart is not None and restart.status == "pending":
+        out.append(Text(f"  pending: {', '.join(restart.checks)}: {restart.detail}", style="yellow"))
     if outcome.env:
         out.append(Text(f"  opencode environment gets: {', '.join(outcome.env)} (never written to disk)"))
     for item in outcome.manual:

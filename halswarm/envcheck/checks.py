@@ -10,7 +10,12 @@ Categories and what each check compares (``expected`` / ``actual`` in the item):
   it declares one; values are never shown, they may be secrets); ``path`` variables
   name an existing file or directory. The environment already holds the manifest's
   values (:mod:`halswarm.envcheck.environment`), so a declared value that differs was
-  overridden (by ``opencode.env`` or another project's value): a manual fix.
+  overridden (by ``opencode.env`` or another project's value): a manual fix. When the
+  agent runs opencode (spawn mode), each variable is also compared with what the
+  **running** server was started with: opencode reads its environment at start, so a
+  value changed since is a failed check and drift until provisioning restarts it
+  (``safe``). In attach mode the server's own environment is unknown: a skipped check
+  says so.
 - ``agent_config``: AGENT.md exists and its SHA-256 equals the rendered template's.
 - ``context``: the context directory holds PROGRESS.md, CURRENT_TASK.md, DECISIONS.md.
 - ``git``: the directory is in a git work tree; the remote URL (normalised: scheme,
@@ -36,7 +41,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import attrs
 import trio
 
-from halswarm.envcheck.manifest import CONTEXT_FILES, ProjectSpec, agent_variables
+from halswarm.envcheck.manifest import CONTEXT_FILES, EnvVarSpec, ProjectSpec, agent_variables
 from halswarm.envcheck.process import run_bounded
 from halswarm.envcheck.safefiles import UnsafeFileError, read_confined
 from halswarm.envcheck.template import TemplateError, render_template, sha256_text
@@ -46,9 +51,12 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
+    from halswarm.envcheck.environment import ServerEnvironment
+
 __all__ = [
     "ABSENT",
     "DEFAULT_TIMEOUTS",
+    "SERVER_CHECK",
     "CheckItem",
     "CheckStatus",
     "CheckTimeouts",
@@ -70,6 +78,9 @@ DriftKind = Literal["missing", "modified"]
 ABSENT: Final = "absent"
 #: Failed checks in these categories are drift: the directory differs from the manifest.
 _DRIFT_CATEGORIES: Final = frozenset({"agent_config", "context", "docs", "git"})
+#: The ``env`` check saying the running server's environment is not known (attach mode);
+#: not a variable name (those are validated), so it never clashes with one.
+SERVER_CHECK: Final = "opencode serve"
 _SCP_LIKE: Final = re.compile(r"^(?:[^@/]+@)?([^:/]+):(.+)$")
 
 
@@ -246,36 +257,65 @@ def _file_check(category: str, name: str, root: Path, relative: str, text: str) 
     return CheckItem(category, name, "ok" if ok else "fail", _short(want), _short(have), None if ok else "safe")
 
 
-def _env_checks(spec: ProjectSpec, directory: Path, env: Mapping[str, str]) -> list[CheckItem]:
-    checks: list[CheckItem] = []
-    for name, var in sorted(spec.env.items()):
-        value = env.get(name)
-        # Values may be secrets: only path values (which are not) are ever shown.
-        expected = var.value if var.path and var.value else "set" if var.value is None else "the manifest's value"
-        if value is None or value == "":
-            if var.required:
-                checks.append(CheckItem("env", name, "fail", expected, "not set", "manual"))
-            else:
-                checks.append(CheckItem("env", name, "skip", expected, "not set (optional)"))
-            continue
-        if var.value is not None and value != var.value:
-            checks.append(CheckItem("env", name, "fail", expected, "a different value", "manual"))
-            continue
-        if var.path:
-            exists = (directory / value).exists()  # an absolute value replaces the directory
-            actual = value if exists else f"{value} ({ABSENT})"
-            checks.append(
-                CheckItem(
-                    "env", name, "ok" if exists else "fail", "an existing path", actual, None if exists else "manual"
-                )
-            )
-            continue
-        checks.append(CheckItem("env", name, "ok", expected, "set"))
-    return checks
+def _stale(name: str, expected: str, started_with: str | None) -> CheckItem:
+    """The running server got another value of *name* than it would get now."""
+    # Values may be secrets: the message says how it differs, never what it is.
+    got = f"an older value of {name}" if started_with is not None else f"no {name}"
+    actual = f"opencode was started with {got}; it reads its environment at start"
+    return CheckItem("env", name, "fail", expected, actual, "safe")
+
+
+def _env_checks(
+    spec: ProjectSpec, directory: Path, env: Mapping[str, str], server: ServerEnvironment | None
+) -> list[CheckItem]:
+    checks = [_env_check(name, var, directory, env) for name, var in sorted(spec.env.items())]
+    if server is None or not spec.env:
+        return checks
+    running = server.env
+    if running is None:
+        # An attached server: what it got is unknown, and the report must not pretend.
+        checks.append(CheckItem("env", SERVER_CHECK, "skip", "the manifest's values", server.unknown_reason))
+        return checks
+    # The checks above tested what opencode gets at its next start; the server running
+    # now got its environment at its last one (a provisioning restart applies the change).
+    return [
+        _stale(item.name, _expected(spec.env[item.name]), running.get(item.name))
+        if item.status != "fail" and env.get(item.name) != running.get(item.name)
+        else item
+        for item in checks
+    ]
+
+
+def _expected(var: EnvVarSpec) -> str:
+    # Values may be secrets: only path values (which are not) are ever shown.
+    return var.value if var.path and var.value else "set" if var.value is None else "the manifest's value"
+
+
+def _env_check(name: str, var: EnvVarSpec, directory: Path, env: Mapping[str, str]) -> CheckItem:
+    value = env.get(name)
+    expected = _expected(var)
+    if value is None or value == "":
+        if var.required:
+            return CheckItem("env", name, "fail", expected, "not set", "manual")
+        return CheckItem("env", name, "skip", expected, "not set (optional)")
+    if var.value is not None and value != var.value:
+        return CheckItem("env", name, "fail", expected, "a different value", "manual")
+    if var.path:
+        exists = (directory / value).exists()  # an absolute value replaces the directory
+        actual = value if exists else f"{value} ({ABSENT})"
+        return CheckItem(
+            "env", name, "ok" if exists else "fail", "an existing path", actual, None if exists else "manual"
+        )
+    return CheckItem("env", name, "ok", expected, "set")
 
 
 def _filesystem_checks(
-    project: str, spec: ProjectSpec, directory: Path, env: Mapping[str, str], hooks_dir: Path | None
+    project: str,
+    spec: ProjectSpec,
+    directory: Path,
+    env: Mapping[str, str],
+    hooks_dir: Path | None,
+    server: ServerEnvironment | None,
 ) -> list[CheckItem]:
     """Every check that only reads files (runs in a worker thread)."""
     path_var = env.get("PATH", "")
@@ -285,7 +325,7 @@ def _filesystem_checks(
         else CheckItem("tool", tool, "fail", "on PATH", ABSENT, _fix_for(spec, f"tool:{tool}"))
         for tool in spec.tools
     ]
-    checks += _env_checks(spec, directory, env)
+    checks += _env_checks(spec, directory, env, server)
     agent = spec.agent
     try:
         rendered = rendered_agent_file(project, spec)
@@ -326,8 +366,14 @@ def _drift(checks: list[CheckItem]) -> list[DriftItem]:
     return [
         DriftItem(c.id, "missing" if c.actual == ABSENT else "modified", c.expected, c.actual)
         for c in checks
-        if c.status == "fail" and c.category in _DRIFT_CATEGORIES
+        if c.status == "fail" and (c.category in _DRIFT_CATEGORIES or _is_stale_env(c))
     ]
+
+
+def _is_stale_env(item: CheckItem) -> bool:
+    """The running opencode's value differs from the manifest's (the only ``safe`` env fix):
+    drift of the server rather than of the directory, gone once provisioning restarts it."""
+    return item.category == "env" and item.fix == "safe"
 
 
 async def check_project(
@@ -338,6 +384,7 @@ async def check_project(
     env: Mapping[str, str],
     manifest_hash: str = "",
     timeouts: CheckTimeouts = DEFAULT_TIMEOUTS,
+    server: ServerEnvironment | None = None,
 ) -> ProjectReport:
     """Run every check for one project.
 
@@ -350,6 +397,8 @@ async def check_project(
             and runtimes are looked up on its PATH and subprocesses get it.
         manifest_hash: recorded in the report, to tell which manifest it answers.
         timeouts: per-subprocess limits.
+        server: what is known of the running opencode's environment (the agent's);
+            None: no server to compare with (a local check), only *env* is checked.
 
     Returns:
         The report; failures (missing binaries, timeouts, unreadable files) are check
@@ -375,7 +424,7 @@ async def check_project(
     checks += [results[r] for r in runtimes]
     git_checks, hooks_dir = await _git_checks(spec, directory, env, timeouts)
     checks += git_checks
-    checks += await trio.to_thread.run_sync(_filesystem_checks, project, spec, directory, env, hooks_dir)
+    checks += await trio.to_thread.run_sync(_filesystem_checks, project, spec, directory, env, hooks_dir, server)
     missing = hooks_dir is None and git_checks[0].status == "fail"
     missing = missing or any(c.category == "runtime" and c.actual == ABSENT for c in checks)
     state: ProjectState = "missing" if missing else "degraded" if any(c.status == "fail" for c in checks) else "ready"

@@ -18,6 +18,11 @@ Layers, each one overriding the ones before it:
    manifest (a check then reports the manifest's variable as a different value);
 5. the server's credentials (``OPENCODE_SERVER_PASSWORD``, ``OPENCODE_SERVER_USERNAME``):
    never taken from a lower layer; only the runner sets them (checks do not see them).
+
+opencode reads its environment once, at start: a spawned server keeps the values it was
+started with. :class:`ServerEnvironment` is what the agent knows of the running server's
+environment, so the checks can tell a value that changed since (the runner remembers what
+it spawned the server with; in attach mode nobody knows).
 """
 
 from __future__ import annotations
@@ -37,12 +42,21 @@ if TYPE_CHECKING:
     from halswarm.config.agent import AgentConfig
     from halswarm.envcheck.manifest import Manifest
 
-__all__ = ["PRIVATE_ENV_PREFIXES", "SERVER_CREDENTIALS", "OpencodeEnvironment", "manifest_environment"]
+__all__ = [
+    "ATTACH_MODE_NOTE",
+    "PRIVATE_ENV_PREFIXES",
+    "SERVER_CREDENTIALS",
+    "OpencodeEnvironment",
+    "ServerEnvironment",
+    "manifest_environment",
+]
 
 #: The agent's own variables (its token among them): never passed on to opencode.
 PRIVATE_ENV_PREFIXES: Final = ("HALSWARM_", "HALCTL_")
 #: Set by the runner for the server it spawns; dropped from every lower layer.
 SERVER_CREDENTIALS: Final = ("OPENCODE_SERVER_PASSWORD", "OPENCODE_SERVER_USERNAME")
+#: Why an attached server's environment is not compared (shown as a skipped check).
+ATTACH_MODE_NOTE: Final = "attach mode: the server's own environment is not checked"
 _STATE_DIRS: Final = (("XDG_DATA_HOME", "data"), ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache"))
 
 
@@ -120,3 +134,28 @@ class OpencodeEnvironment:
             env.pop(key, None)
         env.update(server or {})
         return env
+
+
+@attrs.frozen
+class ServerEnvironment:
+    """What the agent knows of the environment of the opencode server running now.
+
+    Checks compare the manifest's variables against it: a spawned server keeps the values
+    it was started with until it restarts.
+    """
+
+    #: The environment the running server was started with, its credentials left out;
+    #: None when the agent cannot know it (it attached to a server someone else started).
+    env: Mapping[str, str] | None = attrs.field(repr=False)
+    #: Why ``env`` is unknown (shown in the report as a skipped check).
+    unknown_reason: str = ""
+
+    @classmethod
+    def spawned(cls, env: Mapping[str, str]) -> Self:
+        """A server the agent started with *env* (its credentials are dropped)."""
+        return cls({key: value for key, value in env.items() if key not in SERVER_CREDENTIALS})
+
+    @classmethod
+    def attached(cls) -> Self:
+        """A server the agent attached to: its environment is unknown."""
+        return cls(None, ATTACH_MODE_NOTE)

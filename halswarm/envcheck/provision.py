@@ -3,8 +3,10 @@
 :func:`plan_provision` is pure: from a :class:`ProjectReport` and the spec it lists
 the safe actions (write AGENT.md from the template, create missing ``.context/`` files,
 write required docs, install git hooks), the items that need a human (``manual``, or
-``risky`` with the declared install command, which provisioning never runs), and the
-environment variables the agent gives opencode. :func:`apply_plan` performs the
+``risky`` with the declared install command, which provisioning never runs), the
+environment variables the agent gives opencode, and the env checks a restart of the
+spawned opencode would fix (it still runs with older values: the agent decides whether
+it can restart it now, :mod:`halswarm.agent.envapply`). :func:`apply_plan` performs the
 actions; :func:`provision_project` does check -> plan -> apply -> check again.
 
 Environment variables are never written to disk, and shell rc files are never touched
@@ -36,6 +38,7 @@ from halswarm.fileutil import write_atomically
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from halswarm.envcheck.environment import ServerEnvironment
     from halswarm.envcheck.manifest import ProjectSpec
 
 __all__ = [
@@ -96,6 +99,9 @@ class ProvisionPlan:
     manual: list[ManualItem]
     #: Variables for opencode's process environment. Values may be secrets: never in a repr.
     env: dict[str, str] = attrs.field(factory=dict, repr=False)
+    #: Env checks (``env:NAME``) the running opencode fails because it was started with
+    #: older values: a restart of the spawned server applies them (the agent's decision).
+    restart_opencode: list[str] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -141,11 +147,16 @@ def plan_provision(report: ProjectReport, spec: ProjectSpec) -> ProvisionPlan:
 
     The returned ``env`` mapping lists what the manifest adds to opencode's environment
     (the agent does that at every start; nothing is written). A failed ``env`` check is
-    never safe: the variable is overridden or missing where no file can fix it.
+    never safe, but for one the running opencode was started with an older value of
+    (``restart_opencode``): the variable is overridden or missing where no file can fix it.
     """
     actions: list[Action] = []
     manual: list[ManualItem] = []
+    restart: list[str] = []
     for item in report.failed():
+        if item.fix == "safe" and item.category == "env":
+            restart.append(item.id)  # no file to write: the server must read its environment again
+            continue
         if item.fix == "safe":
             action = _action_for(report, spec, item.id, item.category, item.name)
             if action is not None:
@@ -161,7 +172,7 @@ def plan_provision(report: ProjectReport, spec: ProjectSpec) -> ProvisionPlan:
                     item.id, "risky", item.expected, item.actual, name, list(install.command), install.timeout_sec
                 )
             )
-    return ProvisionPlan(report.project, report.directory, actions, manual, opencode_env(spec))
+    return ProvisionPlan(report.project, report.directory, actions, manual, opencode_env(spec), restart)
 
 
 def _apply_one(action: Action, root: Path) -> bool:
@@ -220,6 +231,7 @@ async def provision_project(
     manifest_hash: str = "",
     timeouts: CheckTimeouts = DEFAULT_TIMEOUTS,
     only: frozenset[str] | None = None,
+    server: ServerEnvironment | None = None,
 ) -> ProvisionResult:
     """Check the project, plan the safe fixes, apply them (unless *dry_run*) and check again.
 
@@ -235,25 +247,33 @@ async def provision_project(
         timeouts: per-subprocess limits of the checks.
         only: check categories to act on (e.g. ``{"agent_config"}`` for an AGENT.md
             sync); None: all.
+        server: what is known of the running opencode's environment (both checks
+            compare with it; :func:`~halswarm.envcheck.checks.check_project`).
 
     Returns:
         The plan, what was applied, any write errors, and the reports before and after.
         Risky fixes are only listed (``plan.manual``); an approved one runs as
-        ``env_install`` through :func:`~halswarm.envcheck.process.run_bounded`.
+        ``env_install`` through :func:`~halswarm.envcheck.process.run_bounded`. A
+        restart of opencode (``plan.restart_opencode``) is left to the caller.
 
     Cancellation: safe between steps; a cancelled worker thread finishes the file it
     is writing (each write is atomic) and its result is dropped.
     """
-    before = await check_project(project, spec, directory, env=env, manifest_hash=manifest_hash, timeouts=timeouts)
+    before = await check_project(
+        project, spec, directory, env=env, manifest_hash=manifest_hash, timeouts=timeouts, server=server
+    )
     plan = plan_provision(before, spec)
     if only is not None:
         plan = attrs.evolve(
             plan,
             actions=[a for a in plan.actions if a.check.partition(":")[0] in only],
             manual=[m for m in plan.manual if m.check.partition(":")[0] in only],
+            restart_opencode=[c for c in plan.restart_opencode if c.partition(":")[0] in only],
         )
     if dry_run:
         return ProvisionResult(plan, True, before)
     applied, errors = await trio.to_thread.run_sync(apply_plan, plan)
-    after = await check_project(project, spec, directory, env=env, manifest_hash=manifest_hash, timeouts=timeouts)
+    after = await check_project(
+        project, spec, directory, env=env, manifest_hash=manifest_hash, timeouts=timeouts, server=server
+    )
     return ProvisionResult(plan, False, before, applied, errors, after)

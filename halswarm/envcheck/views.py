@@ -23,6 +23,7 @@ __all__ = [
     "EnvStatus",
     "InstallOutcome",
     "ManifestInfo",
+    "OpencodeRestart",
     "PendingInstall",
     "PlannedAction",
     "ProvisionOutcome",
@@ -143,6 +144,22 @@ class PlannedAction:
 
 
 @attrs.frozen
+class OpencodeRestart:
+    """A restart of the spawned opencode to apply changed environment values.
+
+    ``status``: ``planned`` (no session is busy: provisioning restarts it; a dry run
+    only says so), ``restarted`` (the new server answers), ``pending`` (not restarted:
+    a session is busy, or opencode is not running; ``detail`` says which) or ``failed``
+    (restarted, but the new server does not answer).
+    """
+
+    status: str
+    #: The env checks (``env:NAME``) the restart applies.
+    checks: list[str]
+    detail: str
+
+
+@attrs.frozen
 class ProvisionOutcome:
     """One project in an ``env_provision`` command's result (the agent's answer)."""
 
@@ -158,6 +175,9 @@ class ProvisionOutcome:
     env: list[str]
     state_before: str
     state_after: str | None = None
+    #: Set when the running opencode lacks some of the manifest's values (the restart
+    #: serves every project of the node; each lists its own checks).
+    opencode_restart: OpencodeRestart | None = None
 
 
 @attrs.frozen

@@ -142,7 +142,7 @@ async def test_runner_checker_and_halctl_agree_on_what_opencode_gets(
     body: JSONObject = converter.unstructure(parsed)
     with trio.fail_after(30):
         async with open_outbox(config.resolved_data_dir()) as outbox, trio.open_nursery() as nursery:
-            # Wired as hal-agent wires them (halswarm/agent/main.py).
+            # Wired as run_agent wires them (OpencodeBackend.use_manifest_environment).
             checker = default_env_checker(config, list(config.projects), outbox)
             runner = OpencodeRunner(config, config.resolved_data_dir(), extra_env=checker.opencode_env)
             await nursery.start(checker.run, EventSink(outbox, now=system_now))

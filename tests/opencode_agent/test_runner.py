@@ -59,3 +59,21 @@ async def test_a_port_held_by_another_program_is_reported_not_probed(tmp_path: P
                 nursery.cancel_scope.cancel()
         assert f"port {port} on 127.0.0.1 is in use by another program" in runner.health()
         assert runner.pid is None  # nothing was spawned
+
+
+async def test_an_attached_server_environment_is_unknown_and_never_restarted(tmp_path: Path) -> None:
+    runner = OpencodeRunner(config(mode="attach"), tmp_path)
+    known = runner.server_environment()
+    assert known is not None
+    assert known.env is None
+    assert known.unknown_reason == "attach mode: the server's own environment is not checked"
+    with trio.fail_after(5):
+        assert await runner.restart("to apply a changed environment") == (
+            "opencode runs in attach mode: the agent does not start or stop it"
+        )
+    # Spawn mode before any server process runs: nothing to compare (the next one gets
+    # the current environment), and nothing to restart.
+    spawn = OpencodeRunner(config(), tmp_path)
+    assert spawn.server_environment() is None
+    with trio.fail_after(5):
+        assert await spawn.restart("x") == "opencode is not running now (starting)"

@@ -12,6 +12,10 @@
 
 Commands call opencode's REST API, then wait (briefly, bounded) until the event stream
 shows their effect, so the result the operator gets matches the state they then read.
+
+It is also the agent's :class:`~halswarm.agent.envapply.OpencodeServer`: the environment
+checker reads the running server's environment from it and has it restart the spawned
+server (to apply changed manifest values) only while no session is busy.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import trio
 
 from halswarm.agent.backend import CommandFailedError, EventSink, OutEvent
 from halswarm.agent.backoff import Backoff
+from halswarm.agent.envapply import BUSY_STATUSES, RestartOutcome, busy_text
 from halswarm.agent.milestones import MARKERS_KEY, CompletionMarkers, read_complete_marker
 from halswarm.agent.opencode.client import OpencodeError, OpencodeNotFoundError
 from halswarm.agent.opencode.mapper import PREDECESSOR_KEY, RestSnapshot, SessionMapper
@@ -54,6 +59,7 @@ if TYPE_CHECKING:
 
     from halswarm.agent.outbox import Outbox
     from halswarm.config.agent import AgentConfig
+    from halswarm.envcheck.environment import ServerEnvironment
     from halswarm.jsontypes import JSONObject
     from halswarm.proto.messages import CommandMsg
 
@@ -181,6 +187,62 @@ class OpencodeBackend:
         finally:
             with trio.move_on_after(2.0, shield=True):
                 await self._save()
+
+    # ---- OpencodeServer (the environment checker's view) ------------------------------
+
+    def use_manifest_environment(self, source: Callable[[], Mapping[str, str]]) -> None:
+        """Give a spawned server the manifest's values from *source* (read at every start)."""
+        self.runner.extra_env = source
+
+    def server_environment(self) -> ServerEnvironment | None:
+        """What is known of the running server's environment (:meth:`OpencodeRunner.server_environment`)."""
+        return self.runner.server_environment()
+
+    def _busy_now(self) -> dict[str, str]:
+        return {s.id: s.status for s in self.mapper.sessions() if s.status in BUSY_STATUSES}
+
+    async def busy_sessions(self) -> dict[str, str]:
+        """Sessions a restart would interrupt: busy, retrying or waiting for an answer.
+
+        As tracked from the event stream, and as opencode itself says right now (a
+        prompt just sent may not have shown in the stream yet).
+
+        Raises:
+            CommandFailedError: opencode is not available or cannot list its sessions.
+        """
+        busy = self._busy_now()
+        if not self.runner.ready:
+            raise CommandFailedError(f"opencode is not available: {self.runner.health()}")
+        try:
+            for directory in self._directories():
+                for session_id, status in (await self.client.session_status(directory)).items():
+                    kind = status.get("type")
+                    busy.setdefault(session_id, kind if isinstance(kind, str) and kind != "idle" else "busy")
+        except OpencodeError as exc:
+            raise CommandFailedError(f"opencode: {exc}") from None
+        return busy
+
+    async def restart_server(self, reason: str) -> tuple[RestartOutcome, str]:
+        """Restart the spawned server unless it is not ours to restart, not running, or a
+        session became busy since :meth:`busy_sessions` (checked with no await in between).
+
+        Sessions survive (opencode keeps them on disk); the event stream reconnects and
+        resyncs as after any restart. Commands are refused while it restarts (the node's
+        health says ``restarting: <reason>``).
+        """
+        if self.runner.mode != "spawn":
+            return "pending", "opencode serve not restarted: it runs in attach mode (restart it yourself)"
+        if not self.runner.ready:
+            return "pending", f"opencode serve not restarted: it is not running now ({self.runner.health()})"
+        if busy := self._busy_now():
+            return "pending", (
+                f"opencode serve not restarted: session(s) {busy_text(busy)} became busy; "
+                "provision again when no session is busy"
+            )
+        problem = await self.runner.restart(reason)
+        if problem is not None:
+            return "failed", f"opencode serve restarted {reason}, but {problem}"
+        return "restarted", f"opencode serve restarted {reason}"
 
     # ---- plumbing ----------------------------------------------------------------------
 

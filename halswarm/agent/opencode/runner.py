@@ -6,6 +6,12 @@ readiness with short per-try deadlines (early requests can hang forever), restar
 with backoff when it dies, and stops it on shutdown. Attach mode probes a server that
 is already running and keeps probing until it answers.
 
+opencode reads its environment once, at start: the runner remembers the environment it
+spawned the running server with (:meth:`OpencodeRunner.server_environment`), so the
+environment checks can tell a manifest value it does not have yet, and
+:meth:`OpencodeRunner.restart` replaces the server (through the same loop that restarts
+a dead one) so a fresh one reads the current environment.
+
 Whoever uses the server waits for :meth:`OpencodeRunner.wait_ready` and reports a
 server that stopped answering with :meth:`OpencodeRunner.report_lost`.
 """
@@ -33,7 +39,7 @@ from halswarm.agent.opencode.client import (
     OpencodeClient,
     OpencodeError,
 )
-from halswarm.envcheck.environment import OpencodeEnvironment
+from halswarm.envcheck.environment import OpencodeEnvironment, ServerEnvironment
 from halswarm.obs.logging import ctx
 from halswarm.runtime import terminate
 from halswarm.sync import Signal
@@ -51,6 +57,7 @@ _PROBE_PAUSE: Final = 0.2
 _ATTACH_WINDOW: Final = 3.0  # probes per attach attempt (two or three 1.5 s tries)
 _STOP_GRACE: Final = 5.0
 _STABLE_AFTER: Final = 60.0  # a server up this long resets the restart backoff
+_RESTART_MARGIN: Final = 5.0  # beyond stopping and start-up, for a requested restart
 _LOG_MAX_BYTES: Final = 10 * 1024 * 1024
 _TAIL_LINES: Final = 20
 SUPPORTED_VERSION_PREFIX: Final = "1."
@@ -99,10 +106,15 @@ class OpencodeRunner:
         self.pid: int | None = None
         self.restarts = 0
         self.attempts = 0  # failed attempts to get a usable server, ever
+        self.spawns = 0  # server processes started, ever
         self.status = "starting"
         self.changed = Signal()
         self._ready = False
         self._lost = Signal()
+        # The environment the running server was spawned with (None: no server process).
+        self._spawned_env: dict[str, str] | None = None
+        # Why a restart was asked for (:meth:`restart`), until the spawn loop acts on it.
+        self._restart_reason: str | None = None
 
     # ---- what users of the server see --------------------------------------------------
 
@@ -127,6 +139,49 @@ class OpencodeRunner:
     def health(self) -> str:
         """ "ok", or what is wrong, for the node's heartbeat."""
         return "ok" if self._ready else self.status
+
+    def server_environment(self) -> ServerEnvironment | None:
+        """What is known of the running server's environment (its credentials left out).
+
+        Spawn mode: the environment the running process was started with; None while no
+        server process runs (the next one gets the current environment). Attach mode:
+        unknown (someone else started the server), said as such.
+        """
+        if self.mode != "spawn":
+            return ServerEnvironment.attached()
+        spawned = self._spawned_env
+        return ServerEnvironment.spawned(spawned) if spawned is not None else None
+
+    async def restart(self, reason: str) -> str | None:
+        """Replace the spawned server with a fresh one, which reads the current environment.
+
+        Goes through the loop that restarts a server that died (stop: SIGTERM to its
+        process group, grace, SIGKILL; start: readiness probes; backoff if the new one
+        fails), without the backoff pause: a requested restart is not a failure. The
+        node's health says ``restarting: <reason>`` meanwhile. Sessions survive
+        (opencode keeps them on disk); a turn running now would be cut off, so callers
+        make sure none is.
+
+        Returns:
+            None once the new server answers; otherwise why it was not restarted or does
+            not answer (within the start-up allowance plus the stop grace).
+
+        Cancellation: safe; the restart, once asked for, goes on in the runner.
+        """
+        if self.mode != "spawn":
+            return "opencode runs in attach mode: the agent does not start or stop it"
+        if not self._ready or self.pid is None:
+            return f"opencode is not running now ({self.status})"
+        before = self.spawns
+        self._restart_reason = reason
+        self._set(False, f"restarting: {reason}")
+        self._lost.fire()
+        allowance = self.config.opencode.ready_timeout_sec + 2 * _STOP_GRACE + _RESTART_MARGIN
+        with trio.move_on_after(allowance):
+            while not (self._ready and self.spawns > before):
+                await self.changed.waiter().wait()
+            return None
+        return f"opencode serve did not answer within {allowance:g} s of the restart ({self.status})"
 
     def _set(self, ready: bool, status: str) -> None:
         if (ready, status) != (self._ready, self.status):
@@ -200,6 +255,12 @@ class OpencodeRunner:
             problem = await self._run_once()
             if trio.current_time() - started >= _STABLE_AFTER:
                 attempt = 0
+            requested, self._restart_reason = self._restart_reason, None
+            if requested is not None:
+                # Asked for (a changed environment), not a failure: start again at once.
+                self.restarts += 1
+                log.info("opencode serve stopped to restart", extra=ctx(reason=requested))
+                continue
             delay = self.backoff.delay(attempt, self.rng)
             attempt += 1
             self.restarts += 1
@@ -256,6 +317,7 @@ class OpencodeRunner:
     async def _run_once(self) -> str:
         """Run one server process until it exits or hangs; returns why it stopped."""
         self._set(False, "starting" if self.restarts == 0 else self.status)
+        self._restart_reason = None  # a request is about a server that runs: not this one
         orphan = await trio.to_thread.run_sync(reap_orphan, self.pid_path, self.port)
         if orphan is not None:
             log.warning("stopped an opencode serve left over by a previous agent", extra=ctx(pid=orphan))
@@ -266,11 +328,12 @@ class OpencodeRunner:
             log_fd = self._open_log()
         except OSError as exc:
             return f"cannot write {self.log_path}: {exc}"
+        environment = self._environment()
         try:
             process = await trio.lowlevel.open_process(
                 self._command(),
                 cwd=self._working_directory(),
-                env=self._environment(),
+                env=environment,
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=log_fd,
@@ -281,6 +344,8 @@ class OpencodeRunner:
         finally:
             os.close(log_fd)
         self.pid = process.pid
+        self._spawned_env = environment  # what this process reads for its whole life
+        self.spawns += 1
         self._write_pid(process.pid)
         log.info("opencode serve started", extra=ctx(pid=process.pid, port=self.port, log=str(self.log_path)))
         try:
@@ -295,6 +360,8 @@ class OpencodeRunner:
                     nursery.start_soon(_cancel_when_exited, process, nursery.cancel_scope)
                     await lost.wait()
                     nursery.cancel_scope.cancel()
+                if (requested := self._requested()) is not None:
+                    return f"restart asked for: {requested}"
                 if process.returncode is not None:
                     return f"opencode serve (pid {process.pid}) exited with code {process.returncode}"
                 # Alive but not answering: give it the start-up allowance, then replace it.
@@ -305,12 +372,17 @@ class OpencodeRunner:
         finally:
             self._ready = False
             self.pid = None
+            self._spawned_env = None
             with trio.move_on_after(2 * _STOP_GRACE + 2, shield=True):
                 # Tool processes run in process groups of their own: find them first.
                 tools = await trio.to_thread.run_sync(_descendants, process.pid)
                 await terminate(process, _STOP_GRACE, group=True)
                 await trio.to_thread.run_sync(_kill_all, tools)
             self.pid_path.unlink(missing_ok=True)
+
+    def _requested(self) -> str | None:
+        # A method, not the attribute: it changes while _run_once awaits.
+        return self._restart_reason
 
     def _write_pid(self, pid: int) -> None:
         try:
