@@ -57,36 +57,25 @@ PYTHON=${PYTHON:-python3}
 
 parse_args() {
 	while (($#)); do
+		TAKEN=1
 		case $1 in
 		--all) WANT_SUPERVISOR=1 WANT_AGENT=1 WANT_HALCTL=1 ;;
 		--supervisor) WANT_SUPERVISOR=1 ;;
 		--agent) WANT_AGENT=1 ;;
 		--halctl) WANT_HALCTL=1 ;;
-		--prefix | --destdir | --wheelhouse | --make-wheelhouse)
+		--wheelhouse | --make-wheelhouse)
 			(($# >= 2)) || usage_error "$1 needs a directory"
-			case $1 in
-			--prefix) PREFIX=$2 ;;
-			--destdir) DESTDIR=$2 ;;
-			--wheelhouse) WHEELHOUSE=$2 ;;
-			*) MAKE_WHEELHOUSE=$2 ;;
-			esac
-			shift
+			if [[ $1 == --wheelhouse ]]; then WHEELHOUSE=$2; else MAKE_WHEELHOUSE=$2; fi
+			TAKEN=2
 			;;
-		--prefix=*) PREFIX=${1#*=} ;;
-		--destdir=*) DESTDIR=${1#*=} ;;
 		--wheelhouse=*) WHEELHOUSE=${1#*=} ;;
 		--make-wheelhouse=*) MAKE_WHEELHOUSE=${1#*=} ;;
 		--skip-configs) SKIP_CONFIGS=1 ;;
 		--start) START=1 ;;
 		--force) FORCE=1 ;;
-		--dry-run) DRY_RUN=1 ;;
-		-h | --help)
-			usage
-			exit 0
-			;;
-		*) usage_error "unknown option '$1'" ;;
+		*) common_option "$@" ;;
 		esac
-		shift
+		shift "$TAKEN"
 	done
 	if [[ -n $MAKE_WHEELHOUSE ]]; then
 		if ((WANT_SUPERVISOR || WANT_AGENT || WANT_HALCTL)) || [[ -n $WHEELHOUSE$DESTDIR ]]; then

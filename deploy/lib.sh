@@ -72,4 +72,27 @@ check_root() {
 	fi
 }
 
+# common_option ARG...: the options both scripts take (--prefix, --destdir, their --opt=DIR
+# forms, --dry-run, -h/--help), read from the front of ARG...; sets TAKEN to how many
+# arguments it used. Anything else is a usage error.
+TAKEN=1
+common_option() {
+	TAKEN=1
+	case $1 in
+	--prefix | --destdir)
+		(($# >= 2)) || usage_error "$1 needs a directory"
+		if [[ $1 == --prefix ]]; then PREFIX=$2; else DESTDIR=$2; fi
+		TAKEN=2
+		;;
+	--prefix=*) PREFIX=${1#*=} ;;
+	--destdir=*) DESTDIR=${1#*=} ;;
+	--dry-run) DRY_RUN=1 ;;
+	-h | --help)
+		usage
+		exit 0
+		;;
+	*) usage_error "unknown option '$1'" ;;
+	esac
+}
+
 systemd_running() { [[ -z $DESTDIR && -d /run/systemd/system ]]; }

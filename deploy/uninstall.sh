@@ -30,23 +30,12 @@ PURGE=0
 
 parse_args() {
 	while (($#)); do
+		TAKEN=1
 		case $1 in
 		--purge) PURGE=1 ;;
-		--prefix | --destdir)
-			(($# >= 2)) || usage_error "$1 needs a directory"
-			if [[ $1 == --prefix ]]; then PREFIX=$2; else DESTDIR=$2; fi
-			shift
-			;;
-		--prefix=*) PREFIX=${1#*=} ;;
-		--destdir=*) DESTDIR=${1#*=} ;;
-		--dry-run) DRY_RUN=1 ;;
-		-h | --help)
-			usage
-			exit 0
-			;;
-		*) usage_error "unknown option '$1'" ;;
+		*) common_option "$@" ;;
 		esac
-		shift
+		shift "$TAKEN"
 	done
 	check_paths
 }
