@@ -102,6 +102,8 @@ class SupervisorHandle:
     env: EnvService | None = None
     #: The retention job (issue #10).
     retention: RetentionJob | None = None
+    #: Approvals of declared installs (issue #9), when the environment manifest is configured.
+    installs: InstallApprovals | None = None
 
 
 async def run_supervisor(
@@ -430,6 +432,7 @@ async def run_supervisor(
                         discord=discord,
                         env=env,
                         retention=retention_job,
+                        installs=installs,
                     )
                 )
             # The hub and HTTP server have drained; flush what is still queued.

@@ -25,6 +25,8 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Final
 
+import trio
+
 from halswarm.commands import CommandRequest
 from halswarm.envcheck.views import PendingInstall
 from halswarm.obs.logging import ctx
@@ -33,6 +35,7 @@ from halswarm.store import AuditRecord, StoreError
 from halswarm.timeutil import format_ts
 
 if TYPE_CHECKING:
+    from halswarm.envcheck.manifest import InstallSpec
     from halswarm.jsontypes import JSONObject
     from halswarm.models import Command
     from halswarm.store import Store
@@ -77,6 +80,10 @@ class InstallApprovals:
         # The last approved run per (node, project, install): a second approval while it
         # runs is refused (two operators clicking the same button must not run it twice).
         self._last: dict[tuple[str, str, str], Command] = {}
+        # Held from the "already running?" check until the command is in _last: the audit
+        # write and the submit await, and a second approval arriving meanwhile must see
+        # the first one's command, not an empty slot.
+        self._approving = trio.Lock()
 
     # ---- what can be approved -------------------------------------------------------------
 
@@ -104,7 +111,7 @@ class InstallApprovals:
                 f"({manifest_hash[:12] or 'none'} then, {current[:12]} now): nothing was run; "
                 "provision again to see what the new manifest asks for",
             )
-        return PendingInstall(node_id, project, install, spec.fixes, list(spec.command), spec.timeout_sec, current)
+        return _pending(node_id, project, install, spec, current)
 
     def candidates(self) -> list[PendingInstall]:
         """Every install the manifest declares for every project of every known node."""
@@ -115,11 +122,7 @@ class InstallApprovals:
         for entry in sorted(self.registry, key=lambda e: e.record.id):
             for project in sorted({p.name for p in entry.record.projects}):
                 for name, spec in sorted(manifest.spec_for(project).install.items()):
-                    found.append(
-                        PendingInstall(
-                            entry.record.id, project, name, spec.fixes, list(spec.command), spec.timeout_sec, current
-                        )
-                    )
+                    found.append(_pending(entry.record.id, project, name, spec, current))
         return found
 
     def pending(self) -> list[PendingInstall]:
@@ -138,17 +141,7 @@ class InstallApprovals:
                 declared = spec.install_for(check.id)
                 if declared is not None:
                     name, install = declared
-                    found.append(
-                        PendingInstall(
-                            report.node_id,
-                            report.project,
-                            name,
-                            install.fixes,
-                            list(install.command),
-                            install.timeout_sec,
-                            current,
-                        )
-                    )
+                    found.append(_pending(report.node_id, report.project, name, install, current))
         return found
 
     # ---- approve and decline ------------------------------------------------------------
@@ -192,34 +185,35 @@ class InstallApprovals:
                 409, "not_supported", f"node {node_id!r} runs an agent without environment checks; upgrade it"
             )
         key = (node_id, project, install)
-        held = self._last.get(key)
-        if held is not None:
-            current = await self.dispatcher.wait(held.id, 0)
-            if current is not None and current.status in _RUNNING:
-                if idempotency_key and current.idempotency_key == idempotency_key:
-                    return current
-                raise InstallRefusedError(
-                    409,
-                    "install_running",
-                    f"install {install!r} is already running on {node_id} (approved by {current.actor}, "
-                    f"command {current.id})",
-                )
-        correlation = correlation_id or uuid.uuid4().hex[:16]
-        detail: JSONObject = {
-            "install": install,
-            "command": list(item.command),
-            "timeout_sec": item.timeout_sec,
-            "manifest_hash": item.manifest_hash,
-        }
-        await self._audit(APPROVE_ACTION, actor, source, f"{node_id}/{project}", "approved", correlation, detail)
-        args: JSONObject = {"project": project, "install": install, "manifest_hash": item.manifest_hash}
-        command = await self.dispatcher.submit(
-            CommandRequest("env_install", node_id, args, idempotency_key),
-            actor=actor,
-            source=source,
-            correlation_id=correlation,
-        )
-        self._last[key] = command
+        async with self._approving:
+            held = self._last.get(key)
+            if held is not None:
+                current = await self.dispatcher.wait(held.id, 0)
+                if current is not None and current.status in _RUNNING:
+                    if idempotency_key and current.idempotency_key == idempotency_key:
+                        return current
+                    raise InstallRefusedError(
+                        409,
+                        "install_running",
+                        f"install {install!r} is already running on {node_id} (approved by {current.actor}, "
+                        f"command {current.id})",
+                    )
+            correlation = correlation_id or uuid.uuid4().hex[:16]
+            detail: JSONObject = {
+                "install": install,
+                "command": list(item.command),
+                "timeout_sec": item.timeout_sec,
+                "manifest_hash": item.manifest_hash,
+            }
+            await self._audit(APPROVE_ACTION, actor, source, f"{node_id}/{project}", "approved", correlation, detail)
+            args: JSONObject = {"project": project, "install": install, "manifest_hash": item.manifest_hash}
+            command = await self.dispatcher.submit(
+                CommandRequest("env_install", node_id, args, idempotency_key),
+                actor=actor,
+                source=source,
+                correlation_id=correlation,
+            )
+            self._last[key] = command
         log.info("install approved", extra=ctx(node_id=node_id, project=project, install=install, actor=actor))
         return command
 
@@ -262,3 +256,7 @@ class InstallApprovals:
             raise InstallRefusedError(
                 503, "storage_unavailable", "the supervisor cannot write its audit log right now; nothing was run"
             ) from None
+
+
+def _pending(node_id: str, project: str, name: str, spec: InstallSpec, manifest_hash: str) -> PendingInstall:
+    return PendingInstall(node_id, project, name, spec.fixes, list(spec.command), spec.timeout_sec, manifest_hash)

@@ -25,6 +25,7 @@ from halswarm.config.policies import PoliciesConfig
 from halswarm.config.routing import RouteConfig
 from halswarm.config.supervisor import ChannelsConfig, DiscordChannel, EnvConfig
 from halswarm.models import Project
+from halswarm.supervisor.installs import InstallRefusedError
 from halswarm.testing import agent_config, api_client, open_sim_agent, open_supervisor, supervisor_config, wait_until
 from tests.channels.discord import support as s
 from tests.channels.discord.fake_discord import BOT_TOKEN, PUBLIC_KEY_HEX, Call, FakeDiscord, open_fake_discord, sign
@@ -34,6 +35,8 @@ from tests.envcheck.test_env_wiring import MANIFEST
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from halswarm.config.agent import AgentConfig
+    from halswarm.config.supervisor import SupervisorConfig
     from halswarm.jsontypes import JSONObject, JSONValue
     from halswarm.supervisor.app import SupervisorHandle
     from tests.envcheck.conftest import Workspace
@@ -61,6 +64,41 @@ def _manifest(
         }
     value: JSONObject = manifest
     return value
+
+
+def _discord(
+    fake: FakeDiscord, *, allowed_users: list[str] | None = None, allowed_roles: list[str] | None = None
+) -> DiscordChannel:
+    """The Discord channel on the interactions transport, pointed at *fake*."""
+    return DiscordChannel(
+        bot_token=BOT_TOKEN,
+        guild_id=s.GUILD_ID,
+        application_id=s.APP_ID,
+        public_key=PUBLIC_KEY_HEX,
+        transport="interactions",
+        channels={ALERTS: s.CHANNEL_ID},
+        allowed_users=allowed_users or [],
+        allowed_roles=allowed_roles or [],
+        api_base_url=fake.rest_url,
+        gateway_url=fake.gateway_url,
+    )
+
+
+def _supervisor(tmp_path: Path, manifest_path: Path) -> SupervisorConfig:
+    return attrs.evolve(supervisor_config(tmp_path / "sup.db"), env=EnvConfig(manifest_path=str(manifest_path)))
+
+
+def _agent(sup: SupervisorHandle, tmp_path: Path, workspace: Workspace) -> AgentConfig:
+    """Agent n1 checking project ``app`` (the workspace) on demand only."""
+    agent = agent_config(
+        sup.ws_port, tmp_path / "agent", node_id="n1", projects=[Project("app", str(workspace.directory))]
+    )
+    return attrs.evolve(agent, env_check_interval_sec=0, opencode=OpencodeConfig(env=workspace.env))
+
+
+def _interactions_client(sup: SupervisorHandle) -> httpx.AsyncClient:
+    """Unauthenticated HTTP to the supervisor: Discord's interactions are signed, not token-bearing."""
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{sup.http_port}", timeout=30.0)
 
 
 def _runs(marker: Path) -> int:
@@ -139,20 +177,9 @@ async def test_an_install_is_approved_from_a_discord_button(tmp_path: Path, work
     workspace.runtime("fakert", "echo fakert 1.4")  # too old: the declared install fixes it
     with trio.fail_after(90):
         async with open_fake_discord() as fake:
-            discord = DiscordChannel(
-                bot_token=BOT_TOKEN,
-                guild_id=s.GUILD_ID,
-                application_id=s.APP_ID,
-                public_key=PUBLIC_KEY_HEX,
-                transport="interactions",
-                channels={ALERTS: s.CHANNEL_ID},
-                allowed_users=[s.ANA],
-                api_base_url=fake.rest_url,
-                gateway_url=fake.gateway_url,
-            )
+            discord = _discord(fake, allowed_users=[s.ANA])
             config = attrs.evolve(
-                supervisor_config(tmp_path / "sup.db"),
-                env=EnvConfig(manifest_path=str(manifest_path)),
+                _supervisor(tmp_path, manifest_path),
                 routes=[RouteConfig("env.provision.manual_required", f"discord#{ALERTS}")],
                 channels=ChannelsConfig(discord=discord),
                 policies=PoliciesConfig(tick_seconds=TICK),
@@ -160,12 +187,9 @@ async def test_an_install_is_approved_from_a_discord_button(tmp_path: Path, work
             async with open_supervisor(config) as sup:
                 assert sup.env is not None
                 env = sup.env
-                agent = agent_config(
-                    sup.ws_port, tmp_path / "agent", node_id="n1", projects=[Project("app", str(workspace.directory))]
-                )
-                agent = attrs.evolve(agent, env_check_interval_sec=0, opencode=OpencodeConfig(env=workspace.env))
+                agent = _agent(sup, tmp_path, workspace)
                 async with (
-                    httpx.AsyncClient(base_url=f"http://127.0.0.1:{sup.http_port}", timeout=30.0) as http,
+                    _interactions_client(sup) as http,
                     api_client(sup) as admin,
                 ):
                     clicker = Clicker(fake, http)
@@ -261,31 +285,17 @@ async def test_an_install_is_declined_from_a_discord_button(tmp_path: Path, work
     workspace.runtime("fakert", "echo fakert 1.4")
     with trio.fail_after(60):
         async with open_fake_discord() as fake:
-            discord = DiscordChannel(
-                bot_token=BOT_TOKEN,
-                guild_id=s.GUILD_ID,
-                application_id=s.APP_ID,
-                public_key=PUBLIC_KEY_HEX,
-                transport="interactions",
-                channels={ALERTS: s.CHANNEL_ID},
-                allowed_roles=[s.OPS_ROLE],
-                api_base_url=fake.rest_url,
-                gateway_url=fake.gateway_url,
-            )
+            discord = _discord(fake, allowed_roles=[s.OPS_ROLE])
             config = attrs.evolve(
-                supervisor_config(tmp_path / "sup.db"),
-                env=EnvConfig(manifest_path=str(manifest_path)),
+                _supervisor(tmp_path, manifest_path),
                 channels=ChannelsConfig(discord=discord),
             )
             async with open_supervisor(config) as sup:
                 assert sup.env is not None
                 env = sup.env
-                agent = agent_config(
-                    sup.ws_port, tmp_path / "agent", node_id="n1", projects=[Project("app", str(workspace.directory))]
-                )
-                agent = attrs.evolve(agent, env_check_interval_sec=0, opencode=OpencodeConfig(env=workspace.env))
+                agent = _agent(sup, tmp_path, workspace)
                 async with (
-                    httpx.AsyncClient(base_url=f"http://127.0.0.1:{sup.http_port}", timeout=30.0) as http,
+                    _interactions_client(sup) as http,
                     open_sim_agent(agent, sessions=1, rate=0),
                 ):
                     await wait_until(lambda: ("n1", "app") in env.reports, what="a report")
@@ -327,31 +337,17 @@ async def test_one_run_at_a_time_whichever_way_it_was_approved(tmp_path: Path, w
     workspace.runtime("fakert", "echo fakert 1.4")
     with trio.fail_after(60):
         async with open_fake_discord() as fake:
-            discord = DiscordChannel(
-                bot_token=BOT_TOKEN,
-                guild_id=s.GUILD_ID,
-                application_id=s.APP_ID,
-                public_key=PUBLIC_KEY_HEX,
-                transport="interactions",
-                channels={ALERTS: s.CHANNEL_ID},
-                allowed_users=[s.ANA],
-                api_base_url=fake.rest_url,
-                gateway_url=fake.gateway_url,
-            )
+            discord = _discord(fake, allowed_users=[s.ANA])
             config = attrs.evolve(
-                supervisor_config(tmp_path / "sup.db"),
-                env=EnvConfig(manifest_path=str(manifest_path)),
+                _supervisor(tmp_path, manifest_path),
                 channels=ChannelsConfig(discord=discord),
             )
             async with open_supervisor(config) as sup:
                 assert sup.env is not None
                 env = sup.env
-                agent = agent_config(
-                    sup.ws_port, tmp_path / "agent", node_id="n1", projects=[Project("app", str(workspace.directory))]
-                )
-                agent = attrs.evolve(agent, env_check_interval_sec=0, opencode=OpencodeConfig(env=workspace.env))
+                agent = _agent(sup, tmp_path, workspace)
                 async with (
-                    httpx.AsyncClient(base_url=f"http://127.0.0.1:{sup.http_port}", timeout=30.0) as http,
+                    _interactions_client(sup) as http,
                     api_client(sup) as admin,
                     open_sim_agent(agent, sessions=1, rate=0),
                 ):
@@ -383,3 +379,42 @@ async def test_one_run_at_a_time_whichever_way_it_was_approved(tmp_path: Path, w
                     assert _runs(marker) == 1
                     approvals = await _audit(sup, action="env.install.approve")
                     assert [row["actor"] for row in approvals] == ["api"]
+
+
+async def test_two_approvals_at_the_same_moment_run_the_install_once(tmp_path: Path, workspace: Workspace) -> None:
+    """Two operators approving in the same instant (a button and the API): one run, one
+    approval audited; the other is told the install is already running."""
+    gate = tmp_path / "go"
+    marker = tmp_path / "installed.txt"
+    script = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo ran >> {marker}"
+    manifest_path = tmp_path / "env-manifest.json"
+    manifest_path.write_bytes(orjson.dumps(_manifest(workspace, marker, script=script)))
+    workspace.runtime("fakert", "echo fakert 1.4")
+    with trio.fail_after(60):
+        async with open_supervisor(_supervisor(tmp_path, manifest_path)) as sup:
+            assert sup.env is not None
+            assert sup.installs is not None
+            env, installs = sup.env, sup.installs
+            async with open_sim_agent(_agent(sup, tmp_path, workspace), sessions=1, rate=0):
+                await wait_until(lambda: ("n1", "app") in env.reports, what="a report")
+                accepted: list[str] = []
+                refused: list[str] = []
+
+                async def approve(actor: str, source: str) -> None:
+                    try:
+                        command = await installs.approve("n1", "app", "upgrade", actor=actor, source=source)
+                    except InstallRefusedError as exc:
+                        refused.append(exc.code)
+                    else:
+                        accepted.append(command.id)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(approve, f"discord:{s.ANA}", "discord")
+                    nursery.start_soon(approve, "token:ops", "http")
+                assert (len(accepted), refused) == (1, ["install_running"])
+                gate.touch()
+                done = await sup.dispatcher.wait(accepted[0], 30)
+                assert done is not None
+                assert done.status == "succeeded", done
+                assert len(await _audit(sup, action="env.install.approve")) == 1
+                assert _runs(marker) == 1
