@@ -19,9 +19,11 @@ from halswarm.testing.harness import (
 )
 from halswarm.testing.processes import (
     Daemon,
+    agent_json,
     free_port,
     start_daemon,
     stored_seqs,
+    supervisor_json,
     wait_supervisor_ready,
     write_json,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "Cluster",
     "Daemon",
     "agent_config",
+    "agent_json",
     "api_client",
     "free_port",
     "open_cluster",
@@ -39,6 +42,7 @@ __all__ = [
     "start_daemon",
     "stored_seqs",
     "supervisor_config",
+    "supervisor_json",
     "wait_supervisor_ready",
     "wait_until",
     "write_json",

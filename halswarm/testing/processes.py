@@ -20,7 +20,18 @@ from halswarm.testing.harness import wait_until
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["Daemon", "free_port", "start_daemon", "stored_seqs", "wait_supervisor_ready", "write_json"]
+    from halswarm.jsontypes import JSONObject
+
+__all__ = [
+    "Daemon",
+    "agent_json",
+    "free_port",
+    "start_daemon",
+    "stored_seqs",
+    "supervisor_json",
+    "wait_supervisor_ready",
+    "write_json",
+]
 
 _STOP_GRACE: Final = 10.0
 
@@ -38,6 +49,30 @@ def write_json(path: Path, value: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2))
     return path
+
+
+def supervisor_json(*, token: str, ws_port: int, http_port: int, db: Path) -> JSONObject:
+    """A ``hal-supervisor`` config on loopback with a short shutdown grace (add sections to it)."""
+    return {
+        "server": {
+            "auth_token": token,
+            "host": "127.0.0.1",
+            "port": ws_port,
+            "http_port": http_port,
+            "shutdown_grace_sec": 2,
+        },
+        "database": {"path": str(db)},
+    }
+
+
+def agent_json(*, token: str, ws_port: int, node_id: str, data_dir: Path) -> JSONObject:
+    """A ``hal-agent`` config for the supervisor on loopback port *ws_port* (add keys to it)."""
+    return {
+        "supervisor_url": f"ws://127.0.0.1:{ws_port}",
+        "auth_token": token,
+        "node_id": node_id,
+        "data_dir": str(data_dir),
+    }
 
 
 class Daemon:

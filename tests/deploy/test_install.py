@@ -188,7 +188,7 @@ def test_one_role_installs_only_that_role(staged_copy: Callable[[], Path]) -> No
     assert run.returncode == 0, run.output
     assert (units / "hal-supervisor.service").is_file()
     assert not (units / "hal-agent.service").exists()
-    assert _config(root, "supervisor.config.json")["server"]["auth_token"] != EXAMPLE_TOKEN
+    assert _server(_config(root, "supervisor.config.json"))["auth_token"] != EXAMPLE_TOKEN
     assert not (root / "etc/hal-o-swarm/agent.config.json").exists()
 
 

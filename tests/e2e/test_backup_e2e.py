@@ -20,9 +20,11 @@ import trio
 
 from halswarm.testing import (
     Daemon,
+    agent_json,
     free_port,
     start_daemon,
     stored_seqs,
+    supervisor_json,
     wait_supervisor_ready,
     wait_until,
     write_json,
@@ -57,17 +59,7 @@ async def test_a_backup_during_writes_holds_every_event_acked_before_it(tmp_path
     ws_port, http_port = free_port(), free_port()
     db = tmp_path / "supervisor.db"
     config = write_json(
-        tmp_path / "supervisor.json",
-        {
-            "server": {
-                "auth_token": TOKEN,
-                "host": "127.0.0.1",
-                "port": ws_port,
-                "http_port": http_port,
-                "shutdown_grace_sec": 2,
-            },
-            "database": {"path": str(db)},
-        },
+        tmp_path / "supervisor.json", supervisor_json(token=TOKEN, ws_port=ws_port, http_port=http_port, db=db)
     )
     logs = tmp_path / "logs"
     agents: list[Daemon] = []
@@ -80,12 +72,7 @@ async def test_a_backup_during_writes_holds_every_event_acked_before_it(tmp_path
             for i in range(AGENTS):
                 agent_config = write_json(
                     tmp_path / f"agent-{i}.json",
-                    {
-                        "supervisor_url": f"ws://127.0.0.1:{ws_port}",
-                        "auth_token": TOKEN,
-                        "node_id": _node(i),
-                        "data_dir": str(tmp_path / f"agent-{i}"),
-                    },
+                    agent_json(token=TOKEN, ws_port=ws_port, node_id=_node(i), data_dir=tmp_path / f"agent-{i}"),
                 )
                 args = ["--config", str(agent_config), "--log-format", "text", "--simulate", "3"]
                 args += ["--rate", str(RATE_PER_AGENT), "--max-events", "10000000"]

@@ -15,9 +15,11 @@ import trio
 
 from halswarm.testing import (
     Daemon,
+    agent_json,
     free_port,
     start_daemon,
     stored_seqs,
+    supervisor_json,
     wait_supervisor_ready,
     wait_until,
     write_json,
@@ -50,27 +52,14 @@ async def test_every_event_stored_exactly_once_across_crashes(tmp_path: Path) ->
     ws_port, http_port = free_port(), free_port()
     db = tmp_path / "supervisor.db"
     sup_config = write_json(
-        tmp_path / "supervisor.json",
-        {
-            "server": {
-                "auth_token": TOKEN,
-                "host": "127.0.0.1",
-                "port": ws_port,
-                "http_port": http_port,
-                "shutdown_grace_sec": 2,
-            },
-            "database": {"path": str(db)},
-        },
+        tmp_path / "supervisor.json", supervisor_json(token=TOKEN, ws_port=ws_port, http_port=http_port, db=db)
     )
     agent_dirs = [tmp_path / f"agent-{i}" for i in range(AGENTS)]
     agent_configs = [
         write_json(
             tmp_path / f"agent-{i}.json",
             {
-                "supervisor_url": f"ws://127.0.0.1:{ws_port}",
-                "auth_token": TOKEN,
-                "node_id": _node(i),
-                "data_dir": str(agent_dirs[i]),
+                **agent_json(token=TOKEN, ws_port=ws_port, node_id=_node(i), data_dir=agent_dirs[i]),
                 "link": {
                     "backoff_initial_sec": 0.1,
                     "backoff_max_sec": 1.0,

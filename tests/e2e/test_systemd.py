@@ -14,7 +14,15 @@ import httpx
 import trio
 import trio.socket
 
-from halswarm.testing import Daemon, free_port, start_daemon, wait_until, write_json
+from halswarm.testing import (
+    Daemon,
+    agent_json,
+    free_port,
+    start_daemon,
+    supervisor_json,
+    wait_until,
+    write_json,
+)
 from tests.channels.fake_receivers import open_fake_receiver
 
 if TYPE_CHECKING:
@@ -66,28 +74,24 @@ def systemd_env(notify: NotifySocket) -> dict[str, str]:
     return {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": WATCHDOG_USEC}
 
 
+async def start_agent_without_supervisor(tmp_path: Path, notify: NotifySocket) -> Daemon:
+    """``hal-agent --simulate 1`` under systemd's notify protocol, its supervisor down
+    (nobody listens on its port)."""
+    config = agent_json(token=TOKEN, ws_port=free_port(), node_id="node-1", data_dir=tmp_path / "agent")
+    config_path = write_json(tmp_path / "agent.json", config)
+    args = ["--config", str(config_path), "--log-format", "text", "--simulate", "1"]
+    return await start_daemon("agent", args, tmp_path / "agent.log", env=systemd_env(notify))
+
+
 async def test_supervisor_ready_watchdog_reload_and_stop(tmp_path: Path) -> None:
     ws_port, http_port = free_port(), free_port()
     base: JSONObject = {
-        "server": {
-            "auth_token": TOKEN,
-            "host": "127.0.0.1",
-            "port": ws_port,
-            "http_port": http_port,
-            "shutdown_grace_sec": 2,
-        },
-        "database": {"path": str(tmp_path / "supervisor.db")},
+        **supervisor_json(token=TOKEN, ws_port=ws_port, http_port=http_port, db=tmp_path / "supervisor.db"),
         "policies": {"tick_seconds": 1},
     }
     config_path = write_json(tmp_path / "supervisor.json", base)
     agent_path = write_json(
-        tmp_path / "agent.json",
-        {
-            "supervisor_url": f"ws://127.0.0.1:{ws_port}",
-            "auth_token": TOKEN,
-            "node_id": "node-1",
-            "data_dir": str(tmp_path / "agent"),
-        },
+        tmp_path / "agent.json", agent_json(token=TOKEN, ws_port=ws_port, node_id="node-1", data_dir=tmp_path / "agent")
     )
     logs = tmp_path / "logs"
     api = httpx.AsyncClient(
@@ -174,23 +178,9 @@ async def test_supervisor_ready_watchdog_reload_and_stop(tmp_path: Path) -> None
 
 
 async def test_agent_ready_without_a_supervisor_survives_sighup_and_stops(tmp_path: Path) -> None:
-    config_path = write_json(
-        tmp_path / "agent.json",
-        {
-            "supervisor_url": f"ws://127.0.0.1:{free_port()}",  # nobody listens: the supervisor is down
-            "auth_token": TOKEN,
-            "node_id": "node-1",
-            "data_dir": str(tmp_path / "agent"),
-        },
-    )
     with trio.fail_after(60):
         async with open_notify_socket() as notify:
-            agent = await start_daemon(
-                "agent",
-                ["--config", str(config_path), "--log-format", "text", "--simulate", "1"],
-                tmp_path / "agent.log",
-                env=systemd_env(notify),
-            )
+            agent = await start_agent_without_supervisor(tmp_path, notify)
             try:
                 ready = await notify.next("READY")
                 assert ready["STATUS"].startswith("not connected to the supervisor")
@@ -212,23 +202,9 @@ async def test_agent_ready_without_a_supervisor_survives_sighup_and_stops(tmp_pa
 
 async def test_a_watchdog_abort_leaves_every_threads_stack_in_the_log(tmp_path: Path) -> None:
     # systemd's WatchdogSignal= is SIGABRT by default: the log must show where the process hung.
-    config_path = write_json(
-        tmp_path / "agent.json",
-        {
-            "supervisor_url": f"ws://127.0.0.1:{free_port()}",
-            "auth_token": TOKEN,
-            "node_id": "node-1",
-            "data_dir": str(tmp_path / "agent"),
-        },
-    )
     with trio.fail_after(60):
         async with open_notify_socket() as notify:
-            agent = await start_daemon(
-                "agent",
-                ["--config", str(config_path), "--log-format", "text", "--simulate", "1"],
-                tmp_path / "agent.log",
-                env=systemd_env(notify),
-            )
+            agent = await start_agent_without_supervisor(tmp_path, notify)
             try:
                 await notify.next("READY")
                 agent.process.send_signal(signal.SIGABRT)

@@ -98,11 +98,7 @@ async def test_routes_targets_and_policies_apply_live_and_other_keys_wait_for_a_
                 "webhooks": {"n8n": {"url": "http://127.0.0.1:9/hook/second-secret-path"}},
                 "slack": {"team": {"webhook_url": "http://127.0.0.1:9/services/T/B/X"}},
             }
-            new["policies"] = {
-                "tick_seconds": TICK,
-                "resume_on_idle": {"enabled": False},
-                "stuck_busy": {"enabled": True},
-            }
+            new["policies"] = _policies(resume_on_idle=False)
             new["server"] = {**rig.raw["server"], "command_timeout_sec": 30}  # type: ignore[dict-item]
             new["budgets"] = {"daily_usd": 50}
             rig.write(new)
@@ -205,6 +201,11 @@ async def test_an_unchanged_file_and_restart_only_changes(tmp_path: Path, caplog
     assert "changed; takes effect after a restart: server.http_port" in caplog.text
 
 
+def _policies(*, resume_on_idle: bool) -> JSONObject:
+    """The policies section with resume_on_idle as given and stuck_busy on."""
+    return {"tick_seconds": TICK, "resume_on_idle": {"enabled": resume_on_idle}, "stuck_busy": {"enabled": True}}
+
+
 async def test_runtime_overrides_persist_across_a_reload_until_the_file_agrees(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -215,33 +216,21 @@ async def test_runtime_overrides_persist_across_a_reload_until_the_file_agrees(
             assert disabled.status_code == 200, disabled.text
             # An unrelated policy change: the operator's runtime switch still wins over the file.
             new = rig.edit()
-            new["policies"] = {
-                "tick_seconds": TICK,
-                "resume_on_idle": {"enabled": True},
-                "stuck_busy": {"enabled": True},
-            }
+            new["policies"] = _policies(resume_on_idle=True)
             rig.write(new)
             assert (await rig.sup.reloader.reload()).outcome == "applied"
             resume = await policy(client, "resume_on_idle")
             assert (resume["enabled"], resume["configured"]) == (False, True)
             assert isinstance(resume["override"], dict)
             # The file now says the same as the override: the override is cleared...
-            new["policies"] = {
-                "tick_seconds": TICK,
-                "resume_on_idle": {"enabled": False},
-                "stuck_busy": {"enabled": True},
-            }
+            new["policies"] = _policies(resume_on_idle=False)
             rig.write(new)
             assert (await rig.sup.reloader.reload()).outcome == "applied"
             resume = await policy(client, "resume_on_idle")
             assert (resume["enabled"], resume["configured"], resume["override"]) == (False, False, None)
             assert await rig.sup.store.load_policy_overrides() == {}
             # ...so a later edit of the file is not masked by it.
-            new["policies"] = {
-                "tick_seconds": TICK,
-                "resume_on_idle": {"enabled": True},
-                "stuck_busy": {"enabled": True},
-            }
+            new["policies"] = _policies(resume_on_idle=True)
             rig.write(new)
             assert (await rig.sup.reloader.reload()).outcome == "applied"
             assert (await policy(client, "resume_on_idle"))["enabled"] is True
