@@ -12,6 +12,12 @@ readonly BIN_DIR=/usr/local/bin
 readonly UNITS=(hal-supervisor.service hal-agent.service)
 readonly PROGRAMS=(hal-supervisor hal-agent halctl)
 
+# A failing command (useradd's 9, pip's 2, ...) ends the script with 1, the documented
+# "failed": its own code could read as another documented one (2 is a usage error).
+# -E: functions and subshells inherit the trap.
+set -E
+trap 'exit 1' ERR
+
 PROG=$(basename "$0")
 DESTDIR=${DESTDIR:-}
 PREFIX=/

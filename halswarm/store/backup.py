@@ -58,6 +58,13 @@ class BackupResult:
 
 
 def _check_target(source: Path, target: Path, *, force: bool) -> None:
+    try:
+        _check_target_paths(source, target, force=force)
+    except PermissionError as exc:  # Path.exists()/is_dir() raise it on Python 3.11
+        raise BackupError(f"cannot write backup to {target}: {exc.strerror or exc} ({exc.filename or target})") from exc
+
+
+def _check_target_paths(source: Path, target: Path, *, force: bool) -> None:
     if target.is_dir():
         raise BackupError(f"cannot write backup to {target}: it is a directory")
     if target.exists() and target.resolve() == source.resolve():
@@ -179,8 +186,9 @@ def _write(
         finally:
             dest.close()
         _fsync(temp)
-        for suffix in ("-wal", "-shm"):
-            # Stale files of a previous database at the target (only with --force).
+        for suffix in _SIDE_FILES:
+            # Stale files of a previous database at the target (only with --force): a
+            # leftover -journal would be rolled back into the new file when it is opened.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{target}{suffix}")
         os.replace(temp, target)

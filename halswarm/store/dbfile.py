@@ -32,11 +32,17 @@ def open_existing(path: Path, *, readonly: bool) -> sqlite3.Connection:
     Raises:
         DatabaseFileError: the message says what is wrong with the file.
     """
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except PermissionError as exc:  # Path.exists() raises it on Python 3.11
+        raise DatabaseFileError(
+            f"cannot read database {path}: {exc.strerror or exc} (run as the supervisor's user)"
+        ) from exc
+    if not exists:
         raise DatabaseFileError(
             f"database file {path} does not exist (check database.path; the supervisor creates it when it first starts)"
         )
-    if not path.is_file():
+    if not is_file:
         raise DatabaseFileError(f"database path {path} is not a file")
     conn: sqlite3.Connection | None = None
     try:

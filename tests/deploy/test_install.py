@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -300,6 +301,19 @@ def test_python_older_than_3_11_or_missing_is_refused(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert "/no/python3 not found: halswarm needs Python >= 3.11" in run.stderr
     assert not (tmp_path / "root").exists()
+
+
+def test_a_failing_step_exits_1_whatever_its_own_code(tmp_path: Path) -> None:
+    """Guards: a failed step (here the virtualenv, exiting 2) read as a usage error (2)."""
+    python = tmp_path / "python3"
+    python.write_text(
+        '#!/bin/sh\nif [ "$1" = "-m" ] && [ "$2" = "venv" ]; then echo "venv: broken" >&2; exit 2; fi\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    run = run_script(INSTALL, "--halctl", "--destdir", str(tmp_path / "root"), env=script_env(PYTHON=str(python)))
+    assert run.returncode == 1, run.output
+    assert "venv: broken" in run.stderr
 
 
 def test_a_real_install_needs_root() -> None:

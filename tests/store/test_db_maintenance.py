@@ -5,7 +5,7 @@ migrations (forward only, optional switch to incremental auto-vacuum) and stats.
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 from sqlite_utils import Database
@@ -18,9 +18,6 @@ from halswarm.store.dbfile import DatabaseFileError, MigrationResult, migrate_da
 from halswarm.store.schema import MIGRATIONS, code_schema_version
 from halswarm.store.stats import database_stats
 from halswarm.store.store import connect, migrate
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 CODE = code_schema_version()
 
@@ -109,8 +106,11 @@ def test_an_existing_target_is_refused_unless_forced_and_stale_side_files_go(db:
     with pytest.raises(BackupError, match=r"backup\.db-wal already exists"):
         backup_database(db, target)
     target.write_text("an older backup")
+    stale_journal = tmp_path / "backup.db-journal"  # a hot journal would roll back into the new file
+    stale_journal.write_bytes(b"\0" * 100)
     backup_database(db, target, force=True)
     assert not stale_wal.exists()
+    assert not stale_journal.exists()
     assert read(target, "SELECT COUNT(*) FROM events") == [(2010,)]
     assert leftovers(tmp_path) == []
 
@@ -140,6 +140,26 @@ def test_every_bad_source_or_target_gets_an_error_naming_it(db: Path, tmp_path: 
         backup_database(db, blocker / "b.db")
     assert not (tmp_path / "b.db").exists()
     assert leftovers(tmp_path) == []
+
+
+def test_paths_the_user_may_not_read_are_errors_not_tracebacks(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python 3.11's Path.exists() raises PermissionError (EACCES) instead of answering:
+    # a database or target inside another user's 0700 directory.
+    denied = tmp_path / "private"
+    real_exists = Path.exists
+
+    def exists(path: Path) -> bool:
+        if path.is_relative_to(denied):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_exists(path)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    with pytest.raises(DatabaseFileError, match=r"cannot read database .*private/s\.db: Permission denied"):
+        backup_database(denied / "s.db", tmp_path / "b.db")
+    with pytest.raises(BackupError, match=r"cannot write backup to .*private/b\.db: Permission denied"):
+        backup_database(db, denied / "b.db")
 
 
 def test_a_copy_that_fails_its_integrity_check_is_never_renamed_into_place(db: Path, tmp_path: Path) -> None:
