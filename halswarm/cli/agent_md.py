@@ -3,12 +3,14 @@
 ``show`` prints the template rendered for a project and which nodes' files match it;
 ``diff`` the unified diff of each node's file against it (as last reported; coloured in
 a terminal); ``sync`` has the agents rewrite AGENT.md from the template (an
-``env_provision`` command limited to the agent file, per node). Exit 1 when a sync
-command failed or gave no answer in ``--wait`` seconds.
+``env_provision`` command limited to the agent file, per node), printing every node's
+outcome. Exit 1 when a node's command failed, was not sent (offline, an agent too old)
+or gave no answer within ``--wait`` seconds.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import asyncclick as click
@@ -21,8 +23,17 @@ from halswarm.cli.env_remote import wait_option
 from halswarm.cli.env_render import diff_text
 from halswarm.cli.exits import EXIT_FAILED
 from halswarm.cli.render import ago, outcome_line
-from halswarm.envcheck.views import AgentMdDiff, AgentMdInfo, EnvStatus, ProvisionOutcome
-from halswarm.models import Command
+from halswarm.envcheck.views import (
+    AgentMdDiff,
+    AgentMdInfo,
+    AgentMdSyncAnswer,
+    AgentMdSyncRefusal,
+    EnvStatus,
+    ProvisionOutcome,
+)
+
+if TYPE_CHECKING:
+    from halswarm.models import Command
 
 __all__ = ["agent_md"]
 
@@ -94,6 +105,7 @@ async def sync(ctx: click.Context, node: str | None, project: str | None, dry_ru
     """Rewrite AGENT.md from the template on the nodes (a dry run shows what would change)."""
     app = app_of(ctx)
     commands: list[Command] = []
+    refused: list[AgentMdSyncRefusal] = []
     async with app.open_api() as api:
         if project is not None:
             projects = [project]
@@ -103,12 +115,13 @@ async def sync(ctx: click.Context, node: str | None, project: str | None, dry_ru
             projects = sorted({r.project for r in found.reports})
         for name in projects:
             answer = await _sync_one(api, name, node, dry_run, wait)
-            commands += answer
+            commands += answer.commands
+            refused += answer.refused
     failed = [c for c in commands if c.status != "succeeded" or c.result is None]
     if app.json:
-        app.print_json({"commands": commands})
+        app.print_json({"commands": commands, "refused": refused})
     else:
-        if not commands:
+        if not commands and not refused:
             app.print(Text("nothing to sync (no node has reported a project)"))
         for command in commands:
             if command in failed:
@@ -118,11 +131,13 @@ async def sync(ctx: click.Context, node: str | None, project: str | None, dry_ru
                 app.print(_sync_line(command.target, outcome))
     for command in failed:
         app.warn(outcome_line(command) if command.status in ("failed", "timed_out") else _pending(command, wait))
-    if failed:
+    for refusal in refused:
+        app.warn(f"{refusal.node_id}/{refusal.project}: not sent ({refusal.code}) — {refusal.message}")
+    if failed or refused:
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
-async def _sync_one(api: ApiClient, project: str, node: str | None, dry_run: bool, wait: float) -> list[Command]:
+async def _sync_one(api: ApiClient, project: str, node: str | None, dry_run: bool, wait: float) -> AgentMdSyncAnswer:
     try:
         body = await api.call(
             "POST",
@@ -134,8 +149,8 @@ async def _sync_one(api: ApiClient, project: str, node: str | None, dry_run: boo
     except ApiError as exc:
         if exc.command is None:
             raise
-        return [exc.command]
-    return ApiClient.structure(body, "commands", list[Command])
+        return AgentMdSyncAnswer([exc.command])
+    return ApiClient.structure({"answer": body}, "answer", AgentMdSyncAnswer)
 
 
 def _sync_line(node: str, outcome: ProvisionOutcome) -> Text:

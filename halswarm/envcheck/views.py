@@ -12,11 +12,14 @@ import attrs
 from halswarm.envcheck.provision import ManualItem  # cattrs resolves the annotations
 from halswarm.envcheck.report import EnvReport
 from halswarm.jsontypes import JSONObject
+from halswarm.models import Command  # cattrs resolves the annotations
 
 __all__ = [
     "AgentMdDiff",
     "AgentMdInfo",
     "AgentMdNode",
+    "AgentMdSyncAnswer",
+    "AgentMdSyncRefusal",
     "AgentMdSyncRequest",
     "ApproveRequest",
     "DriftEntry",
@@ -109,6 +112,29 @@ class AgentMdSyncRequest:
     #: One node; default every node hosting the project.
     node: str | None = None
     dry_run: bool = False
+
+
+@attrs.frozen
+class AgentMdSyncRefusal:
+    """A node the sync was not sent to, and why (``not_supported``: its agent predates env checks)."""
+
+    node_id: str
+    project: str
+    code: str
+    message: str
+
+
+@attrs.frozen
+class AgentMdSyncAnswer:
+    """``POST /api/v1/agent-md/sync``: every node's command, or why none was sent to it.
+
+    A node that was offline has a ``failed`` command (stored, with the reason); a node
+    refused before a command could be stored is in ``refused``.
+    """
+
+    #: One per node the command was submitted to, as it stood when the shared ``wait`` ran out.
+    commands: list[Command]
+    refused: list[AgentMdSyncRefusal] = attrs.field(factory=list)
 
 
 @attrs.frozen

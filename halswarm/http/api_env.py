@@ -4,7 +4,9 @@ drift, provisioning and approved installs (issue #9).
 Commands (check, provision, install, AGENT.md sync) go through the dispatcher like any
 ``POST /api/v1/commands``: persisted, audited with the caller as actor, delivered to the
 node's agent; they answer like it (200 done, 202 still running after ``wait`` seconds,
-502 failed on the agent, 504 no answer, 409 node offline). An install runs only through
+502 failed on the agent, 504 no answer, 409 node offline), except the AGENT.md sync: it
+sends one command per node and answers 200 with each node's command or refusal, after
+``wait`` seconds in all at most. An install runs only through
 :meth:`~halswarm.supervisor.installs.InstallApprovals.approve` (shared with Discord), which
 writes its own ``env.install.approve`` audit row before submitting it.
 """
@@ -26,6 +28,8 @@ from halswarm.envcheck.views import (
     AgentMdDiff,
     AgentMdInfo,
     AgentMdNode,
+    AgentMdSyncAnswer,
+    AgentMdSyncRefusal,
     AgentMdSyncRequest,
     ApproveRequest,
     DriftEntry,
@@ -39,6 +43,8 @@ from halswarm.supervisor.dispatcher import CommandError
 from halswarm.supervisor.installs import InstallApprovals, InstallRefusedError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
     import attrs
 
     from halswarm.http.context import ApiContext
@@ -50,11 +56,14 @@ __all__ = [
     "AgentMdDiff",
     "AgentMdInfo",
     "AgentMdNode",
+    "AgentMdSyncAnswer",
+    "AgentMdSyncRefusal",
     "AgentMdSyncRequest",
     "ApproveRequest",
     "DriftEntry",
     "EnvStatus",
     "register_env",
+    "wait_for_all",
 ]
 
 
@@ -238,15 +247,43 @@ def register_env(app: Quart, api: ApiContext) -> None:
             if not nodes:
                 raise ApiError(404, "not_found", f"no node hosts a project named {body.project!r}")
         args: JSONObject = {"project": body.project, "dry_run": body.dry_run, "only": ["agent_config"]}
+        # One deadline for the whole request: halctl stops reading after wait + a margin.
+        deadline = trio.current_time() + wait_param()
         commands: list[Command] = []
+        refused: list[AgentMdSyncRefusal] = []
+        # Submit to every node before answering: a refusal for one node must not hide the
+        # commands already sent to the others (they rewrite AGENT.md either way).
         for node in nodes:
-            command = await _submit(api, "env_provision", node, args)
-            if isinstance(command, Response):
-                return command
-            commands.append(command)
-        wait = wait_param()
-        finals = [await api.dispatcher.wait(c.id, wait) or c for c in commands]
-        return json_response({"commands": finals})
+            try:
+                commands.append(
+                    await api.dispatcher.submit(
+                        CommandRequest("env_provision", node, args),
+                        actor=current_principal().actor,
+                        source="http",
+                        correlation_id=current_correlation_id(),
+                    )
+                )
+            except CommandError as exc:
+                if exc.command is not None:
+                    commands.append(exc.command)  # offline: stored as failed, with the reason
+                else:
+                    refused.append(AgentMdSyncRefusal(node, body.project, exc.code, exc.message))
+        finals = await wait_for_all(api.dispatcher.wait, commands, deadline)
+        return json_response(AgentMdSyncAnswer(finals, refused))
+
+
+async def wait_for_all(
+    wait: Callable[[str, float], Awaitable[Command | None]], commands: Sequence[Command], deadline: float
+) -> list[Command]:
+    """Each of *commands* once it finished or the *deadline* (trio time) passed.
+
+    The deadline is shared: each wait gets only the time left, so a node that never
+    answers cannot stretch the request to one full wait per node.
+
+    Args:
+        wait: :meth:`~halswarm.supervisor.dispatcher.Dispatcher.wait`.
+    """
+    return [await wait(c.id, max(0.0, deadline - trio.current_time())) or c for c in commands]
 
 
 def _agent_md(env: EnvService, project: str) -> AgentMdInfo:

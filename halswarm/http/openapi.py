@@ -21,7 +21,15 @@ from quart import Quart, Response
 from halswarm.audit import AuditEntry
 from halswarm.commands import CommandRequest
 from halswarm.cost.model import COST_GROUPINGS, CostReport
-from halswarm.http.api_env import AgentMdDiff, AgentMdInfo, AgentMdSyncRequest, ApproveRequest, DriftEntry, EnvStatus
+from halswarm.http.api_env import (
+    AgentMdDiff,
+    AgentMdInfo,
+    AgentMdSyncAnswer,
+    AgentMdSyncRequest,
+    ApproveRequest,
+    DriftEntry,
+    EnvStatus,
+)
 from halswarm.jsontypes import JSONObject
 from halswarm.models import SESSION_STATUSES, Command, Event, Node, Session
 from halswarm.policy.views import PolicyInfo
@@ -187,8 +195,8 @@ def _env_operations(s: _Schemas, command: JSONObject) -> list[_Op]:
             {"type": "object", "properties": {"project": {"type": "string"},
                                               "diffs": {"type": "array", "items": s.of(AgentMdDiff)}},
              "required": ["project", "diffs"]}, errors=(404,)),
-        _Op("post", "/api/v1/agent-md/sync", "Rewrite AGENT.md from the template (env_provision commands)",
-            "operator", _list("commands", s.of(Command)), [wait], body=s.of(AgentMdSyncRequest, strict=True),
+        _Op("post", "/api/v1/agent-md/sync", "Rewrite AGENT.md from the template (an env_provision per node)",
+            "operator", s.of(AgentMdSyncAnswer), [wait], body=s.of(AgentMdSyncRequest, strict=True),
             errors=command_errors),
     ]  # fmt: skip
 
