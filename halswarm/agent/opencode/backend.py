@@ -15,7 +15,8 @@ shows their effect, so the result the operator gets matches the state they then 
 
 It is also the agent's :class:`~halswarm.agent.envapply.OpencodeServer`: the environment
 checker reads the running server's environment from it and has it restart the spawned
-server (to apply changed manifest values) only while no session is busy.
+server (to apply changed manifest values) only while no session is busy and no command
+is starting a turn; commands that start a turn wait for such a restart to finish.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import contextlib
 import functools
 import logging
 import random
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -77,6 +79,10 @@ _RESTART_STEPS: Final = 20.0  # seconds a restart needs after the handover wait
 _STREAM_BACKOFF: Final = Backoff(0.5, 15.0)
 _TASK_FILE: Final = Path(".context") / "CURRENT_TASK.md"
 _TASK_MAX: Final = 200
+# Commands that make a session run a turn: a restart of the server would cut it off.
+_TURN_COMMANDS: Final = frozenset(
+    {"start_session", "prompt_session", "resume_session", "restart_session", "reply_permission", "answer_question"}
+)
 
 HANDOVER_PROMPT: Final = (
     "This session is about to be replaced by a fresh one. Hand your context over first: "
@@ -148,6 +154,11 @@ class OpencodeBackend:
         self._dirty = False
         self._lock = trio.Lock()  # one writer of mapper-derived events at a time
         self._markers = CompletionMarkers()
+        # Turn-starting commands in flight ("prompt_session ses_1"): opencode may already
+        # run their turn before the event stream (or its status list) shows it busy.
+        self._starting: Counter[str] = Counter()
+        # Set while restart_server restarts the server; turn-starting commands wait for it.
+        self._restart_done: trio.Event | None = None
 
     # ---- SessionBackend --------------------------------------------------------------
 
@@ -223,12 +234,14 @@ class OpencodeBackend:
         return busy
 
     async def restart_server(self, reason: str) -> tuple[RestartOutcome, str]:
-        """Restart the spawned server unless it is not ours to restart, not running, or a
-        session became busy since :meth:`busy_sessions` (checked with no await in between).
+        """Restart the spawned server unless it is not ours to restart, not running, a
+        session became busy since :meth:`busy_sessions`, or a command is starting a turn
+        (all checked with no await between the checks and stopping the server).
 
         Sessions survive (opencode keeps them on disk); the event stream reconnects and
-        resyncs as after any restart. Commands are refused while it restarts (the node's
-        health says ``restarting: <reason>``).
+        resyncs as after any restart. Meanwhile (the node's health says ``restarting:
+        <reason>``) commands that start a turn wait for the restarted server, within their
+        deadline; the others are refused.
         """
         if self.runner.mode != "spawn":
             return "pending", "opencode serve not restarted: it runs in attach mode (restart it yourself)"
@@ -239,7 +252,18 @@ class OpencodeBackend:
                 f"opencode serve not restarted: session(s) {busy_text(busy)} became busy; "
                 "provision again when no session is busy"
             )
-        problem = await self.runner.restart(reason)
+        if self._starting:
+            starting = ", ".join(sorted(self._starting))
+            return "pending", (
+                f"opencode serve not restarted: a command is starting a turn ({starting}); "
+                "provision again when no session is busy"
+            )
+        done = self._restart_done = trio.Event()
+        try:
+            problem = await self.runner.restart(reason)
+        finally:
+            self._restart_done = None
+            done.set()
         if problem is not None:
             return "failed", f"opencode serve restarted {reason}, but {problem}"
         return "restarted", f"opencode serve restarted {reason}"
@@ -410,14 +434,28 @@ class OpencodeBackend:
             raise CommandFailedError("; ".join(exc.problems)) from None
         if command.command_type in ENV_COMMANDS:  # the executor gives these to the env checker
             raise CommandFailedError(f"{command.command_type} is not a session command")
+        turn = command.command_type in _TURN_COMMANDS
+        while turn and self._restart_done is not None:
+            # Provisioning restarts the server: start the turn on the new one (the restart
+            # is bounded; so is this command, by its deadline).
+            await self._restart_done.wait()
         if not self.runner.ready:
             raise CommandFailedError(f"opencode is not available on this node: {self.runner.health()}")
+        # No await since the checks: a restart cannot slip in before this is counted.
+        key = f"{command.command_type} {command.target}"
+        if turn:
+            self._starting[key] += 1
         try:
             return await self._dispatch(command, args)
         except OpencodeNotFoundError as exc:
             raise CommandFailedError(f"not found in opencode: {exc}") from None
         except OpencodeError as exc:
             raise CommandFailedError(f"opencode: {exc}") from None
+        finally:
+            if turn:
+                self._starting[key] -= 1
+                if self._starting[key] <= 0:
+                    del self._starting[key]
 
     async def _dispatch(self, command: CommandMsg, args: object) -> JSONObject:
         match args:
