@@ -52,19 +52,7 @@ if TYPE_CHECKING:
     from halswarm.models import Command
     from halswarm.supervisor.env import EnvService
 
-__all__ = [
-    "AgentMdDiff",
-    "AgentMdInfo",
-    "AgentMdNode",
-    "AgentMdSyncAnswer",
-    "AgentMdSyncRefusal",
-    "AgentMdSyncRequest",
-    "ApproveRequest",
-    "DriftEntry",
-    "EnvStatus",
-    "register_env",
-    "wait_for_all",
-]
+__all__ = ["register_env", "wait_for_all"]
 
 
 def _env(api: ApiContext) -> EnvService:

@@ -21,7 +21,7 @@ from quart import Quart, Response
 from halswarm.audit import AuditEntry
 from halswarm.commands import CommandRequest
 from halswarm.cost.model import COST_GROUPINGS, CostReport
-from halswarm.http.api_env import (
+from halswarm.envcheck.views import (
     AgentMdDiff,
     AgentMdInfo,
     AgentMdSyncAnswer,
@@ -29,12 +29,12 @@ from halswarm.http.api_env import (
     ApproveRequest,
     DriftEntry,
     EnvStatus,
+    ManifestInfo,
 )
 from halswarm.jsontypes import JSONObject
 from halswarm.models import SESSION_STATUSES, Command, Event, Node, Session
 from halswarm.policy.views import PolicyInfo
 from halswarm.projects import CompleteAnswer, CompleteRequest, ProjectInfo
-from halswarm.supervisor.env import ManifestInfo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from halswarm.jsontypes import JSONObject, JSONValue
     from halswarm.store import IngestBatch, Store
 
-__all__ = ["MANIFEST_UPDATED", "EnvService", "ManifestInfo"]
+__all__ = ["MANIFEST_UPDATED", "EnvService"]
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from halswarm.agent.simulate import simulated_factory
 from halswarm.config.agent import OpencodeConfig
 from halswarm.config.supervisor import EnvConfig
 from halswarm.convert import structure_strict
-from halswarm.http.api_env import EnvStatus
+from halswarm.envcheck.views import EnvStatus
 from halswarm.models import Project
 from halswarm.testing import agent_config, api_client, open_sim_agent, open_supervisor, supervisor_config, wait_until
 from halswarm.timeutil import format_ts, system_now

@@ -15,7 +15,7 @@ from halswarm.config.agent import OpencodeConfig
 from halswarm.config.security import ApiToken
 from halswarm.config.supervisor import EnvConfig, parse_supervisor_config
 from halswarm.convert import structure_strict
-from halswarm.http.api_env import EnvStatus
+from halswarm.envcheck.views import EnvStatus
 from halswarm.models import Project
 from halswarm.store import EventQuery
 from halswarm.testing import agent_config, api_client, open_sim_agent, open_supervisor, supervisor_config, wait_until
