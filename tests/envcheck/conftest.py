@@ -5,13 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import orjson
 import pytest
 
+from halswarm.config.agent import AgentConfig, OpencodeConfig
+from halswarm.config.supervisor import EnvConfig, SupervisorConfig
 from halswarm.envcheck.manifest import ProjectSpec, parse_manifest
-from halswarm.jsontypes import is_json_object
+from halswarm.jsontypes import JSONObject, is_json_object
+from halswarm.models import Project
+from halswarm.testing import agent_config, supervisor_config
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from halswarm.config.security import ApiToken
 
 REMOTE = "git@github.com:example/app.git"
 
@@ -78,3 +88,20 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
         mode = path.lstat().st_mode
         tree[str(path.relative_to(root))] = (mode, path.read_bytes() if path.is_file() else b"")
     return tree
+
+
+def env_supervisor_config(tmp_path: Path, manifest: JSONObject, *, tokens: Sequence[ApiToken] = ()) -> SupervisorConfig:
+    """A supervisor on ``tmp_path/sup.db`` holding *manifest* (``tmp_path/env-manifest.json``)."""
+    manifest_path = tmp_path / "env-manifest.json"
+    manifest_path.write_bytes(orjson.dumps(manifest))
+    base = supervisor_config(tmp_path / "sup.db")
+    server = attrs.evolve(base.server, tokens=list(tokens)) if tokens else base.server
+    return attrs.evolve(base, server=server, env=EnvConfig(manifest_path=str(manifest_path)))
+
+
+def workspace_agent_config(
+    ws_port: int, data_dir: Path, workspace: Workspace, *, node_id: str = "n1", interval: float = 0
+) -> AgentConfig:
+    """An agent hosting project ``app`` (the workspace), checking every *interval* s (0: on demand)."""
+    config = agent_config(ws_port, data_dir, node_id=node_id, projects=[Project("app", str(workspace.directory))])
+    return attrs.evolve(config, env_check_interval_sec=interval, opencode=OpencodeConfig(env=workspace.env))

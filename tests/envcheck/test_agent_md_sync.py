@@ -8,17 +8,15 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import attrs
-import orjson
 import trio
 
 from halswarm.agent.connector import open_ws
-from halswarm.config.agent import OpencodeConfig
-from halswarm.config.supervisor import EnvConfig
 from halswarm.http.api_env import wait_for_all
 from halswarm.models import Command, Project
 from halswarm.proto import ENV_CAPABILITY, Hello, Welcome, decode, encode
-from halswarm.testing import TEST_TOKEN, agent_config, open_sim_agent, open_supervisor, supervisor_config, wait_until
+from halswarm.testing import TEST_TOKEN, open_sim_agent, open_supervisor, wait_until
 from halswarm.testing.halctl import run_halctl
+from tests.envcheck.conftest import env_supervisor_config, workspace_agent_config
 from tests.envcheck.test_env_wiring import MANIFEST
 
 if TYPE_CHECKING:
@@ -57,17 +55,12 @@ async def test_sync_reports_every_node_when_some_cannot_run_it(tmp_path: Path, w
     """Guards: one offline node made the API answer only its 409, hiding the commands already
     sent to the other nodes (which rewrote AGENT.md unseen); nodes were waited for one after
     the other, each for the full --wait, so halctl gave up with a transport error."""
-    manifest_path = tmp_path / "env-manifest.json"
-    manifest_path.write_bytes(orjson.dumps(MANIFEST))
-    config = attrs.evolve(supervisor_config(tmp_path / "sup.db"), env=EnvConfig(manifest_path=str(manifest_path)))
+    config = env_supervisor_config(tmp_path, MANIFEST)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     with trio.fail_after(60):
         async with open_supervisor(config) as sup:
-            agent = agent_config(
-                sup.ws_port, tmp_path / "agent", node_id="n1", projects=[Project("app", str(workspace.directory))]
-            )
-            agent = attrs.evolve(agent, env_check_interval_sec=0, opencode=OpencodeConfig(env=workspace.env))
+            agent = workspace_agent_config(sup.ws_port, tmp_path / "agent", workspace)
             async with _raw_node(sup, "n2"):  # known, then offline
                 await wait_until(lambda: sup.registry.online_count() == 1, what="n2 online")
             await wait_until(lambda: sup.registry.online_count() == 0, what="n2 offline")

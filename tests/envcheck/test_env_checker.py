@@ -28,16 +28,15 @@ import trio.testing
 from halswarm.agent.backend import EventSink, OutEvent
 from halswarm.agent.envchecker import MANIFEST_KEY, EnvChecker
 from halswarm.agent.outbox import open_outbox
-from halswarm.config.agent import OpencodeConfig
-from halswarm.config.supervisor import EnvConfig
 from halswarm.convert import converter
 from halswarm.envcheck.environment import OpencodeEnvironment
 from halswarm.envcheck.manifest import manifest_hash, parse_manifest
 from halswarm.models import Project
 from halswarm.proto.messages import EnvManifest
-from halswarm.testing import agent_config, open_sim_agent, open_supervisor, supervisor_config, wait_until
+from halswarm.testing import open_sim_agent, open_supervisor, wait_until
 from halswarm.testing.processes import free_port
 from halswarm.timeutil import system_now
+from tests.envcheck.conftest import env_supervisor_config, workspace_agent_config
 from tests.envcheck.test_env_wiring import MANIFEST
 
 if TYPE_CHECKING:
@@ -181,14 +180,11 @@ async def test_interval_zero_checks_only_on_a_new_manifest(
 async def test_the_manifest_is_kept_across_agent_restarts_and_checks_go_on_offline(
     tmp_path: Path, workspace: Workspace
 ) -> None:
-    manifest_path = tmp_path / "env-manifest.json"
-    manifest_path.write_bytes(orjson.dumps(MANIFEST))
-    sup_config = attrs.evolve(supervisor_config(tmp_path / "sup.db"), env=EnvConfig(manifest_path=str(manifest_path)))
+    sup_config = env_supervisor_config(tmp_path, MANIFEST)
     data_dir = tmp_path / "agent"
 
     def agent(ws_port: int, interval: float) -> AgentConfig:
-        config = agent_config(ws_port, data_dir, node_id="n1", projects=[Project("app", str(workspace.directory))])
-        return attrs.evolve(config, env_check_interval_sec=interval, opencode=OpencodeConfig(env=workspace.env))
+        return workspace_agent_config(ws_port, data_dir, workspace, interval=interval)
 
     with trio.fail_after(60):
         async with open_supervisor(sup_config) as sup:

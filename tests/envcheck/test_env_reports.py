@@ -10,19 +10,15 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
-import attrs
-import orjson
 import trio
 
 from halswarm.agent.app import AgentHandle, run_agent
 from halswarm.agent.simulate import simulated_factory
-from halswarm.config.agent import OpencodeConfig
-from halswarm.config.supervisor import EnvConfig
 from halswarm.convert import structure_strict
 from halswarm.envcheck.views import EnvStatus
-from halswarm.models import Project
-from halswarm.testing import agent_config, api_client, open_sim_agent, open_supervisor, supervisor_config, wait_until
+from halswarm.testing import api_client, open_sim_agent, open_supervisor, wait_until
 from halswarm.timeutil import format_ts, system_now
+from tests.envcheck.conftest import env_supervisor_config, workspace_agent_config
 from tests.envcheck.test_env_wiring import MANIFEST
 
 if TYPE_CHECKING:
@@ -39,15 +35,10 @@ NODE: Final = "n1"
 
 
 def _configs(tmp_path: Path, workspace: Workspace) -> tuple[SupervisorConfig, Callable[[int], AgentConfig]]:
-    manifest_path = tmp_path / "env-manifest.json"
-    manifest_path.write_bytes(orjson.dumps(MANIFEST))
-    sup = attrs.evolve(supervisor_config(tmp_path / "sup.db"), env=EnvConfig(manifest_path=str(manifest_path)))
+    sup = env_supervisor_config(tmp_path, MANIFEST)
 
     def agent(ws_port: int) -> AgentConfig:
-        config = agent_config(
-            ws_port, tmp_path / "agent", node_id=NODE, projects=[Project("app", str(workspace.directory))]
-        )
-        return attrs.evolve(config, env_check_interval_sec=0, opencode=OpencodeConfig(env=workspace.env))
+        return workspace_agent_config(ws_port, tmp_path / "agent", workspace, node_id=NODE)
 
     return sup, agent
 

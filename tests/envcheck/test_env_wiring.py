@@ -11,15 +11,13 @@ import pytest
 import trio
 
 from halswarm.config import ConfigError
-from halswarm.config.agent import OpencodeConfig
 from halswarm.config.security import ApiToken
 from halswarm.config.supervisor import EnvConfig, parse_supervisor_config
 from halswarm.convert import structure_strict
 from halswarm.envcheck.views import EnvStatus
-from halswarm.models import Project
 from halswarm.store import EventQuery
-from halswarm.testing import agent_config, api_client, open_sim_agent, open_supervisor, supervisor_config, wait_until
-from tests.envcheck.conftest import REMOTE
+from halswarm.testing import api_client, open_sim_agent, open_supervisor, supervisor_config, wait_until
+from tests.envcheck.conftest import REMOTE, env_supervisor_config, workspace_agent_config
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -41,6 +39,7 @@ MANIFEST: Final[JSONObject] = {
         }
     },
 }
+ROLE_TOKENS: Final = (ApiToken("dash", "viewer", token=VIEWER), ApiToken("ops", "operator", token=OPERATOR))
 
 
 def _with_runtime(bin_dir: Path) -> JSONObject:
@@ -68,20 +67,10 @@ async def _status(sup: SupervisorHandle) -> EnvStatus:
 
 
 async def test_drift_provision_approval_end_to_end(tmp_path: Path, workspace: Workspace) -> None:
-    manifest_path = tmp_path / "env-manifest.json"
-    manifest_path.write_bytes(orjson.dumps(MANIFEST))
-    base = supervisor_config(tmp_path / "sup.db")
-    server = attrs.evolve(
-        base.server,
-        tokens=[ApiToken("dash", "viewer", token=VIEWER), ApiToken("ops", "operator", token=OPERATOR)],
-    )
-    config = attrs.evolve(base, server=server, env=EnvConfig(manifest_path=str(manifest_path)))
+    config = env_supervisor_config(tmp_path, MANIFEST, tokens=ROLE_TOKENS)
     with trio.fail_after(60):
         async with open_supervisor(config) as sup:
-            agent = agent_config(
-                sup.ws_port, tmp_path / "agent", node_id="n1", projects=[Project("app", str(workspace.directory))]
-            )
-            agent = attrs.evolve(agent, env_check_interval_sec=0, opencode=OpencodeConfig(env=workspace.env))
+            agent = workspace_agent_config(sup.ws_port, tmp_path / "agent", workspace)
             async with open_sim_agent(agent, sessions=1, rate=0):
                 assert sup.env is not None
                 env = sup.env

@@ -11,15 +11,11 @@ import attrs
 import orjson
 import trio
 
-from halswarm.config.agent import OpencodeConfig
-from halswarm.config.security import ApiToken
-from halswarm.config.supervisor import EnvConfig
-from halswarm.models import Project
 from halswarm.supervisor.app import SupervisorHandle
-from halswarm.testing import TEST_TOKEN, agent_config, open_sim_agent, open_supervisor, supervisor_config, wait_until
+from halswarm.testing import TEST_TOKEN, open_sim_agent, open_supervisor, wait_until
 from halswarm.testing.halctl import Result, run_halctl
-from tests.envcheck.conftest import snapshot
-from tests.envcheck.test_env_wiring import MANIFEST, OPERATOR, VIEWER, _with_runtime
+from tests.envcheck.conftest import env_supervisor_config, snapshot, workspace_agent_config
+from tests.envcheck.test_env_wiring import MANIFEST, OPERATOR, ROLE_TOKENS, VIEWER, _with_runtime
 
 if TYPE_CHECKING:
     from tests.envcheck.conftest import Workspace
@@ -38,22 +34,12 @@ class _Cli:
 
 
 async def test_remote_env_commands_end_to_end(tmp_path: Path, workspace: Workspace) -> None:
-    manifest_path = tmp_path / "env-manifest.json"
-    manifest_path.write_bytes(orjson.dumps(MANIFEST))
-    base = supervisor_config(tmp_path / "sup.db")
-    server = attrs.evolve(
-        base.server,
-        tokens=[ApiToken("dash", "viewer", token=VIEWER), ApiToken("ops", "operator", token=OPERATOR)],
-    )
-    config = attrs.evolve(base, server=server, env=EnvConfig(manifest_path=str(manifest_path)))
+    config = env_supervisor_config(tmp_path, MANIFEST, tokens=ROLE_TOKENS)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     with trio.fail_after(90):
         async with open_supervisor(config) as sup:
-            agent = agent_config(
-                sup.ws_port, tmp_path / "agent", node_id="n1", projects=[Project("app", str(workspace.directory))]
-            )
-            agent = attrs.evolve(agent, env_check_interval_sec=0, opencode=OpencodeConfig(env=workspace.env))
+            agent = workspace_agent_config(sup.ws_port, tmp_path / "agent", workspace)
             async with open_sim_agent(agent, sessions=1, rate=0):
                 assert sup.env is not None
                 env = sup.env
