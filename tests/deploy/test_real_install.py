@@ -20,6 +20,7 @@ from typing import Final, Protocol
 import pytest
 
 from tests.deploy.tree import INSTALL, INSTALL_TIMEOUT, QUICK_TIMEOUT, UNINSTALL, Run, script_env
+from tests.required import unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +96,7 @@ def system(tmp_path: Path) -> System:
     systemctl.write_text(_SYSTEMCTL)
     systemctl.chmod(0o755)
     if (reason := _namespace_unavailable(base)) is not None:
-        pytest.skip(reason)
+        unavailable(reason)
 
     def run(*command: str, timeout: float = QUICK_TIMEOUT) -> Run:
         done = subprocess.run(

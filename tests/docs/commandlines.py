@@ -44,6 +44,7 @@ _HELP: Final = frozenset({"-h", "--help"})
 _TOKEN: Final = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
 _ASSIGNMENT: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _WRAPPERS: Final = frozenset({"sudo", "exec", "env", "time", "nohup"})
+_SUDO_VALUED: Final = frozenset({"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U"})
 
 
 def split_commands(line: str) -> list[str]:
@@ -79,7 +80,12 @@ def _words(command: str) -> list[str]:
     """The command's tokens from the program on (assignments and wrappers like sudo dropped)."""
     tokens = _TOKEN.findall(command)
     while tokens and (_ASSIGNMENT.match(tokens[0]) or tokens[0] in _WRAPPERS):
-        tokens.pop(0)
+        wrapper = tokens.pop(0)
+        # The wrapper's own options (sudo -u USER -E), so the program is not taken to be "-u".
+        while tokens and tokens[0].startswith("-"):
+            option = tokens.pop(0)
+            if wrapper == "sudo" and option in _SUDO_VALUED and tokens:
+                tokens.pop(0)
     return tokens
 
 

@@ -107,6 +107,7 @@ def test_split_commands_tells_pipes_from_alternatives() -> None:
         "halctl env manifest show | set <file>",
         ".venv/bin/hal-supervisor --config supervisor.json --validate",
         "sudo HALSWARM_AUTH_TOKEN=x hal-agent --config a.json --simulate 10",
+        "sudo -u hal-o-swarm hal-supervisor db backup /x.db",
         "make demo",
         "curl -s localhost:8421/readyz | jq .components",
         'curl -H "Authorization: Bearer $T" http://localhost:8421/api/v1/sessions/<session-id>/events?limit=5',
@@ -125,6 +126,7 @@ def test_real_commands_pass(line: str) -> None:
         ("halctl sessions logs S --max-polls 2", "halctl sessions logs: no option --max-polls"),  # hidden: tests only
         ("hal-supervisor --config x.json --check", "hal-supervisor: no option --check"),
         ("make deploy", "make: no target 'deploy'"),
+        ("sudo -u hal-o-swarm hal-supervisor db backupp /x", "hal-supervisor db: no command 'backupp'"),
         ("curl -s localhost:8421/api/v1/session", "curl: no route /api/v1/session"),
     ],
 )

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import httpx
 import orjson
-import pytest
 import trio
 
 from halswarm.runtime import terminate
+from tests.required import unavailable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -79,9 +79,7 @@ def opencode_binary() -> Path:
         f"opencode binary not found at {path} "
         f"({'from $OPENCODE_BIN' if configured else 'set $OPENCODE_BIN or run `make opencode`'})"
     )
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    unavailable(reason)
 
 
 def opencode_config(stub_base_url: str) -> dict[str, object]:
