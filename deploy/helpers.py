@@ -113,8 +113,9 @@ def agent_config(example: Path, out: Path, state_dir: str, supervisor: Path | No
     where = "remote"
     token = secrets.token_urlsafe(32)
     if supervisor is not None and supervisor.is_file():
-        server = _section(_load(supervisor), "server")
-        tls = _section(_section(_load(supervisor), "security"), "tls")
+        running = _load(supervisor)
+        server = _section(running, "server")
+        tls = _section(_section(running, "security"), "tls")
         if isinstance(server.get("auth_token"), str) and server["auth_token"]:
             token = str(server["auth_token"])
             scheme = "wss" if tls.get("enabled") is True else "ws"

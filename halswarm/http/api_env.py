@@ -79,13 +79,9 @@ def _known_node(api: ApiContext, node: str) -> None:
         raise ApiError(404, "not_found", f"no node {node!r}")
 
 
-async def _submit(api: ApiContext, command_type: str, node: str, args: JSONObject) -> Command | Response:
-    # The args are checked by the dispatcher (parse_args) like any command's.
-    return await submit_as_caller(api, CommandRequest(command_type, node, args))  # type: ignore[arg-type]
-
-
 async def _run(api: ApiContext, command_type: str, node: str, args: JSONObject) -> Response:
-    command = await _submit(api, command_type, node, args)
+    # The args are checked by the dispatcher (parse_args) like any command's.
+    command = await submit_as_caller(api, CommandRequest(command_type, node, args))  # type: ignore[arg-type]
     if isinstance(command, Response):
         return command
     return await answer_when_done(api, command)
