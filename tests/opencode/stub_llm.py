@@ -9,6 +9,8 @@ keyword       reply (main agent only; titles and summaries ignore keywords)
 ============  ===================================================================================
 (none)        "Hello from the stub." in two deltas, usage 100/7
 ``SLOW``      one ``"tick N. "`` delta per second for up to 60 s (the disconnect is recorded)
+``HOLD``      the plain reply, held after its first delta until :meth:`StubLLM.release` (then
+              every later ``HOLD`` passes straight through); lets a test see the turn busy
 ``ERR500``    HTTP 500 with ``{"error": {"message", "type": "stub_error", "code": 500}}``
 ``ERR429``    HTTP 429, same body shape
 ``ERR401``    HTTP 401, same body shape
@@ -60,7 +62,7 @@ SLOW_INTERVAL: Final = 1.0
 _SHUTDOWN_GRACE: Final = 2.0
 _CREATED: Final = 1795517716
 
-_KEYWORD = re.compile(r"\b(SLOW|ERR500|ERR429|ERR401|BASH|WRITE(?::(\S+))?|QUESTION|TASK|CACHE|BIG)\b")
+_KEYWORD = re.compile(r"\b(SLOW|HOLD|ERR500|ERR429|ERR401|BASH|WRITE(?::(\S+))?|QUESTION|TASK|CACHE|BIG)\b")
 _WORKDIR = re.compile(r"Working directory:\s*(\S+)")
 _ERRORS: Final = {
     "ERR500": (500, "stub internal error"),
@@ -123,6 +125,11 @@ class StubLLM:
     requests: list[StubRequest]
     """Every request so far, in arrival order."""
     _changes: _Changes = attrs.Factory(_Changes)
+    _gate: trio.Event = attrs.Factory(trio.Event)
+
+    def release(self) -> None:
+        """Let every ``HOLD`` reply, waiting or still to come, finish."""
+        self._gate.set()
 
     def of_kind(self, kind: Kind) -> list[StubRequest]:
         """The logged requests classified as *kind*."""
@@ -145,6 +152,8 @@ class _Reply:
     tool: tuple[str, dict[str, object]] | None = None
     usage: dict[str, object] = attrs.field(factory=lambda: _usage(100, 7))
     interval: float = 0.0
+    held: bool = False
+    """Wait for :meth:`StubLLM.release` after the first delta."""
     status: int = 200
     error: str = ""
 
@@ -194,6 +203,7 @@ class _Script:
     big_done: set[str] = attrs.Factory(set)
     calls: int = 0
     changes: _Changes = attrs.Factory(_Changes)
+    gate: trio.Event = attrs.Factory(trio.Event)
 
     def handle(self, body: dict[str, object]) -> tuple[StubRequest, _Reply]:
         messages = _messages(body)
@@ -244,6 +254,8 @@ class _Script:
                 usage=_usage(100, SLOW_TICKS),
                 interval=SLOW_INTERVAL,
             )
+        if keyword == "HOLD":
+            return keyword, _Reply(deltas=HELLO, held=True)
         if keyword == "CACHE":
             return keyword, _Reply(deltas=HELLO, usage=_usage(1000, 50, cached=600, reasoning=20))
         if keyword == "BIG":
@@ -292,9 +304,12 @@ class _ChunkStream:
     request task is cancelled.
     """
 
-    def __init__(self, chunks: list[bytes], interval: float, record: StubRequest, changes: _Changes) -> None:
+    def __init__(
+        self, chunks: list[bytes], interval: float, record: StubRequest, changes: _Changes, gate: trio.Event | None
+    ) -> None:
         self._chunks = chunks
         self._interval = interval
+        self._gate = gate
         self._record = record
         self._changes = changes
         self._next = 0
@@ -308,6 +323,8 @@ class _ChunkStream:
         # Delta chunks after the first are paced by the interval (SLOW); the rest go at once.
         if self._interval and 0 < self._next < len(self._chunks) - 2:
             await trio.sleep(self._interval)
+        if self._gate is not None and self._next == 1:
+            await self._gate.wait()
         chunk = self._chunks[self._next]
         self._next += 1
         return chunk
@@ -390,7 +407,9 @@ def _create_app(script: _Script) -> QuartTrio:
         call_id = script.call_id() if reply.tool is not None else ""
         if not record.stream:
             return _json(_completion(reply, record.model, call_id))
-        stream = _ChunkStream(_stream_chunks(reply, record.model, call_id), reply.interval, record, script.changes)
+        gate = script.gate if reply.held else None
+        chunks = _stream_chunks(reply, record.model, call_id)
+        stream = _ChunkStream(chunks, reply.interval, record, script.changes, gate)
         response = Response(stream, content_type="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"
         response.timeout = None
@@ -422,7 +441,8 @@ async def open_stub_llm() -> AsyncGenerator[StubLLM, None]:
         )
         port = urlsplit(binds[0]).port
         try:
-            yield StubLLM(base_url=f"http://127.0.0.1:{port}/v1", requests=script.requests, changes=script.changes)
+            base_url = f"http://127.0.0.1:{port}/v1"
+            yield StubLLM(base_url=base_url, requests=script.requests, changes=script.changes, gate=script.gate)
         finally:
             shutdown.set()
             nursery.cancel_scope.deadline = trio.current_time() + _SHUTDOWN_GRACE + 1.0

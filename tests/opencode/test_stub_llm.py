@@ -10,7 +10,7 @@ import orjson
 import pytest
 import trio
 
-from tests.opencode.stub_llm import StubLLM, open_stub_llm
+from tests.opencode.stub_llm import HELLO, StubLLM, open_stub_llm
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -194,3 +194,31 @@ async def test_slow_stream_records_the_disconnect(stub: StubLLM) -> None:
         await stub.wait_until(lambda: stub.requests[0].disconnected)
     assert received.startswith(b"HTTP/1.1 200")
     assert stub.requests[0].reply == "SLOW"
+
+
+async def test_held_stream_waits_for_release(stub: StubLLM) -> None:
+    port = urlsplit(stub.base_url).port
+    assert port is not None
+    body = orjson.dumps(_body("HOLD on"))
+    head = "POST /v1/chat/completions HTTP/1.1\r\nHost: stub\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+    received = b""
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(head.encode() + body)
+            while HELLO[0].encode() not in received:
+                received += await stream.receive_some()
+            # Held after the first delta: nothing more comes until the test releases it.
+            with trio.move_on_after(0.3):
+                received += await stream.receive_some()
+            assert HELLO[1].encode() not in received
+            stub.release()
+            while b"[DONE]" not in received:
+                chunk = await stream.receive_some()
+                assert chunk, "stub closed the stream early"
+                received += chunk
+    assert b'"prompt_tokens":100' in received
+    # Released for good: a later HOLD passes straight through.
+    again = _chunks((await _post(stub, _body("HOLD again"))).text)
+    assert again[-1]["usage"] == {"prompt_tokens": 100, "completion_tokens": 7, "total_tokens": 107}

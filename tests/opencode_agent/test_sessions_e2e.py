@@ -20,7 +20,11 @@ PLAIN_COST = 100 * 3 / 1e6 + 7 * 15 / 1e6
 async def test_start_session_goes_busy_then_idle_with_tokens_and_cost(tmp_path: Path) -> None:
     with trio.fail_after(120):
         async with open_fleet(tmp_path) as fleet:
-            session_id = await fleet.started("hello there")
+            # The stub holds its reply mid-stream, so the busy turn is there to be seen.
+            session_id = await fleet.started("HOLD on, hello there")
+            busy = await fleet.wait_session(session_id, "busy mid-turn", lambda s: s.status == "busy")
+            assert busy.tokens.input == 0
+            fleet.stub.release()
             session = await fleet.wait_session(session_id, "idle after one turn", lambda s: s.status == "idle")
             assert session.project == fleet.projects[0].name
             assert (session.tokens.input, session.tokens.output) == (100, 7)
