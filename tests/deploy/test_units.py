@@ -144,7 +144,7 @@ def test_units_follow_the_daemons_contract(unit: str) -> None:
     assert d["CapabilityBoundingSet"] == [""]
     assert "MemoryMax" in d
     if program == "hal-supervisor":
-        assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+        assert d["ExecReload"] == [d["ExecStartPre"][0], "/bin/kill -HUP $MAINPID"]
         assert d["ProtectHome"] == ["yes"]
     else:
         # Home directories stay readable (opencode may be installed there) and project

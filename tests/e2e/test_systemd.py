@@ -1,13 +1,16 @@
 """``hal-supervisor`` and ``hal-agent`` as systemd runs them (``Type=notify``, ``WatchdogSec=``,
-``ExecReload=kill -HUP``): real processes, a real notify socket, a fake webhook on loopback."""
+the unit's ``ExecReload=`` lines): real processes, a real notify socket, a fake webhook on loopback."""
 
 from __future__ import annotations
 
 import copy
 import os
+import shlex
 import signal
+import sys
 import tempfile
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import httpx
@@ -26,13 +29,14 @@ from halswarm.testing import (
 from tests.channels.fake_receivers import open_fake_receiver
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import AsyncGenerator
-    from pathlib import Path
 
     from halswarm.jsontypes import JSONObject
 
 TOKEN: Final = "systemd-token-0123456789abcdef"
 WATCHDOG_USEC: Final = "2000000"  # 2 s: a ping every second
+SUPERVISOR_UNIT: Final = Path(__file__).resolve().parents[2] / "systemd" / "hal-supervisor.service"
 
 
 class NotifySocket:
@@ -68,6 +72,27 @@ async def open_notify_socket() -> AsyncGenerator[NotifySocket, None]:
         with sock:
             await sock.bind(path)
             yield NotifySocket(sock, path)
+
+
+async def systemctl_reload(config_path: Path, pid: int) -> subprocess.CompletedProcess[bytes]:
+    """What ``systemctl reload hal-supervisor`` runs: the unit's ``ExecReload=`` lines in
+    order, the installed paths swapped for this checkout's; the first failure fails the job."""
+    lines = [
+        line.removeprefix("ExecReload=")
+        for line in SUPERVISOR_UNIT.read_text().splitlines()
+        if line.startswith("ExecReload=")
+    ]
+    assert lines, "the unit has no ExecReload="
+    done: subprocess.CompletedProcess[bytes] | None = None
+    for line in lines:
+        line = line.replace("/opt/hal-o-swarm/venv/bin/", f"{Path(sys.executable).parent}/")
+        line = line.replace("/etc/hal-o-swarm/supervisor.config.json", str(config_path))
+        line = line.replace("$MAINPID", str(pid))
+        done = await trio.run_process(shlex.split(line), capture_stdout=True, capture_stderr=True, check=False)
+        if done.returncode != 0:
+            break
+    assert done is not None
+    return done
 
 
 def systemd_env(notify: NotifySocket) -> dict[str, str]:
@@ -132,7 +157,8 @@ async def test_supervisor_ready_watchdog_reload_and_stop(tmp_path: Path) -> None
                 changed["routes"] = [{"match": "session.*", "target": "webhook#rx"}]
                 changed["policies"] = {"tick_seconds": 1, "stuck_busy": {"enabled": True}}
                 write_json(config_path, changed)
-                supervisor.process.send_signal(signal.SIGHUP)
+                reload = await systemctl_reload(config_path, supervisor.process.pid)
+                assert reload.returncode == 0, reload.stderr
                 await notify.next("RELOADING")
                 reloaded = await notify.next("READY")
                 assert "last reload: applied" in reloaded["STATUS"]
@@ -147,10 +173,16 @@ async def test_supervisor_ready_watchdog_reload_and_stop(tmp_path: Path) -> None
                     "routes",
                 ]
 
-                # An invalid file: refused with its problem named, the running config keeps working.
+                # An invalid file: `systemctl reload` fails, naming the problem, and never
+                # signals the supervisor...
                 broken = copy.deepcopy(changed)
                 broken["routes"] = [{"match": "session.* &&", "target": "webhook#rx"}]
                 write_json(config_path, broken)
+                reload = await systemctl_reload(config_path, supervisor.process.pid)
+                assert reload.returncode == 2
+                assert b"routes[0].match:" in reload.stderr
+                # ...and a SIGHUP sent by hand is refused by the supervisor itself, with the
+                # problem named; the running config keeps working either way.
                 supervisor.process.send_signal(signal.SIGHUP)
                 await notify.next("RELOADING")
                 refused = await notify.next("READY")
