@@ -56,6 +56,26 @@ async def _post(stub: StubLLM, body: object) -> httpx.Response:
             return await client.post("/chat/completions", json=body)
 
 
+async def _send_raw(stub: StubLLM, text: str) -> trio.SocketStream:
+    """A streamed chat request for *text* on a raw socket, its answer left to read.
+
+    A raw socket rather than httpx: leaving an httpx stream early leaves its generator chain to
+    the garbage collector, which trio reports as ResourceWarnings (errors under our pytest config).
+    """
+    port = urlsplit(stub.base_url).port
+    assert port is not None
+    body = orjson.dumps(_body(text))
+    head = "POST /v1/chat/completions HTTP/1.1\r\nHost: stub\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    try:
+        await stream.send_all(head.encode() + body)
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return stream
+
+
 async def test_models_lists_both_stub_models(stub: StubLLM) -> None:
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=stub.base_url, timeout=5, trust_env=False) as client:
@@ -175,18 +195,9 @@ async def test_big_usage_is_one_shot_per_conversation(stub: StubLLM) -> None:
 
 
 async def test_slow_stream_records_the_disconnect(stub: StubLLM) -> None:
-    # A raw socket rather than httpx: leaving an httpx stream early leaves its generator chain to
-    # the garbage collector, which trio reports as ResourceWarnings (errors under our pytest config).
-    port = urlsplit(stub.base_url).port
-    assert port is not None
-    body = orjson.dumps(_body("SLOW"))
-    head = "POST /v1/chat/completions HTTP/1.1\r\nHost: stub\r\nContent-Type: application/json\r\n"
-    head += f"Content-Length: {len(body)}\r\n\r\n"
     received = b""
     with trio.fail_after(10):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        async with stream:
-            await stream.send_all(head.encode() + body)
+        async with await _send_raw(stub, "SLOW") as stream:
             while b"tick 2." not in received:
                 chunk = await stream.receive_some()
                 assert chunk, "stub closed the stream early"
@@ -197,16 +208,9 @@ async def test_slow_stream_records_the_disconnect(stub: StubLLM) -> None:
 
 
 async def test_held_stream_waits_for_release(stub: StubLLM) -> None:
-    port = urlsplit(stub.base_url).port
-    assert port is not None
-    body = orjson.dumps(_body("HOLD on"))
-    head = "POST /v1/chat/completions HTTP/1.1\r\nHost: stub\r\nContent-Type: application/json\r\n"
-    head += f"Content-Length: {len(body)}\r\n\r\n"
     received = b""
     with trio.fail_after(10):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        async with stream:
-            await stream.send_all(head.encode() + body)
+        async with await _send_raw(stub, "HOLD on") as stream:
             while HELLO[0].encode() not in received:
                 received += await stream.receive_some()
             # Held after the first delta: nothing more comes until the test releases it.
