@@ -52,8 +52,9 @@ from halswarm.envcheck.checks import check_project
 from halswarm.envcheck.environment import OpencodeEnvironment, manifest_environment
 from halswarm.envcheck.manifest import Manifest, ManifestError, manifest_hash, parse_manifest
 from halswarm.envcheck.process import run_bounded
-from halswarm.envcheck.provision import ProvisionResult, provision_project
+from halswarm.envcheck.provision import provision_project
 from halswarm.envcheck.report import REPORT_EVENT, EnvReport, agent_file_info, env_report
+from halswarm.envcheck.views import InstallOutcome, ProvisionOutcome
 from halswarm.jsontypes import is_json_object
 from halswarm.obs.logging import ctx
 from halswarm.sync import Signal
@@ -63,7 +64,9 @@ if TYPE_CHECKING:
     from halswarm.agent.backend import EventSink
     from halswarm.agent.envapply import OpencodeServer
     from halswarm.agent.outbox import Outbox
+    from halswarm.envcheck.checks import ProjectReport
     from halswarm.envcheck.environment import ServerEnvironment
+    from halswarm.envcheck.provision import ProvisionResult
     from halswarm.envcheck.views import OpencodeRestart
     from halswarm.jsontypes import JSONObject, JSONValue
     from halswarm.models import Project
@@ -215,30 +218,48 @@ class EnvChecker:
             raise CommandFailedError(f"this node does not host project {project!r}")
         return targets
 
+    def _held_manifest(self) -> Manifest:
+        if self.manifest is None:
+            raise CommandFailedError("no environment manifest received from the supervisor yet")
+        return self.manifest
+
     async def check_all(self, project: str | None = None) -> list[EnvReport]:
         """Check every hosted project (or one), report and emit events.
 
         Raises:
             CommandFailedError: no manifest yet, or *project* is not hosted here.
         """
-        manifest = self.manifest
-        if manifest is None:
-            raise CommandFailedError("no environment manifest received from the supervisor yet")
+        manifest = self._held_manifest()
         async with self._lock:
             await self._save_manifest()
-            environment = self.opencode_environment()
-            server = self._server_environment()
-            reports = []
-            for target in self._targets(project):
-                spec = manifest.spec_for(target.name)
-                directory = _directory(target)
-                checked = await check_project(
-                    target.name, spec, directory, env=environment, manifest_hash=self.manifest_hash, server=server
-                )
-                agent_file = await trio.to_thread.run_sync(agent_file_info, target.name, spec, directory)
-                reports.append(env_report(self.node_id, checked, format_ts(self.now()), agent_file))
-            await self._emit_reports(reports)
+            reports = await self._report(manifest, await self._check(manifest, self._targets(project)))
         self.checked.fire()
+        return reports
+
+    async def _check(self, manifest: Manifest, targets: list[Project]) -> list[ProjectReport]:
+        """Check *targets* with opencode's environment, against the server running now."""
+        environment = self.opencode_environment()
+        server = self._server_environment()
+        return [
+            await check_project(
+                target.name,
+                manifest.spec_for(target.name),
+                _directory(target),
+                env=environment,
+                manifest_hash=self.manifest_hash,
+                server=server,
+            )
+            for target in targets
+        ]
+
+    async def _report(self, manifest: Manifest, checked: list[ProjectReport]) -> list[EnvReport]:
+        """Report *checked* (with each project's AGENT.md) and emit the events it calls for."""
+        reports = []
+        for report in checked:
+            spec = manifest.spec_for(report.project)
+            agent_file = await trio.to_thread.run_sync(agent_file_info, report.project, spec, Path(report.directory))
+            reports.append(env_report(self.node_id, report, format_ts(self.now()), agent_file))
+        await self._emit_reports(reports)
         return reports
 
     async def _save_manifest(self) -> None:
@@ -312,43 +333,42 @@ class EnvChecker:
         return await self._provision(project, dry_run=args.dry_run, only=args.only)
 
     async def _provision(self, project: str | None, *, dry_run: bool, only: list[str] | None) -> JSONObject:
-        manifest = self.manifest
-        if manifest is None:
-            raise CommandFailedError("no environment manifest received from the supervisor yet")
-        provisioned: list[ProvisionResult] = []
+        """Provision every hosted project (or one): each is checked before and, unless a
+        dry run, once after, when opencode has been restarted if it needed to be (the
+        env checks compare with the server running then)."""
+        manifest = self._held_manifest()
         async with self._lock:
+            await self._save_manifest()
+            targets = self._targets(project)
             environment = self.opencode_environment()
             server = self._server_environment()
-            for target in self._targets(project):
-                spec = manifest.spec_for(target.name)
-                provisioned.append(
-                    await provision_project(
-                        target.name,
-                        spec,
-                        _directory(target),
-                        env=environment,
-                        dry_run=dry_run,
-                        manifest_hash=self.manifest_hash,
-                        only=frozenset(only) if only else None,
-                        server=server,
-                    )
+            provisioned = [
+                await provision_project(
+                    target.name,
+                    manifest.spec_for(target.name),
+                    _directory(target),
+                    env=environment,
+                    dry_run=dry_run,
+                    manifest_hash=self.manifest_hash,
+                    only=frozenset(only) if only else None,
+                    server=server,
+                    check_after=False,
                 )
-        restart = await self._restart_opencode([c for r in provisioned for c in r.plan.restart_opencode], dry_run)
-        states: dict[str, str] = {}
+                for target in targets
+            ]
+            restart = await self._restart_opencode([c for r in provisioned for c in r.plan.restart_opencode], dry_run)
+            if not dry_run:
+                after = await self._check(manifest, targets)
+                provisioned = [attrs.evolve(r, after=a) for r, a in zip(provisioned, after, strict=True)]
+                # The new state, reported at once: it clears what was fixed.
+                await self._report(manifest, after)
+        outcomes = [ProvisionOutcome.from_result(result, restart) for result in provisioned]
         if not dry_run:
-            # The new state (a restart included), reported at once: it clears what was fixed.
-            states = {report.project: report.state for report in await self.check_all(project)}
-        results: list[JSONValue] = []
-        events: list[OutEvent] = []
-        for result in provisioned:
-            own = _own_restart(restart, result)
-            state = states.get(result.plan.project)
-            results.append(_result_json(result, own, state))
-            events += _provision_events(result, own, state)
-        if not dry_run:
+            self.checked.fire()
             assert self._sink is not None
+            events = [e for r, o in zip(provisioned, outcomes, strict=True) for e in _provision_events(r, o)]
             await self._sink.emit(events)
-        return {"dry_run": dry_run, "projects": results}
+        return {"dry_run": dry_run, "projects": unstructure(outcomes)}
 
     def _server_environment(self) -> ServerEnvironment | None:
         return self.server.server_environment() if self.server is not None else None
@@ -382,9 +402,7 @@ class EnvChecker:
         return attrs.evolve(decision, status=outcome, detail=detail)
 
     async def _install(self, args: EnvInstallArgs) -> JSONObject:
-        manifest = self.manifest
-        if manifest is None:
-            raise CommandFailedError("no environment manifest received from the supervisor yet")
+        manifest = self._held_manifest()
         (target,) = self._targets(args.project)
         spec = manifest.spec_for(target.name)
         install = spec.install.get(args.install)
@@ -404,19 +422,22 @@ class EnvChecker:
             env=self.opencode_environment(),
         )
         reports = await self.check_all(args.project)
-        return {
-            "project": args.project,
-            "install": args.install,
-            "command": list(install.command),
-            "exit_code": result.exit_code,
-            "ok": result.exit_code == 0,
-            "timed_out": result.timed_out,
-            "truncated": result.truncated,
-            "error": result.error,
-            "stdout": result.stdout,
-            "stderr": result.stderr,
-            "state_after": reports[0].state if reports else None,
-        }
+        outcome = InstallOutcome(
+            args.project,
+            args.install,
+            list(install.command),
+            result.exit_code,
+            result.exit_code == 0,
+            result.timed_out,
+            result.truncated,
+            result.error,
+            result.stdout,
+            result.stderr,
+            reports[0].state if reports else None,
+        )
+        answer = unstructure(outcome)
+        assert is_json_object(answer)
+        return answer
 
 
 def _stored_manifest(saved: bytes) -> tuple[Manifest | None, str]:
@@ -450,51 +471,7 @@ def _directory(project: Project) -> Path:
     return Path(os.path.expanduser(project.directory))
 
 
-def _own_restart(restart: OpencodeRestart | None, result: ProvisionResult) -> OpencodeRestart | None:
-    """The node's restart of opencode as one project sees it: its own checks only."""
-    own = [c for c in restart.checks if c in result.plan.restart_opencode] if restart is not None else []
-    return attrs.evolve(restart, checks=own) if restart is not None and own else None
-
-
-def _applied(result: ProvisionResult, restart: OpencodeRestart | None) -> list[str]:
-    """What provisioning did for the project: the paths written, and the restart."""
-    applied = [a.path for a in result.applied]
-    if restart is not None and restart.status == "restarted":
-        applied.append(f"opencode serve restarted to apply {', '.join(restart.checks)}")
-    return applied
-
-
-def _restart_json(restart: OpencodeRestart | None) -> JSONValue:
-    if restart is None:
-        return None
-    return {"status": restart.status, "checks": [*restart.checks], "detail": restart.detail}
-
-
-def _errors(result: ProvisionResult, restart: OpencodeRestart | None) -> list[str]:
-    failed = restart is not None and restart.status == "failed"
-    return [*result.errors, *([restart.detail] if restart is not None and failed else [])]
-
-
-def _result_json(result: ProvisionResult, restart: OpencodeRestart | None, state: str | None) -> JSONValue:
-    plan = result.plan
-    names: list[JSONValue] = [*sorted(plan.env)]
-    return {
-        "project": plan.project,
-        "directory": plan.directory,
-        "dry_run": result.dry_run,
-        "actions": [{"kind": a.kind, "check": a.check, "path": a.path} for a in plan.actions],
-        "applied": [*_applied(result, restart)],
-        "errors": [*_errors(result, restart)],
-        "manual": unstructure(plan.manual),
-        # Values may be secrets: the names only.
-        "env": names,
-        "state_before": result.before.state,
-        "state_after": state if state is not None else result.after.state if result.after is not None else None,
-        "opencode_restart": _restart_json(restart),
-    }
-
-
-def _provision_events(result: ProvisionResult, restart: OpencodeRestart | None, state: str | None) -> list[OutEvent]:
+def _provision_events(result: ProvisionResult, outcome: ProvisionOutcome) -> list[OutEvent]:
     plan = result.plan
     events = [
         OutEvent(
@@ -502,10 +479,10 @@ def _provision_events(result: ProvisionResult, restart: OpencodeRestart | None, 
             project=plan.project,
             data={
                 "project": plan.project,
-                "applied": [*_applied(result, restart)],
-                "errors": [*_errors(result, restart)],
-                "state": state or (result.after.state if result.after is not None else result.before.state),
-                "opencode_restart": _restart_json(restart),
+                "applied": unstructure(outcome.applied),
+                "errors": unstructure(outcome.errors),
+                "state": outcome.state_after or outcome.state_before,
+                "opencode_restart": unstructure(outcome.opencode_restart),
             },
         )
     ]

@@ -19,7 +19,7 @@ from rich.text import Text
 from halswarm.cli.client import ApiError
 from halswarm.cli.context import App, app_of, output_option
 from halswarm.cli.exits import EXIT_FAILED
-from halswarm.cli.render import command_detail, outcome_line
+from halswarm.cli.render import command_detail, follow_up_hint, outcome_line, pending_line
 from halswarm.cli.sessions import with_session_prefix
 from halswarm.commands import SESSION_TARGETED, CommandRequest, PromptArgs, RestartArgs, ResumeArgs, StartArgs
 from halswarm.convert import unstructure
@@ -88,13 +88,12 @@ def _report(app: App, command: Command, wait: float, *, detail: bool = False) ->
     if command.status in ("failed", "timed_out"):
         app.warn(outcome_line(command))
         raise click.exceptions.Exit(EXIT_FAILED)
-    head = f"{command.type} on {command.target}"
-    hint = f"command {command.id} is {command.status}; check with: halctl commands get {command.id} --wait 60"
     if wait == 0:
         if not app.json:
-            app.io.console.print(Text(f"{head}: accepted — {hint}"), soft_wrap=True)
+            line = f"{command.type} on {command.target}: accepted — {follow_up_hint(command)}"
+            app.io.console.print(Text(line), soft_wrap=True)
         return
-    app.warn(f"{head}: no outcome within {wait:g}s — {hint}")
+    app.warn(pending_line(command, wait))
     raise click.exceptions.Exit(EXIT_FAILED)
 
 

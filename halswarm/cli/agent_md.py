@@ -22,7 +22,7 @@ from halswarm.cli.context import app_of, output_option
 from halswarm.cli.env_remote import wait_option
 from halswarm.cli.env_render import diff_text
 from halswarm.cli.exits import EXIT_FAILED
-from halswarm.cli.render import ago, outcome_line
+from halswarm.cli.render import ago, outcome_line, pending_line
 from halswarm.envcheck.views import (
     AgentMdDiff,
     AgentMdInfo,
@@ -130,7 +130,7 @@ async def sync(ctx: click.Context, node: str | None, project: str | None, dry_ru
             for outcome in ApiClient.structure(command.result, "projects", list[ProvisionOutcome]):
                 app.print(_sync_line(command.target, outcome))
     for command in failed:
-        app.warn(outcome_line(command) if command.status in ("failed", "timed_out") else _pending(command, wait))
+        app.warn(outcome_line(command) if command.status in ("failed", "timed_out") else pending_line(command, wait))
     for refusal in refused:
         app.warn(f"{refusal.node_id}/{refusal.project}: not sent ({refusal.code}) — {refusal.message}")
     if failed or refused:
@@ -163,10 +163,3 @@ def _sync_line(node: str, outcome: ProvisionOutcome) -> Text:
     for error in outcome.errors:
         line.append(f"; failed: {error}", style="bold red")
     return line
-
-
-def _pending(command: Command, wait: float) -> str:
-    return (
-        f"{command.type} on {command.target}: no outcome within {wait:g}s — command {command.id} is "
-        f"{command.status}; check with: halctl commands get {command.id} --wait 60"
-    )

@@ -26,11 +26,10 @@ from typing import TYPE_CHECKING, Final
 import asyncclick as click
 import attrs
 import trio
-from rich.text import Text
 
 from halswarm.cli.context import App, app_of, output_option
 from halswarm.cli.env_remote import approve, drift, manifest, remote_check, remote_provision, status, wait_option
-from halswarm.cli.env_render import report_lines
+from halswarm.cli.env_render import outcome_lines, report_lines
 from halswarm.cli.exits import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, exit_code_for
 from halswarm.config import ConfigError, load_agent_config
 from halswarm.config.agent import DEFAULT_AGENT_CONFIG
@@ -39,6 +38,7 @@ from halswarm.envcheck.checks import ProjectReport, check_project
 from halswarm.envcheck.environment import OpencodeEnvironment, manifest_environment
 from halswarm.envcheck.manifest import Manifest, ManifestError, load_manifest, manifest_hash
 from halswarm.envcheck.provision import ProvisionResult, provision_project
+from halswarm.envcheck.views import ProvisionOutcome
 from halswarm.jsontypes import is_json_object
 
 if TYPE_CHECKING:
@@ -194,23 +194,9 @@ def _result_json(result: ProvisionResult) -> JSONObject:
     return body
 
 
-def _result_lines(result: ProvisionResult, width: int) -> list[Text | object]:
-    plan = result.plan
-    out: list[Text | object] = []
-    verb = "would" if result.dry_run else "did"
-    title = Text(f"{plan.project}  ", style="bold")
-    title.append(f"{len(plan.actions)} safe action(s) {'planned' if result.dry_run else 'applied'}")
-    out.append(title)
-    done = plan.actions if result.dry_run else result.applied
-    out += [Text(f"  {verb} {a.kind.replace('_', ' ')}: {a.path}") for a in done]
-    out += [Text(f"  failed: {e}", style="bold red") for e in result.errors]
-    if plan.env:
-        out.append(Text(f"  opencode environment gets: {', '.join(sorted(plan.env))} (never written to disk)"))
-    for item in plan.manual:
-        line = Text(f"  {item.fix}: {item.check} (expected {item.expected}, found {item.actual})", style="yellow")
-        if item.command is not None:
-            line.append(f"; needs approval to run {item.install}: {' '.join(item.command)}")
-        out.append(line)
+def _result_lines(result: ProvisionResult, width: int) -> list[object]:
+    """As a node's answer prints (:func:`outcome_lines`), then the check after applying."""
+    out: list[object] = [*outcome_lines(ProvisionOutcome.from_result(result))]
     if result.after is not None:
         out += report_lines(result.after, width)
     return out

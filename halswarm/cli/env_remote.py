@@ -29,7 +29,7 @@ from halswarm.cli.client import ApiClient, ApiError
 from halswarm.cli.context import App, app_of, output_option
 from halswarm.cli.env_render import drift_table, install_lines, outcome_lines, report_lines, status_table
 from halswarm.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, exit_code_for
-from halswarm.cli.render import outcome_line
+from halswarm.cli.render import outcome_line, pending_line
 from halswarm.envcheck.report import EnvReport
 from halswarm.envcheck.views import DriftEntry, EnvStatus, InstallOutcome, ManifestInfo, ProvisionOutcome
 from halswarm.jsontypes import is_json_object
@@ -98,13 +98,7 @@ def _finished(app: App, command: Command, wait: float) -> JSONObject:
     """The command's result; exit 1 (with its outcome on stderr) unless it succeeded."""
     if command.status == "succeeded" and command.result is not None:
         return command.result
-    if command.status in ("failed", "timed_out"):
-        app.warn(outcome_line(command))
-    else:
-        app.warn(
-            f"{command.type} on {command.target}: no outcome within {wait:g}s — command {command.id} is "
-            f"{command.status}; check with: halctl commands get {command.id} --wait 60"
-        )
+    app.warn(outcome_line(command) if command.status in ("failed", "timed_out") else pending_line(command, wait))
     if app.json:
         app.print_json({"command": command})
     raise click.exceptions.Exit(EXIT_FAILED)
@@ -149,7 +143,7 @@ async def remote_provision(app: App, node: str, project: str | None, dry_run: bo
         app.print_json({"command": command})
     else:
         for outcome in outcomes:
-            app.print_lines(outcome_lines(node, outcome))
+            app.print_lines(outcome_lines(outcome, node=node))
     if not dry_run:
         _exit(exit_code_for([o.state_after for o in outcomes if o.state_after is not None]))
 

@@ -110,16 +110,25 @@ def drift_table(entries: list[DriftEntry], width: int = 120) -> Table:
     return fitted_table(["NODE", "PROJECT", "CHECK", "KIND", "EXPECTED", "FOUND"], rows, width=width, flex="FOUND")
 
 
-def outcome_lines(node: str, outcome: ProvisionOutcome) -> list[Text]:
-    """A provisioning answer from a node: the plan (dry run) or what was applied, and what needs approval."""
-    title = Text(f"{node}/{outcome.project}  ", style="bold")
+def outcome_lines(outcome: ProvisionOutcome, *, node: str | None = None) -> list[Text]:
+    """One project's provisioning: the plan (dry run) or what was applied, and what needs approval.
+
+    Args:
+        outcome: a node's answer, or halctl's own for a local run
+            (:meth:`~halswarm.envcheck.views.ProvisionOutcome.from_result`).
+        node: the node that answered; None for a local run (no approval through the
+            supervisor: the install command is shown instead).
+    """
+    title = Text(f"{node}/{outcome.project}  " if node else f"{outcome.project}  ", style="bold")
+    kinds = {a.path: a.kind.replace("_", " ") for a in outcome.actions}
     if outcome.dry_run:
         title.append(f"{len(outcome.actions)} safe action(s) planned (dry run: nothing changed)")
-        done = [f"would {a.kind.replace('_', ' ')}: {a.path}" for a in outcome.actions]
+        done = [f"would {kinds[a.path]}: {a.path}" for a in outcome.actions]
     else:
         title.append(f"{len(outcome.applied)} safe action(s) applied; now ")
         title.append_text(state_text(outcome.state_after))
-        done = [f"did: {path}" for path in outcome.applied]
+        # A restart of opencode is applied too, with no action (no file) of its own.
+        done = [f"did {kinds[path]}: {path}" if path in kinds else f"did: {path}" for path in outcome.applied]
     out = [title, *(Text(f"  {line}") for line in done)]
     out += [Text(f"  failed: {e}", style="bold red") for e in outcome.errors]
     restart = outcome.opencode_restart
@@ -134,7 +143,9 @@ def outcome_lines(node: str, outcome: ProvisionOutcome) -> list[Text]:
         line = Text(f"  {item.fix}: {item.check} (expected {item.expected}, found {item.actual})", style="yellow")
         if item.install is not None and item.command is not None:
             line.append(
-                f"; needs approval: halctl env approve --node {node} --project {outcome.project} {item.install}"
+                f"; needs approval to run {item.install}: {' '.join(item.command)}"
+                if node is None
+                else f"; needs approval: halctl env approve --node {node} --project {outcome.project} {item.install}"
             )
         out.append(line)
     return out

@@ -30,9 +30,11 @@ __all__ = [
     "ago",
     "command_detail",
     "event_line",
+    "follow_up_hint",
     "node_detail",
     "nodes_table",
     "outcome_line",
+    "pending_line",
     "relative",
     "session_detail",
     "sessions_table",
@@ -421,6 +423,17 @@ def outcome_line(command: Command) -> str:
         case "timed_out":
             return f"{head}: timed out — {command.error or 'no answer from the node'}"
     return f"{head}: {command.status} (command {command.id})"
+
+
+def follow_up_hint(command: Command) -> str:
+    """How to follow a command that has no outcome yet: its status and the command to ask again."""
+    return f"command {command.id} is {command.status}; check with: halctl commands get {command.id} --wait 60"
+
+
+def pending_line(command: Command, wait: float) -> str:
+    """``env_check on n1: no outcome within 5s — command … is sent; check with: …``: the
+    command was neither done nor failed when halctl stopped waiting (*wait* seconds)."""
+    return f"{command.type} on {command.target}: no outcome within {wait:g}s — {follow_up_hint(command)}"
 
 
 def command_detail(command: Command) -> RenderableType:

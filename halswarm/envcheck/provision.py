@@ -7,7 +7,8 @@ write required docs, install git hooks), the items that need a human (``manual``
 environment variables the agent gives opencode, and the env checks a restart of the
 spawned opencode would fix (it still runs with older values: the agent decides whether
 it can restart it now, :mod:`halswarm.agent.envapply`). :func:`apply_plan` performs the
-actions; :func:`provision_project` does check -> plan -> apply -> check again.
+actions; :func:`provision_project` does check -> plan -> apply -> check again (the
+agent checks again itself, once it has restarted opencode).
 
 Environment variables are never written to disk, and shell rc files are never touched
 (original implementation, mistake 11): they are returned as a mapping for the process
@@ -114,7 +115,8 @@ class ProvisionResult:
     applied: list[Action] = attrs.field(factory=list)
     #: ``path: reason`` for each action that failed (the others still ran).
     errors: list[str] = attrs.field(factory=list)
-    #: The report after applying (None for a dry run).
+    #: The report after applying (None for a dry run, or until the caller checks again
+    #: when it asked :func:`provision_project` not to).
     after: ProjectReport | None = None
 
 
@@ -232,6 +234,7 @@ async def provision_project(
     timeouts: CheckTimeouts = DEFAULT_TIMEOUTS,
     only: frozenset[str] | None = None,
     server: ServerEnvironment | None = None,
+    check_after: bool = True,
 ) -> ProvisionResult:
     """Check the project, plan the safe fixes, apply them (unless *dry_run*) and check again.
 
@@ -249,6 +252,9 @@ async def provision_project(
             sync); None: all.
         server: what is known of the running opencode's environment (both checks
             compare with it; :func:`~halswarm.envcheck.checks.check_project`).
+        check_after: False: do not check again (``after`` stays None): the caller
+            does, after what else it changes (the agent restarts opencode first, which
+            the env checks compare with), so a project is checked twice, not three times.
 
     Returns:
         The plan, what was applied, any write errors, and the reports before and after.
@@ -273,6 +279,8 @@ async def provision_project(
     if dry_run:
         return ProvisionResult(plan, True, before)
     applied, errors = await trio.to_thread.run_sync(apply_plan, plan)
+    if not check_after:
+        return ProvisionResult(plan, False, before, applied, errors)
     after = await check_project(
         project, spec, directory, env=env, manifest_hash=manifest_hash, timeouts=timeouts, server=server
     )

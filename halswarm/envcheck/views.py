@@ -2,10 +2,15 @@
 
 Shared by the server (:mod:`halswarm.http.api_env`, :mod:`halswarm.supervisor.env`) and
 halctl (:mod:`halswarm.cli.env_remote`), which structures the answers into the same
-classes; kept apart so halctl does not import the web framework.
+classes; kept apart so halctl does not import the web framework. The agent answers
+``env_provision`` and ``env_install`` with :class:`ProvisionOutcome` and
+:class:`InstallOutcome`; halctl's local provisioning prints through the same
+:meth:`ProvisionOutcome.from_result`.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Self
 
 import attrs
 
@@ -13,6 +18,9 @@ from halswarm.envcheck.provision import ManualItem  # cattrs resolves the annota
 from halswarm.envcheck.report import EnvReport
 from halswarm.jsontypes import JSONObject
 from halswarm.models import Command  # cattrs resolves the annotations
+
+if TYPE_CHECKING:
+    from halswarm.envcheck.provision import ProvisionResult
 
 __all__ = [
     "AgentMdDiff",
@@ -204,6 +212,40 @@ class ProvisionOutcome:
     #: Set when the running opencode lacks some of the manifest's values (the restart
     #: serves every project of the node; each lists its own checks).
     opencode_restart: OpencodeRestart | None = None
+
+    @classmethod
+    def from_result(cls, result: ProvisionResult, restart: OpencodeRestart | None = None) -> Self:
+        """The answer for one provisioned project.
+
+        Args:
+            result: what provisioning did for it.
+            restart: the node's restart of opencode for every project provisioned
+                (None: none was needed, or no server runs here); the outcome keeps
+                the restart only for this project's own checks. A restart done counts
+                among ``applied``; one that failed among ``errors``.
+        """
+        plan = result.plan
+        own = [c for c in restart.checks if c in plan.restart_opencode] if restart is not None else []
+        restart = attrs.evolve(restart, checks=own) if restart is not None and own else None
+        applied = [a.path for a in result.applied]
+        errors = list(result.errors)
+        if restart is not None and restart.status == "restarted":
+            applied.append(f"opencode serve restarted to apply {', '.join(restart.checks)}")
+        if restart is not None and restart.status == "failed":
+            errors.append(restart.detail)
+        return cls(
+            plan.project,
+            plan.directory,
+            result.dry_run,
+            [PlannedAction(a.kind, a.check, a.path) for a in plan.actions],
+            applied,
+            errors,
+            list(plan.manual),
+            sorted(plan.env),  # values may be secrets: the names only
+            result.before.state,
+            result.after.state if result.after is not None else None,
+            restart,
+        )
 
 
 @attrs.frozen

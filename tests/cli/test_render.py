@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from halswarm.cli.render import ago, event_line, outcome_line, relative, session_detail, sessions_totals, short_id
+from halswarm.cli.render import (
+    ago,
+    event_line,
+    outcome_line,
+    pending_line,
+    relative,
+    session_detail,
+    sessions_totals,
+    short_id,
+)
 from halswarm.models import (
     Command,
     Event,
@@ -95,6 +104,13 @@ def test_short_id() -> None:
 )
 def test_outcome_line(command: Command, expected: str) -> None:
     assert outcome_line(command) == expected
+
+
+def test_pending_line_says_how_long_halctl_waited_and_how_to_follow_up() -> None:
+    command = Command("c7", "env_provision", "n1", status="sent")
+    assert pending_line(command, 2.5) == (
+        "env_provision on n1: no outcome within 2.5s — command c7 is sent; check with: halctl commands get c7 --wait 60"
+    )
 
 
 def test_event_line_is_one_line() -> None:

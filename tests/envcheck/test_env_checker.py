@@ -32,7 +32,7 @@ from halswarm.convert import converter
 from halswarm.envcheck.environment import OpencodeEnvironment
 from halswarm.envcheck.manifest import manifest_hash, parse_manifest
 from halswarm.models import Project
-from halswarm.proto.messages import EnvManifest
+from halswarm.proto.messages import CommandMsg, EnvManifest
 from halswarm.testing import open_sim_agent, open_supervisor, wait_until
 from halswarm.testing.processes import free_port
 from halswarm.timeutil import system_now
@@ -263,3 +263,41 @@ async def test_no_manifest_from_the_supervisor_is_kept_too(tmp_path: Path, works
                 await trio.testing.wait_all_tasks_blocked()
                 assert (checker.manifest, checker.manifest_hash) == (None, "")
                 assert sink.runs == []
+
+
+async def test_provisioning_checks_each_project_before_and_after_only(tmp_path: Path, workspace: Workspace) -> None:
+    runs = tmp_path / "fakert.runs"
+    # Every check asks the runtime for its version once: its runs count the checks.
+    workspace.runtime("fakert", f"echo run >> {runs}\necho fakert 2.1")
+    manifest = orjson.loads(orjson.dumps(MANIFEST))
+    manifest["projects"]["app"]["runtimes"] = {"fakert": ">=2"}
+
+    def checks() -> int:
+        return len(runs.read_text().splitlines())
+
+    with trio.fail_after(30):
+        async with (
+            open_outbox(tmp_path / "agent") as outbox,
+            _checker(workspace, outbox, interval=0) as (checker, sink),
+        ):
+            checked = checker.checked.waiter()
+            checker.set_manifest(_message(manifest))
+            await checked.wait()
+            assert (checks(), checker.reports["app"].state) == (1, "degraded")
+
+            dry = await checker.execute(CommandMsg("c1", "k1", "env_provision", "n1", {"dry_run": True}))
+            assert checks() == 2  # a dry run only plans: one check
+            assert [p["state_after"] for p in _projects(dry)] == [None]
+
+            done = await checker.execute(CommandMsg("c2", "k2", "env_provision", "n1"))
+            assert checks() == 4  # one check before applying, one after: no third for the report
+            assert [(p["state_before"], p["state_after"]) for p in _projects(done)] == [("degraded", "ready")]
+            # The check after applying is what is reported (it clears the failure and drift).
+            assert checker.reports["app"].state == "ready"
+            assert [types for _, types in sink.runs[-2:]] == [[REPORT], ["env.provision.complete", "agent-md.updated"]]
+
+
+def _projects(result: JSONObject) -> list[JSONObject]:
+    projects = result["projects"]
+    assert isinstance(projects, list)
+    return [p for p in projects if isinstance(p, dict)]
