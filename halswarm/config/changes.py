@@ -9,17 +9,22 @@ never part of the result: many are secrets.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import attrs
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from halswarm.config.supervisor import SupervisorConfig
 
 __all__ = ["RELOADABLE", "changed_keys", "is_reloadable", "with_reloadable"]
 
-#: Key paths (and everything under them) a reload applies without a restart.
+#: Key paths (and everything under them) a reload applies without a restart: each names
+#: attrs fields, dot-separated, which :func:`with_reloadable` takes from the new config.
 RELOADABLE: Final = ("routes", "channels.webhooks", "channels.slack", "policies")
+
+_T = TypeVar("_T", bound=attrs.AttrsInstance)
 
 
 def changed_keys(old: object, new: object) -> list[str]:
@@ -63,5 +68,17 @@ def is_reloadable(path: str) -> bool:
 
 def with_reloadable(running: SupervisorConfig, new: SupervisorConfig) -> SupervisorConfig:
     """*running* with the :data:`RELOADABLE` parts taken from *new*: the config after a reload."""
-    channels = attrs.evolve(running.channels, webhooks=new.channels.webhooks, slack=new.channels.slack)
-    return attrs.evolve(running, routes=new.routes, channels=channels, policies=new.policies)
+    result = running
+    for key in RELOADABLE:
+        result = _take(result, new, key.split("."))
+    return result
+
+
+def _take(running: _T, new: _T, fields: Sequence[str]) -> _T:
+    """*running* with the field at the path *fields* taken from *new* (sections above it copied)."""
+    name, *rest = fields
+    value = getattr(new, name)
+    if rest:
+        value = _take(getattr(running, name), value, rest)
+    # The bound makes *running* an attrs instance; mypy's attrs plugin accepts only a named class.
+    return attrs.evolve(running, **{name: value})  # type: ignore[misc]

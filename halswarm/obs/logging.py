@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final, Literal
@@ -23,6 +24,7 @@ __all__ = [
     "JsonFormatter",
     "LogFormat",
     "RedactingFilter",
+    "SecretSet",
     "TextFormatter",
     "add_secrets",
     "configure_logging",
@@ -121,6 +123,46 @@ def _json_forms(secrets: Iterable[str]) -> list[str]:
     return sorted(set(forms), key=len, reverse=True)
 
 
+class SecretSet:
+    """The configured secrets a handler redacts, shared by its filter and its formatter.
+
+    :func:`configure_logging` gives its handler's parts one set; :func:`add_secrets`
+    grows that set, so every part redacts a new secret from the same moment.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._forms: tuple[str, ...] = tuple(_json_forms(secrets))
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """Each secret and its JSON-escaped spellings, longest first (a secret containing
+        another is removed whole)."""
+        return self._forms
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Redact *secrets* too, from now on (the ones already held stay)."""
+        forms = _json_forms(secrets)
+        with self._lock:
+            # One assignment: a thread logging meanwhile reads the old tuple or the new one.
+            self._forms = tuple(sorted({*self._forms, *forms}, key=len, reverse=True))
+
+    def replace(self, secrets: Iterable[str]) -> None:
+        """Redact exactly *secrets* from now on."""
+        forms = tuple(_json_forms(secrets))
+        with self._lock:
+            self._forms = forms
+
+
+def _secret_set(secrets: Iterable[str] | SecretSet) -> SecretSet:
+    """*secrets* itself when shared, else a set of the part's own."""
+    return secrets if isinstance(secrets, SecretSet) else SecretSet(secrets)
+
+
+#: The set read by the handler configure_logging installs (and grown by add_secrets).
+_CONFIGURED: Final = SecretSet()
+
+
 def _redact_value(value: object, secrets: Sequence[str]) -> object:
     """Redact the strings inside a structured field (before it is serialised)."""
     if isinstance(value, str):
@@ -139,26 +181,31 @@ class RedactingFilter(logging.Filter):
 
     Attach it to every handler (``configure_logging`` does): it renders the message
     once, redacted, so no formatter can see the raw arguments.
+
+    Args:
+        secrets: the values to remove, or a :class:`SecretSet` shared with the
+            handler's formatter.
     """
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] | SecretSet = ()) -> None:
         super().__init__()
-        self.secrets = _json_forms(secrets)
+        self.secrets = _secret_set(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Render the message once, redacted, and drop the raw arguments."""
-        record.msg = redact(record.getMessage(), self.secrets)
+        secrets = self.secrets.forms
+        record.msg = redact(record.getMessage(), secrets)
         record.args = None
         fields = getattr(record, "ctx", None)
         if isinstance(fields, Mapping):
-            record.ctx = {str(k): _redact_value(v, self.secrets) for k, v in fields.items()}
+            record.ctx = {str(k): _redact_value(v, secrets) for k, v in fields.items()}
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
         if record.exc_text:
-            record.exc_text = redact(record.exc_text, self.secrets)
+            record.exc_text = redact(record.exc_text, secrets)
         if record.stack_info:
-            record.stack_info = redact(record.stack_info, self.secrets)
+            record.stack_info = redact(record.stack_info, secrets)
         return True
 
 
@@ -185,12 +232,12 @@ class JsonFormatter(logging.Formatter):
 
     The message, fields and traceback arrive redacted by :class:`RedactingFilter` (on
     the same handler); the finished line is searched once more for the JSON-escaped
-    spelling of each secret.
+    spelling of each secret (*secrets*: values, or the filter's :class:`SecretSet`).
     """
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] | SecretSet = ()) -> None:
         super().__init__()
-        self.secrets = _json_forms(secrets)
+        self.secrets = _secret_set(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         """Serialise the record, then redact the finished line."""
@@ -209,15 +256,15 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             out["stack"] = record.stack_info
         line = orjson.dumps(out, default=str).decode()
-        return redact(line, self.secrets)
+        return redact(line, self.secrets.forms)
 
 
 class TextFormatter(logging.Formatter):
-    """Human-readable: time level logger: message key=value..."""
+    """Human-readable: time level logger: message key=value... (*secrets* as for :class:`JsonFormatter`)."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] | SecretSet = ()) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-        self.secrets = _json_forms(secrets)
+        self.secrets = _secret_set(secrets)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         """The header and message on one line: control characters escaped."""
@@ -227,7 +274,7 @@ class TextFormatter(logging.Formatter):
         """Render the record with its context fields appended."""
         line = super().format(record)
         extra = " ".join(f"{k}={_one_line(str(v))}" for k, v in _fields(record).items())
-        return redact(f"{line} {extra}" if extra else line, self.secrets)
+        return redact(f"{line} {extra}" if extra else line, self.secrets.forms)
 
 
 # Text logs are read line by line: a newline inside a message or a field (an HTTP path,
@@ -251,11 +298,11 @@ def configure_logging(level: str = "info", fmt: LogFormat = "json", secrets: Ite
     Replaces existing root handlers, so calling it again (e.g. once the config and
     its secrets are known) is safe.
     """
-    secret_list = [s for s in secrets if s]
+    _CONFIGURED.replace(secrets)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(CorrelationFilter())
-    handler.addFilter(RedactingFilter(secret_list))
-    handler.setFormatter(JsonFormatter(secret_list) if fmt == "json" else TextFormatter(secret_list))
+    handler.addFilter(RedactingFilter(_CONFIGURED))
+    handler.setFormatter(JsonFormatter(_CONFIGURED) if fmt == "json" else TextFormatter(_CONFIGURED))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -275,12 +322,4 @@ def add_secrets(secrets: Iterable[str]) -> None:
     A config reload brings new webhook URLs and secrets; the old ones stay redacted as
     well (a delivery in flight may still log about them).
     """
-    forms = _json_forms(secrets)
-    if not forms:
-        return
-    for handler in logging.getLogger().handlers:
-        parts: list[object] = [*handler.filters, handler.formatter]
-        for part in parts:
-            if isinstance(part, RedactingFilter | JsonFormatter | TextFormatter):
-                # Longest first, as _json_forms orders them.
-                part.secrets = sorted({*part.secrets, *forms}, key=len, reverse=True)
+    _CONFIGURED.add(secrets)

@@ -21,13 +21,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final, TypeAlias
 
 import attrs
 
+from halswarm.fileutil import atomic_replace
 from halswarm.store.dbfile import open_existing
 from halswarm.store.store import StoreError
 
@@ -80,18 +80,10 @@ def _check_target_paths(source: Path, target: Path, *, force: bool) -> None:
         raise BackupError(f"cannot write backup to {target}: directory {parent} is not writable")
 
 
-def _remove(path: Path) -> None:
-    for name in (str(path), *(f"{path}{suffix}" for suffix in _SIDE_FILES)):
+def _remove_side_files(path: Path) -> None:
+    for suffix in _SIDE_FILES:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            os.unlink(f"{path}{suffix}")
 
 
 def _copy(source: sqlite3.Connection, dest: sqlite3.Connection, step_pages: int, progress: Progress | None) -> None:
@@ -139,20 +131,24 @@ def backup_database(
     src = open_existing(source, readonly=True)
     try:
         _check_target(source, target, force=force)
-        try:
-            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        except OSError as exc:
-            raise BackupError(f"cannot write backup to {target}: {exc.strerror or exc}") from exc
-        os.close(fd)
-        temp = Path(name)
-        try:
-            result = _write(src, temp, target, step_pages, progress)
-        except BaseException:
-            _remove(temp)
-            raise
+        return _write(src, target, step_pages, progress)
     finally:
         src.close()
-    return result
+
+
+def _copy_to(src: sqlite3.Connection, temp: Path, step_pages: int, progress: Progress | None) -> tuple[int, int]:
+    """Copy *src* into the new file *temp* and check it; return its event and page counts."""
+    dest = sqlite3.connect(temp)
+    try:
+        _copy(src, dest, step_pages, progress)
+        # A self-contained file: no -wal beside it to lose when it is copied elsewhere.
+        dest.execute("PRAGMA journal_mode = DELETE").fetchone()
+        _verify(dest)
+        events = int(dest.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        pages = int(dest.execute("PRAGMA page_count").fetchone()[0])
+    finally:
+        dest.close()
+    return events, pages
 
 
 def _verify(dest: sqlite3.Connection) -> None:
@@ -167,32 +163,18 @@ def _verify(dest: sqlite3.Connection) -> None:
         )
 
 
-def _write(
-    src: sqlite3.Connection,
-    temp: Path,
-    target: Path,
-    step_pages: int,
-    progress: Progress | None,
-) -> BackupResult:
+def _write(src: sqlite3.Connection, target: Path, step_pages: int, progress: Progress | None) -> BackupResult:
     try:
-        dest = sqlite3.connect(temp)
-        try:
-            _copy(src, dest, step_pages, progress)
-            # A self-contained file: no -wal beside it to lose when it is copied elsewhere.
-            dest.execute("PRAGMA journal_mode = DELETE").fetchone()
-            _verify(dest)
-            events = int(dest.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-            pages = int(dest.execute("PRAGMA page_count").fetchone()[0])
-        finally:
-            dest.close()
-        _fsync(temp)
-        for suffix in _SIDE_FILES:
+        with atomic_replace(target) as temp:
+            try:
+                events, pages = _copy_to(src, temp, step_pages, progress)
+            finally:
+                # SQLite's own files beside the copy (left by a failed step); atomic_replace
+                # removes the copy itself when anything fails.
+                _remove_side_files(temp)
             # Stale files of a previous database at the target (only with --force): a
             # leftover -journal would be rolled back into the new file when it is opened.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{target}{suffix}")
-        os.replace(temp, target)
-        _fsync(target.parent)
+            _remove_side_files(target)
     except sqlite3.Error as exc:
         raise BackupError(f"backup to {target} failed: {exc}") from exc
     except OSError as exc:

@@ -373,6 +373,21 @@ class Dispatcher:
         if scope.cancelled_caught:
             log.error("storing a command's outcome took too long (kept in memory)", extra=ctx(command_id=command.id))
 
+    def in_flight(self, command_type: str, node_id: str, args: JSONObject) -> Command | None:
+        """The latest command still under way (``pending`` or ``sent``) of *command_type* on
+        *node_id* whose arguments include *args*; None when there is none.
+
+        Answered from memory (the commands this process is delivering), without awaiting:
+        a caller can check and submit under one lock.
+        """
+        for inflight in reversed(self._inflight.values()):
+            command = inflight.command
+            if (command.type, command.node_id) == (command_type, node_id) and all(
+                command.args.get(name) == value for name, value in args.items()
+            ):
+                return command
+        return None
+
     async def wait(self, command_id: str, max_wait: float) -> Command | None:
         """The command after it finishes or *max_wait* seconds pass, whichever is first."""
         inflight = self._inflight.get(command_id)

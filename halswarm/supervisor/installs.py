@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 APPROVE_ACTION: Final = "env.install.approve"
 DECLINE_ACTION: Final = "env.install.decline"
-_RUNNING: Final = ("pending", "sent")
 
 
 class InstallRefusedError(Exception):
@@ -77,12 +76,11 @@ class InstallApprovals:
         self.dispatcher = dispatcher
         self.registry = registry
         self.now = now
-        # The last approved run per (node, project, install): a second approval while it
-        # runs is refused (two operators clicking the same button must not run it twice).
-        self._last: dict[tuple[str, str, str], Command] = {}
-        # Held from the "already running?" check until the command is in _last: the audit
-        # write and the submit await, and a second approval arriving meanwhile must see
-        # the first one's command, not an empty slot.
+        # A second approval while the same install runs on the node is refused (two
+        # operators clicking the same button must not run it twice): the dispatcher knows
+        # what runs. Held from that check until the dispatcher has the command: the audit
+        # write and the submit await, and a second approval arriving meanwhile must see the
+        # first one's command, not an empty slot.
         self._approving = trio.Lock()
 
     # ---- what can be approved -------------------------------------------------------------
@@ -184,20 +182,17 @@ class InstallApprovals:
             raise InstallRefusedError(
                 409, "not_supported", f"node {node_id!r} runs an agent without environment checks; upgrade it"
             )
-        key = (node_id, project, install)
         async with self._approving:
-            held = self._last.get(key)
-            if held is not None:
-                current = await self.dispatcher.wait(held.id, 0)
-                if current is not None and current.status in _RUNNING:
-                    if idempotency_key and current.idempotency_key == idempotency_key:
-                        return current
-                    raise InstallRefusedError(
-                        409,
-                        "install_running",
-                        f"install {install!r} is already running on {node_id} (approved by {current.actor}, "
-                        f"command {current.id})",
-                    )
+            running = self.dispatcher.in_flight("env_install", node_id, {"project": project, "install": install})
+            if running is not None:
+                if idempotency_key and running.idempotency_key == idempotency_key:
+                    return running
+                raise InstallRefusedError(
+                    409,
+                    "install_running",
+                    f"install {install!r} is already running on {node_id} (approved by {running.actor}, "
+                    f"command {running.id})",
+                )
             correlation = correlation_id or uuid.uuid4().hex[:16]
             detail: JSONObject = {
                 "install": install,
@@ -213,7 +208,6 @@ class InstallApprovals:
                 source=source,
                 correlation_id=correlation,
             )
-            self._last[key] = command
         log.info("install approved", extra=ctx(node_id=node_id, project=project, install=install, actor=actor))
         return command
 

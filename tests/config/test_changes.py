@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 from halswarm.config import parse_supervisor_config
-from halswarm.config.changes import changed_keys, is_reloadable, with_reloadable
+from halswarm.config.changes import RELOADABLE, changed_keys, is_reloadable, with_reloadable
 
 if TYPE_CHECKING:
     from halswarm.config import SupervisorConfig
@@ -98,3 +98,27 @@ def test_with_reloadable_takes_only_the_live_parts_of_the_new_file() -> None:
     )
     assert changed_keys(result, new) == ["budgets.daily_usd", "server.http_port"]
     assert attrs.evolve(result, server=new.server, budgets=new.budgets) == new
+
+
+def test_with_reloadable_takes_exactly_the_keys_a_reload_reports_as_applied() -> None:
+    """Guards: a key listed as reloadable (so reported as applied) that the running config
+    never took, or a restart-only key slipping in with a reloadable one."""
+    running = config(channels={"slack": {"old": {"webhook_url": "https://hooks.slack.com/services/T/B/O"}}})
+    new = config(
+        server={"auth_token": TOKEN, "http_port": 9000},
+        budgets={"daily_usd": 10},
+        channels={
+            "webhooks": {"n8n": {"url": "https://b.test"}},
+            "slack": {"team": {"webhook_url": "https://hooks.slack.com/services/T/B/X"}},
+            "discord": {"bot_token": "b" * 30, "channels": {"alerts": "1"}},
+        },
+        policies={"stuck_busy": {"enabled": True}},
+        routes=[{"match": "*", "target": "webhook#n8n"}],
+    )
+    changed = changed_keys(running, new)
+    # Every reloadable key differs here, so the checks below cover each of them.
+    touched = {key for key in RELOADABLE for p in changed if p == key or p.startswith((f"{key}.", f"{key}["))}
+    assert touched == set(RELOADABLE)
+    result = with_reloadable(running, new)
+    assert changed_keys(running, result) == [path for path in changed if is_reloadable(path)]
+    assert changed_keys(result, new) == ["budgets.daily_usd", "channels.discord", "server.http_port"]

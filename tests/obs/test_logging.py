@@ -8,6 +8,7 @@ carry its id.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from typing import TYPE_CHECKING, Final, TypeAlias
@@ -21,13 +22,15 @@ from halswarm.obs.logging import (
     LogFormat,
     RedactingFilter,
     TextFormatter,
+    add_secrets,
+    configure_logging,
     correlation_scope,
     ctx,
     redact,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
 Stream: TypeAlias = "tuple[logging.Logger, io.StringIO, list[logging.Handler]]"
 
@@ -200,3 +203,49 @@ def test_a_newline_from_a_peer_cannot_forge_a_log_line(stream: Stream, fmt: LogF
         assert "/api/v1/x\\n2026-01-01" in lines[0]
     else:
         assert orjson.loads(lines[0])["target"] == forged  # JSON keeps it, escaped
+
+
+@contextlib.contextmanager
+def root_configured(fmt: LogFormat, secrets: list[str]) -> Generator[None, None, None]:
+    """configure_logging on the root logger, undone afterwards (pytest's handlers come back)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quieted = {name: logging.getLogger(name).level for name in ("hypercorn.access", "httpx", "httpcore")}
+    configure_logging("info", fmt, secrets)
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        for name, old in quieted.items():
+            logging.getLogger(name).setLevel(old)
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_secrets_added_after_start_are_redacted_by_every_part_of_the_handler(
+    capsys: pytest.CaptureFixture[str], fmt: LogFormat
+) -> None:
+    """Guards: a secret a config reload brought (add_secrets) reached the filter but not the
+    formatter, or the reverse; the configured ones must stay redacted too."""
+    started = "started-ALPHA-secret-1234"
+    added = [
+        'reload"BRAVO\\secret-5678',  # JSON escaping changes the quote and the backslash
+        # The text format writes ESC as \x1b, which the formatter's pass over the finished
+        # line does not look for: only the filter (before formatting) removes it.
+        "ctrl\x1bCHARLIE-secret-9012",
+    ]
+    with root_configured(fmt, [started]):
+        add_secrets(added)
+        log = logging.getLogger("tests.obs.added")
+        for secret in (started, *added):
+            log.info("message with %s", secret)
+            # A field's name is not redacted by the filter: only the formatter's pass over
+            # the finished line removes it.
+            log.info("field named after it", extra=ctx(**{secret: 1}))
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 6
+    assert [word for word in ("ALPHA", "BRAVO", "CHARLIE") if word in err] == []
+    assert err.count("[REDACTED]") == 6

@@ -75,6 +75,7 @@ from halswarm.channels.discord.responses import (
 from halswarm.channels.discord.tables import cost_message, logs_message, nodes_message, status_message
 from halswarm.commands import CommandRequest
 from halswarm.cost.model import COST_PERIODS, CostPeriod
+from halswarm.models import TERMINAL_COMMAND_STATUSES
 from halswarm.timeutil import Clock
 
 if TYPE_CHECKING:
@@ -82,7 +83,6 @@ if TYPE_CHECKING:
 
     from halswarm.channels.discord.interactions import Actor, Interaction, OptionValue
     from halswarm.channels.discord.messages import Message
-    from halswarm.envcheck.views import PendingInstall
     from halswarm.jsontypes import JSONObject
     from halswarm.models import Command
 
@@ -261,12 +261,11 @@ async def _permission_reply(ctx: HandlerContext, request_id: str, reply: str, me
     return CommandRequest("reply_permission", found.session.id, args)
 
 
-async def _submit_and_wait(ctx: HandlerContext, request: CommandRequest, actor: Actor) -> Command:
-    command = await ctx.backend.submit(request, actor)
-    if command.status in ("succeeded", "failed", "timed_out"):
+async def _finished(ctx: HandlerContext, command: Command) -> Command:
+    """*command* (just accepted) once it has finished, or as it stands after ``command_wait_s``."""
+    if command.status in TERMINAL_COMMAND_STATUSES:
         return command
-    finished = await ctx.backend.wait(command.id, ctx.options.command_wait_s)
-    return finished or command
+    return await ctx.backend.wait(command.id, ctx.options.command_wait_s) or command
 
 
 async def _command(interaction: ApplicationCommand, ctx: HandlerContext) -> Reply:
@@ -293,7 +292,7 @@ async def _command(interaction: ApplicationCommand, ctx: HandlerContext) -> Repl
         async def followup() -> Message:
             try:
                 request = attrs.evolve(await _request(name, values, ctx), idempotency_key=idempotency_key)
-                command = await _submit_and_wait(ctx, request, actor)
+                command = await _finished(ctx, await ctx.backend.submit(request, actor))
             except (BackendError, PayloadError) as exc:
                 return error_message(_reason(exc), ephemeral=False)
             return command_outcome(command, actor)
@@ -340,7 +339,7 @@ async def _click(interaction: ComponentClick, ctx: HandlerContext) -> Reply:
     async def followup() -> Message:
         try:
             request = attrs.evolve(await _click_request(ref, ctx), idempotency_key=idempotency_key)
-            command = await _submit_and_wait(ctx, request, actor)
+            command = await _finished(ctx, await ctx.backend.submit(request, actor))
         except BackendError as exc:
             return click_failure(exc.message, actor)
         return click_outcome(command, actor)
@@ -352,13 +351,6 @@ async def _click(interaction: ComponentClick, ctx: HandlerContext) -> Reply:
 # Approving goes through the supervisor's one approval path (backend.approve_install), never
 # through submit. A button or choice that went stale (manifest changed, node offline, install
 # gone) is answered privately at once, and nothing runs.
-
-
-async def _approve_and_wait(ctx: HandlerContext, item: PendingInstall, actor: Actor, key: str) -> Command:
-    command = await ctx.backend.approve_install(item, actor, key)
-    if command.status in ("succeeded", "failed", "timed_out"):
-        return command
-    return await ctx.backend.wait(command.id, ctx.options.command_wait_s) or command
 
 
 async def _install_click(interaction: ComponentClick, ref: ButtonRef, ctx: HandlerContext) -> Reply:
@@ -376,7 +368,7 @@ async def _install_click(interaction: ComponentClick, ref: ButtonRef, ctx: Handl
     async def followup() -> Message:
         try:
             if approving:
-                return click_outcome(await _approve_and_wait(ctx, item, actor, key), actor)
+                return click_outcome(await _finished(ctx, await ctx.backend.approve_install(item, actor, key)), actor)
             await ctx.backend.decline_install(item, actor, None)
         except BackendError as exc:
             return click_failure(exc.message, actor)
@@ -402,7 +394,7 @@ async def _install_command(
     async def followup() -> Message:
         try:
             if approving:
-                return command_outcome(await _approve_and_wait(ctx, item, actor, key), actor)
+                return command_outcome(await _finished(ctx, await ctx.backend.approve_install(item, actor, key)), actor)
             await ctx.backend.decline_install(item, actor, reason)
         except BackendError as exc:
             return error_message(exc.message, ephemeral=False)
