@@ -262,7 +262,7 @@ async def test_an_install_is_approved_from_a_discord_button(tmp_path: Path, work
                         current = encode_custom_id("install", install_ref("n1", "app", "upgrade", env.hash))
 
                     # 6. The node went offline: a private answer, nothing runs.
-                    await wait_until(lambda: sup.registry.online_count() == 0, what="the node offline")
+                    await wait_until(lambda: sup.registry.online_count() == 0, within=30, what="the node offline")
                     offline, _ = await clicker.click(current, message_id)
                     assert "Node `n1` is offline" in _private_text(offline)
 
