@@ -29,6 +29,8 @@ from typing import Final
 import attrs
 import trio
 
+from halswarm.schedule import Ticks
+
 __all__ = ["NOTIFY_ENV", "Notifier", "ServiceMonitor", "watchdog_period"]
 
 log = logging.getLogger(__name__)
@@ -204,7 +206,8 @@ class ServiceMonitor:
 
     Args:
         notifier: where messages go; with a disabled notifier :meth:`run` returns at once.
-        health: the daemon's own liveness check, called before every ping.
+        health: the daemon's own liveness check, called before every ping (both
+            daemons build theirs on :func:`halswarm.liveness.first_stall`).
         status: the status line (called every ``status_interval`` seconds; sent when it changed).
         status_interval: seconds between status refreshes.
     """
@@ -239,8 +242,7 @@ class ServiceMonitor:
         # Half the period, as sd_watchdog_enabled(3) recommends: one late ping is not fatal.
         interval = period / 2
         log.info("systemd watchdog: pinging every %gs while healthy (timeout %gs)", interval, period)
-        start = trio.current_time()
-        k = 0
+        ticks = Ticks(interval)
         while True:
             problem = self._check()
             if problem is None:
@@ -258,9 +260,7 @@ class ServiceMonitor:
                     problem,
                 )
                 self.refresh_status()  # say why at once, not at the next status refresh
-            # Drift-free; a late wake-up skips the missed slots instead of bursting.
-            k = max(k + 1, int((trio.current_time() - start) / interval) + 1)
-            await trio.sleep_until(start + k * interval)
+            await ticks.wait()  # a late wake-up skips the missed slots instead of bursting
 
     def _check(self) -> str | None:
         try:

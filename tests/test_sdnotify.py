@@ -158,6 +158,23 @@ async def test_pings_every_half_period_only_while_healthy_then_resumes(
     assert "watchdog withheld: the database writer has been inside one call for 31s; fine" in notifier.statuses()
 
 
+async def test_a_late_wake_up_skips_the_missed_pings_instead_of_bursting(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    notifier = Recorder(watchdog=30.0)
+    monitor = ServiceMonitor(notifier, health=lambda: None, status=lambda: "fine")
+    with trio.fail_after(200):
+        async with trio.open_nursery() as nursery:
+            start = trio.current_time()
+            await nursery.start(monitor.run)
+            await trio.sleep(20)  # pings at 0, 15
+            autojump_clock.jump(32)  # the process was stopped (SIGSTOP) from 20 to 52
+            await trio.sleep(20)  # until 72
+            nursery.cancel_scope.cancel()
+    # The ping due at 30 is sent at 52; 45 is skipped, not sent at 52 as well.
+    assert [at - start for at in notifier.pings()] == [0, 15, 52, 60]
+
+
 async def test_a_failing_health_check_counts_as_unhealthy(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -39,6 +39,7 @@ from halswarm.agent.link import AgentLink, Connector, LinkStatus
 from halswarm.agent.outbox import Outbox, open_outbox
 from halswarm.agent.resources import ResourceSampler
 from halswarm.envcheck.environment import OpencodeEnvironment
+from halswarm.liveness import Stall, first_stall
 from halswarm.obs.logging import ctx, redact
 from halswarm.sdnotify import Notifier, ServiceMonitor
 from halswarm.timeutil import Clock, system_now
@@ -168,11 +169,9 @@ async def run_agent(
 
 
 def _agent_problem(outbox: Outbox, limit: float | None) -> str | None:
-    """Why the agent is wedged (None: it is not): its outbox stuck in one call beyond *limit*."""
-    stuck = outbox.stuck_for()
-    if limit is not None and stuck > limit:
-        return f"the outbox database has been inside one call for {stuck:.1f}s (limit {limit:g}s)"
-    return None
+    """Why the agent is wedged (None: it is not): its outbox stuck in one call beyond *limit*
+    (the rule both daemons share: :mod:`halswarm.liveness`)."""
+    return first_stall([Stall("the outbox database has been inside one call for {:.1f}s", outbox.stuck_for)], limit)
 
 
 def _status(link: AgentLink, secrets: list[str]) -> str:

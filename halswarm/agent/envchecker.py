@@ -57,6 +57,7 @@ from halswarm.envcheck.report import REPORT_EVENT, EnvReport, agent_file_info, e
 from halswarm.envcheck.views import InstallOutcome, ProvisionOutcome
 from halswarm.jsontypes import is_json_object
 from halswarm.obs.logging import ctx
+from halswarm.schedule import Ticks
 from halswarm.sync import Signal
 from halswarm.timeutil import Clock, format_ts
 
@@ -192,8 +193,7 @@ class EnvChecker:
         await self._restore()
         self._sink = sink
         task_status.started()
-        start = trio.current_time()
-        k = 1
+        ticks = Ticks(self.interval_sec) if self.interval_sec > 0 else None
         while True:
             wake = self._wake.waiter()
             try:
@@ -204,10 +204,9 @@ class EnvChecker:
                         await self._save_manifest()  # the supervisor holds none any more
             except Exception:
                 log.exception("environment check failed")
-            if self.interval_sec > 0:
+            if ticks is not None:
                 # Drift-free schedule; a new manifest checks at once.
-                k = max(k, int((trio.current_time() - start) // self.interval_sec) + 1)
-                with trio.move_on_at(start + k * self.interval_sec):
+                with trio.move_on_at(ticks.next_after_now()):
                     await wake.wait()
             else:
                 await wake.wait()

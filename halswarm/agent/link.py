@@ -39,6 +39,7 @@ from halswarm.proto import (
     WelcomeReceived,
 )
 from halswarm.runtime import exception_leaves
+from halswarm.schedule import Ticks
 from halswarm.sync import Signal, wait_any
 from halswarm.timeutil import Clock, format_ts
 from halswarm.tls import CERT_VERIFY_HINT, cert_verify_error, client_ssl_context
@@ -366,7 +367,7 @@ class AgentLink:
     async def _heartbeats(self, conn: _Connection, proto: AgentProtocol, interval: float) -> None:
         """Send heartbeats on a fixed schedule (with resources, health and facts), and one
         at once whenever the backend's health changes (a degraded node shows at once)."""
-        start = trio.current_time()
+        ticks = Ticks(interval)
         try:
             while True:
                 changed = self.health_changed.waiter() if self.health_changed is not None else trio.Event()
@@ -380,8 +381,7 @@ class AgentLink:
                 await conn.send(proto.heartbeat_frame(heartbeat))
                 # The next slot of the fixed schedule: an extra heartbeat never delays
                 # the regular ones (the supervisor counts silent intervals).
-                k = int((trio.current_time() - start) // interval) + 1
-                with trio.move_on_at(start + k * interval):
+                with trio.move_on_at(ticks.next_after_now()):
                     await changed.wait()
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
             return

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
+from halswarm.liveness import CallTimer
 from halswarm.sync import Signal
 
 if TYPE_CHECKING:
@@ -50,9 +51,9 @@ class Outbox:
         self._gate = trio.CapacityLimiter(1)
         # The gate serialises the calls; this only lends them one thread of their own.
         self._thread = trio.CapacityLimiter(1)
-        #: ``trio.current_time()`` when the SQLite call now running started (None: idle);
-        #: the systemd watchdog stops vouching for an agent stuck in one call.
-        self.busy_since: float | None = None
+        #: Times the SQLite call now running: the systemd watchdog stops vouching for an
+        #: agent stuck in one call.
+        self.call = CallTimer()
         self.instance_key = instance_key
         self.last_seq = last_seq  # last seq assigned (committed)
         self.synced = synced  # a supervisor has welcomed this outbox at least once
@@ -63,18 +64,14 @@ class Outbox:
     async def _run(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         try:
             async with self._gate:
-                self.busy_since = trio.current_time()
-                try:
+                with self.call.timing():
                     return await trio.to_thread.run_sync(fn, self._conn, limiter=self._thread)
-                finally:
-                    self.busy_since = None
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox {self.path}: {exc}") from exc
 
     def stuck_for(self) -> float:
         """Seconds the SQLite call now running has taken (0 while idle)."""
-        started = self.busy_since
-        return 0.0 if started is None else trio.current_time() - started
+        return self.call.running_for()
 
     @property
     def pending(self) -> int:

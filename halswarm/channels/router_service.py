@@ -57,6 +57,7 @@ from halswarm.channels.senders import RetryTuning, SlackSender, WebhookSender
 from halswarm.config.routing import SlackWebhookConfig, WebhookConfig
 from halswarm.models import Event
 from halswarm.obs.logging import ctx
+from halswarm.schedule import Ticks
 from halswarm.store import IngestBatch
 from halswarm.sync import Signal
 from halswarm.timeutil import parse_ts
@@ -401,20 +402,16 @@ class RouterService:
             await added.wait()
 
     async def _loop(self) -> None:
-        interval = self.tuning.tick_seconds
-        start = trio.current_time()
-        next_tick = start
+        ticks = Ticks(self.tuning.tick_seconds)
+        next_tick = ticks.start  # the first tick at once
         while True:
             with trio.move_on_at(next_tick):
                 batches = await self._events_receive.receive()
                 self._route_batches(batches)
                 continue
             await self._tick()
-            if self.tuning.tick_seconds != interval:  # a reload changed it: a new schedule from here
-                interval, start = self.tuning.tick_seconds, trio.current_time()
-            # Drift-free; a late tick skips the missed ones.
-            elapsed = trio.current_time() - start
-            next_tick = start + (int(elapsed // interval) + 1) * interval
+            # A reload may have changed tick_seconds: a new schedule starts from here.
+            next_tick = ticks.advance(self.tuning.tick_seconds)
 
     def _route_batches(self, batches: Sequence[IngestBatch]) -> None:
         for batch in batches:

@@ -42,7 +42,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import math
 from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
@@ -54,6 +53,7 @@ from halswarm.cost.model import Coverage, ProviderError, SourceStatus
 from halswarm.cost.money import percent_of
 from halswarm.cost.report import provider_totals, utc_today
 from halswarm.obs.logging import ctx, redact
+from halswarm.schedule import Ticks
 from halswarm.store import StoreError
 from halswarm.store.cost_sql import COVERAGE_KEY_PREFIX, POLL_KEY_PREFIX, decode_span
 from halswarm.timeutil import Clock, format_ts
@@ -159,31 +159,6 @@ def _duration(seconds: float) -> str:
     if seconds >= 90:
         return f"{seconds / 60:.0f} min"
     return f"{seconds:.0f}s"
-
-
-@attrs.define
-class _Ticks:
-    """A drift-free schedule ``start + k * interval`` (trio's clock).
-
-    A step that overruns skips the ticks it missed; one that ends exactly on a tick (a
-    poll that used its whole deadline) runs again at once.
-    """
-
-    interval: float
-    start: float = attrs.field(factory=trio.current_time)
-    k: int = 0
-
-    def next_at(self) -> float:
-        """The tick the schedule would move to now."""
-        elapsed = trio.current_time() - self.start
-        due = math.ceil(elapsed / self.interval - 1e-9)
-        return self.start + max(self.k + 1, due) * self.interval
-
-    def advance(self) -> float:
-        """Move to the next tick; returns its time."""
-        at = self.next_at()
-        self.k = round((at - self.start) / self.interval)
-        return at
 
 
 class CostPoller:
@@ -308,24 +283,24 @@ class CostPoller:
         return self.config.poll_interval_minutes * 60.0
 
     async def _poll_loop(self, source: CostSource) -> None:
-        ticks = _Ticks(self._poll_interval)
+        ticks = Ticks(self._poll_interval)
         while True:
             try:
                 await self.poll_once(source, ticks=ticks)
             except Exception:  # poll_once records its failures; this is a bug's last stop
                 log.exception("cost poll of %s failed unexpectedly; next try at the next interval", source.name)
-            await trio.sleep_until(ticks.advance())
+            await ticks.wait()
 
     async def _estimate_loop(self) -> None:
-        ticks = _Ticks(self.config.estimate_interval_seconds)
+        ticks = Ticks(self.config.estimate_interval_seconds)
         while True:
             await self.estimate_once()
-            await trio.sleep_until(ticks.advance())
+            await ticks.wait()
 
     def _redact(self, text: str) -> str:
         return redact(text, self.secrets)
 
-    async def poll_once(self, source: CostSource, *, ticks: _Ticks | None = None) -> bool:
+    async def poll_once(self, source: CostSource, *, ticks: Ticks | None = None) -> bool:
         """Fetch one provider's window part by part and store each part; True on success.
 
         Failures are recorded (status, readiness, log, metrics), never raised; parts

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
@@ -62,6 +61,7 @@ from halswarm.policy.records import (
 from halswarm.policy.state import KillOnCostState, PolicyStates, restore_states
 from halswarm.policy.summary import effective_config, policy_name, section, summarize
 from halswarm.policy.views import LastAction, PolicyInfo, PolicyOverride
+from halswarm.schedule import Ticks
 from halswarm.store import AuditRecord, StoreError
 from halswarm.supervisor.dispatcher import CommandError
 from halswarm.timeutil import format_ts
@@ -235,14 +235,10 @@ class PolicyEngine:
                 overrides=sorted(self._overrides),
             ),
         )
-        interval = self.config.tick_seconds
-        k = 0
+        ticks = Ticks(self.config.tick_seconds, start=start)
         while True:
-            if self.config.tick_seconds != interval:  # a reload changed it: a new schedule from here
-                interval, start, k = self.config.tick_seconds, trio.current_time(), 0
-            # Drift-free; the epsilon keeps a tick that ended exactly on time from skipping one.
-            k = max(k + 1, math.ceil((trio.current_time() - start) / interval - 1e-9))
-            await trio.sleep_until(start + k * interval)
+            # A reload may have changed tick_seconds: a new schedule starts from here.
+            await ticks.wait(self.config.tick_seconds)
             try:
                 await self.tick()
             except StoreError as exc:

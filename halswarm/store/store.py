@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, TypeVar
 import trio
 from sqlite_utils import Database
 
+from halswarm.liveness import CallTimer
 from halswarm.store import cost_sql, env_sql, policy_sql, retention_sql, sql
 from halswarm.store.gate import WriteGate
 from halswarm.store.schema import MIGRATIONS, SchemaStatus, schema_status
@@ -114,16 +115,14 @@ class Store:
         self._read_gate = trio.CapacityLimiter(len(readers))
         self.healthy = True
         self.last_error: str | None = None
-        #: ``trio.current_time()`` when the SQLite call now running on the writer started
-        #: (None while the writer is idle): the systemd watchdog stops vouching for a
-        #: supervisor whose writer is stuck in one call (a hung disk), not for one whose
-        #: writes fail quickly (a full disk).
-        self.write_started: float | None = None
+        #: Times the SQLite call now running on the writer: the systemd watchdog stops
+        #: vouching for a supervisor whose writer is stuck in one call (a hung disk), not
+        #: for one whose writes fail quickly (a full disk).
+        self.write_call = CallTimer()
 
     def writer_stuck_for(self) -> float:
         """Seconds the writer's current SQLite call has taken (0 while it is idle)."""
-        started = self.write_started
-        return 0.0 if started is None else trio.current_time() - started
+        return self.write_call.running_for()
 
     async def _write(self, fn: Callable[Concatenate[sqlite3.Connection, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         return await self._write_as(False, fn, *args, **kwargs)
@@ -139,13 +138,10 @@ class Store:
     ) -> R:
         try:
             async with self._write_gate.hold(urgent=urgent):
-                self.write_started = trio.current_time()
-                try:
+                with self.write_call.timing():
                     result: R = await trio.to_thread.run_sync(
                         functools.partial(fn, self._writer, *args, **kwargs), limiter=self._write_thread
                     )
-                finally:
-                    self.write_started = None
         except sqlite3.Error as exc:
             self.healthy = False
             self.last_error = f"{type(exc).__name__}: {exc}"

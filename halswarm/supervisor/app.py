@@ -385,9 +385,9 @@ async def run_supervisor(
             now=now,
         )
         # Wedged means one call or commit longer than the watchdog period (see liveness.py).
-        stall_limit = notify.watchdog_period or 0.0
+        period = notify.watchdog_period
         service_monitor = ServiceMonitor(
-            notify, health=lambda: supervisor_problem(store, pipeline, stall_limit), status=status_line
+            notify, health=lambda: supervisor_problem(store, pipeline, period), status=status_line
         )
         async with trio.open_nursery() as core:
             await core.start(pipeline.run)

@@ -1,27 +1,22 @@
 """Is the supervisor wedged? The check behind its systemd watchdog pings (issue 10).
 
-The watchdog restarts a process that stops pinging. Pinging whenever the event loop
-turns would miss the failure a restart cures: a SQLite call that never returns (a hung
-disk or network filesystem) holds the single writer, and nothing is stored again. So
-the supervisor vouches for itself only while
+The rule is shared with the agent (:mod:`halswarm.liveness`): pings stop once one
+blocking operation has run for longer than the watchdog period. For the supervisor the
+operations are
 
-- the store's writer is not stuck inside one call for longer than the limit, and
-- the event pipeline's current commit attempt (waiting for the writer included) has
-  not taken longer than the limit.
+- the store writer's current SQLite call, and
+- the event pipeline's current commit attempt (waiting for the writer included).
 
 A **full disk is not a reason to restart**: each write fails at once, the pipeline
 retries with backoff (it is between attempts most of the time), ``/readyz`` says
-``pipeline: stalled for Ns`` and agents keep their events. A restart would not free
-space, and repeated restarts would hit systemd's start limit and leave the supervisor
-down for good. So are slow commits (seconds each): every one finishes.
-
-The limit is the watchdog period itself: a wedge is noticed after one period and
-systemd acts within one more.
+``pipeline: stalled for Ns`` and agents keep their events.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+from halswarm.liveness import Stall, first_stall
 
 __all__ = ["supervisor_problem"]
 
@@ -36,18 +31,19 @@ class _Committer(Protocol):
         """Seconds the current commit attempt has taken (0: none)."""
 
 
-def supervisor_problem(store: _Writer, pipeline: _Committer, limit: float) -> str | None:
+def supervisor_problem(store: _Writer, pipeline: _Committer, limit: float | None) -> str | None:
     """None while the supervisor makes progress; otherwise why it does not (one line).
 
     Args:
         store: the supervisor's store (its writer).
         pipeline: the event pipeline.
-        limit: seconds one call or attempt may take before the process counts as wedged.
+        limit: seconds one call or attempt may take before the process counts as wedged
+            (the watchdog period; None: no watchdog, never wedged).
     """
-    stuck = store.writer_stuck_for()
-    if stuck > limit:
-        return f"the database writer has been inside one call for {stuck:.1f}s (limit {limit:g}s)"
-    attempt = pipeline.attempt_stuck_for()
-    if attempt > limit:
-        return f"storing a batch of events has taken {attempt:.1f}s so far (limit {limit:g}s)"
-    return None
+    return first_stall(
+        (
+            Stall("the database writer has been inside one call for {:.1f}s", store.writer_stuck_for),
+            Stall("storing a batch of events has taken {:.1f}s so far", pipeline.attempt_stuck_for),
+        ),
+        limit,
+    )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
+from halswarm.liveness import CallTimer
 from halswarm.models import SUPERVISOR_NODE_ID
 from halswarm.obs.logging import ctx
 from halswarm.proto.messages import WireEvent
@@ -84,10 +85,10 @@ class Pipeline:
         self._idle = trio.Event()
         self._idle.set()
         self.stalled_since: float | None = None
-        #: ``trio.current_time()`` when the commit attempt now running started (None:
-        #: waiting for work, or between retries): how the systemd watchdog tells a wedged
-        #: pipeline from one whose store fails fast.
-        self.attempt_started: float | None = None
+        #: Times the commit attempt now running (none while waiting for work, or between
+        #: retries): how the systemd watchdog tells a wedged pipeline from one whose store
+        #: fails fast.
+        self.attempt = CallTimer()
         self._watchers: dict[str, list[Callable[[], None]]] = {}
         self._commit_watchers: list[Callable[[Sequence[IngestBatch]], None]] = []
 
@@ -181,8 +182,7 @@ class Pipeline:
 
     def attempt_stuck_for(self) -> float:
         """Seconds the commit attempt now running has taken (0 while none runs)."""
-        started = self.attempt_started
-        return 0.0 if started is None else trio.current_time() - started
+        return self.attempt.running_for()
 
     def queue_stats(self) -> JSONObject:
         """Channel statistics for readiness output."""
@@ -229,11 +229,8 @@ class Pipeline:
         delay = _RETRY_DELAY
         while True:
             try:
-                self.attempt_started = trio.current_time()
-                try:
+                with self.attempt.timing():
                     await self._commit(jobs)
-                finally:
-                    self.attempt_started = None
             except StoreError as exc:
                 self.metrics.ingest_errors.inc()
                 if self.stalled_since is None:

@@ -73,6 +73,22 @@ async def test_ticks_are_drift_free_and_a_slow_tick_skips_the_missed_ones(
         nursery.cancel_scope.cancel()
 
 
+async def test_a_reloaded_tick_interval_takes_effect_after_the_tick_that_is_due(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    world = make_world(PoliciesConfig(tick_seconds=10.0))
+    with trio.fail_after(200):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(world.engine.run)
+            start = trio.current_time()
+            await trio.sleep(25)
+            world.engine.apply_reload(world.engine.plan_reload(PoliciesConfig(tick_seconds=4.0)))
+            await trio.sleep(14)  # until 39
+            nursery.cancel_scope.cancel()
+    # The tick due at 30 keeps its time; the new interval counts from it.
+    assert [t - start for t in world.store.reads_at] == [10.0, 20.0, 30.0, 34.0, 38.0]
+
+
 async def test_a_failing_tick_is_logged_and_the_next_one_runs(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
