@@ -99,6 +99,13 @@ def clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=10.0)
 
 
+async def _received(checker: EnvChecker, manifest: JSONObject) -> None:
+    """Hand *checker* a manifest from the supervisor; return once it has been checked."""
+    checked = checker.checked.waiter()
+    checker.set_manifest(_message(manifest))
+    await checked.wait()
+
+
 async def _advance(clock: trio.testing.MockClock, checker: EnvChecker, seconds: float) -> None:
     """Move time by *seconds* and wait for the check that must run then."""
     checked = checker.checked.waiter()
@@ -121,9 +128,7 @@ async def test_periodic_checks_on_the_interval_and_at_once_on_a_new_manifest(
             await _quiet(clock, 100)  # no manifest yet: nothing to check against
             assert sink.runs == []
 
-            checked = checker.checked.waiter()
-            checker.set_manifest(_message(MANIFEST))
-            await checked.wait()
+            await _received(checker, MANIFEST)
             # Degraded (no AGENT.md, hook or .context/): reported, with its failures and drift.
             assert sink.runs == [(t0 + 100, [REPORT, FAIL, DRIFT])]
 
@@ -149,9 +154,7 @@ async def test_periodic_checks_on_the_interval_and_at_once_on_a_new_manifest(
             # ...a changed one is checked at once,
             changed = orjson.loads(orjson.dumps(MANIFEST))
             changed["projects"]["app"]["tools"] = ["git", "sh"]
-            checked = checker.checked.waiter()
-            checker.set_manifest(_message(changed))
-            await checked.wait()
+            await _received(checker, changed)
             assert sink.runs[-1] == (t0 + 2 * INTERVAL + 100, [REPORT])
             assert checker.reports["app"].manifest_hash == _message(changed).manifest_hash
             # ...and the schedule keeps its grid: the next check is at 3 intervals.
@@ -170,9 +173,7 @@ async def test_interval_zero_checks_only_on_a_new_manifest(
             open_outbox(tmp_path / "agent") as outbox,
             _checker(workspace, outbox, interval=0) as (checker, sink),
         ):
-            checked = checker.checked.waiter()
-            checker.set_manifest(_message(MANIFEST))
-            await checked.wait()
+            await _received(checker, MANIFEST)
             await _quiet(clock, INTERVAL * 5)
             assert len(sink.runs) == 1
 
@@ -245,9 +246,7 @@ async def test_no_manifest_from_the_supervisor_is_kept_too(tmp_path: Path, works
     with trio.fail_after(20):
         async with open_outbox(tmp_path / "agent") as outbox:
             async with _checker(workspace, outbox) as (checker, _sink):
-                checked = checker.checked.waiter()
-                checker.set_manifest(_message(MANIFEST))
-                await checked.wait()
+                await _received(checker, MANIFEST)
             async with _checker(workspace, outbox) as (checker, sink):
                 assert checker.manifest_hash == _message(MANIFEST).manifest_hash
                 await wait_until(lambda: len(sink.runs) == 1, what="the check at start")
@@ -280,9 +279,7 @@ async def test_provisioning_checks_each_project_before_and_after_only(tmp_path: 
             open_outbox(tmp_path / "agent") as outbox,
             _checker(workspace, outbox, interval=0) as (checker, sink),
         ):
-            checked = checker.checked.waiter()
-            checker.set_manifest(_message(manifest))
-            await checked.wait()
+            await _received(checker, manifest)
             assert (checks(), checker.reports["app"].state) == (1, "degraded")
 
             dry = await checker.execute(CommandMsg("c1", "k1", "env_provision", "n1", {"dry_run": True}))
