@@ -172,6 +172,10 @@ class AgentProtocol:
                 raise ProtocolError(CloseCode.MALFORMED, f"expected welcome first, got {type(msg).__name__}")
             if msg.window < 1 or msg.max_batch_events < 1 or msg.ack_seq < 0:
                 raise ProtocolError(CloseCode.MALFORMED, "welcome has a window or batch size below 1, or ack_seq < 0")
+            if not msg.heartbeat_interval > 0:  # the agent's heartbeat schedule divides by it
+                raise ProtocolError(
+                    CloseCode.MALFORMED, f"welcome has heartbeat_interval {msg.heartbeat_interval!r}; must be above 0"
+                )
             self.state = LinkState.OPEN
             self.welcome = msg
             self.acked_seq = self.sent_seq = msg.ack_seq

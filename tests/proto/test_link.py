@@ -167,6 +167,15 @@ def test_agent_rejects_unusable_welcome(window: int, batch: int) -> None:
         agent.receive(encode(attrs.evolve(welcome(), window=window, max_batch_events=batch)))
 
 
+@pytest.mark.parametrize("interval", [0.0, -30.0])
+def test_agent_rejects_a_welcome_without_a_heartbeat_interval(interval: float) -> None:
+    agent = AgentProtocol(HELLO)
+    with pytest.raises(ProtocolError, match=r"heartbeat_interval .* must be above 0") as raised:
+        agent.receive(encode(attrs.evolve(welcome(), heartbeat_interval=interval)))
+    assert raised.value.code is CloseCode.MALFORMED
+    assert not agent.can_send()
+
+
 def test_nothing_is_sent_before_the_handshake() -> None:
     agent = AgentProtocol(HELLO)
     assert not agent.can_send()
