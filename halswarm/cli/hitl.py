@@ -117,7 +117,14 @@ async def _reply(
 @command_options
 @click.command("approve")
 @click.argument("request_ref", metavar="REQUEST")
-@click.option("--always", is_flag=True, help="Also allow matching requests for the rest of the session.")
+@click.option(
+    "--always",
+    is_flag=True,
+    help=(
+        "Also allow matching requests from now on: opencode applies it to every session of "
+        "the project until its server restarts, not to this session only."
+    ),
+)
 @click.option("--message", metavar="TEXT", help="A note for the agent with the approval.")
 @click.pass_context
 async def approve(

@@ -29,6 +29,7 @@ __all__ = [
     "load_agent_config",
     "missing_project_directories",
     "parse_agent_config",
+    "resolved_projects",
 ]
 
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -239,6 +240,18 @@ def missing_project_directories(config: AgentConfig) -> list[str]:
         elif not path.is_dir():
             problems.append(f"projects[{i}].directory: {project.directory} is not a directory ({project.name!r})")
     return problems
+
+
+def resolved_projects(projects: list[Project]) -> list[Project]:
+    """*projects* with each directory as opencode records it: ``~`` expanded, symlinks resolved.
+
+    opencode stores a session's ``directory`` with symlinks resolved, and takes a ``~``
+    in a request's directory for a relative path. Sessions are matched to projects by
+    that directory, so the agent must speak of each project the way opencode does, or a
+    project reached through a link (or written ``~/app``) would never see its sessions.
+    Reads the file system (links); call it once at start.
+    """
+    return [attrs.evolve(p, directory=os.path.realpath(os.path.expanduser(p.directory))) for p in projects]
 
 
 def parse_agent_config(

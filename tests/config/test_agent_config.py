@@ -20,6 +20,7 @@ from halswarm.config import (
     missing_project_directories,
     parse_agent_config,
 )
+from halswarm.config.agent import resolved_projects
 from halswarm.models import Project
 
 if TYPE_CHECKING:
@@ -284,3 +285,15 @@ def test_missing_project_directories_are_named(tmp_path: Path) -> None:
         f"projects[1].directory: {tmp_path / 'gone'} does not exist ('gone')",
         f"projects[2].directory: {tmp_path / 'file'} is not a directory ('file')",
     ]
+
+
+def test_project_directories_are_resolved_as_opencode_records_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tmp_path / "data" / "app"
+    real.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "data", target_is_directory=True)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    configured = [Project("linked", str(tmp_path / "link" / "app")), Project("home", "~/data/app")]
+    resolved = str(real.resolve())
+    assert resolved_projects(configured) == [Project("linked", resolved), Project("home", resolved)]

@@ -133,13 +133,20 @@ async def open_fleet(
     port: int | None = None,
     projects: int = 1,
     ready: bool = True,
+    through_link: bool = False,
 ) -> AsyncGenerator[Fleet, None]:
     """Stub LLM, supervisor (fast heartbeats) and an agent spawning the real opencode
-    (or attaching to one on *port*); waits until opencode is usable when *ready*."""
+    (or attaching to one on *port*); waits until opencode is usable when *ready*.
+    With *through_link* the agent config names the projects through a symlinked folder."""
     binary = opencode_binary()
     async with open_stub_llm() as stub:
         made = [make_project(tmp_path / "projects", f"app{i + 1}", stub.base_url) for i in range(projects)]
-        project_list = [Project(p.name, str(p)) for p in made]
+        named = made
+        if through_link:
+            link = tmp_path / "linked-projects"
+            link.symlink_to(tmp_path / "projects", target_is_directory=True)
+            named = [link / p.name for p in made]
+        project_list = [Project(p.name, str(p)) for p in named]
         env = opencode_env(tmp_path / "opencode-home")
         passed = {k: v for k, v in env.items() if k in _PASSED_ENV or k.startswith("OPENCODE_")}
         oc = opencode or OpencodeConfig()

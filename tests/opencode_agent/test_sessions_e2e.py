@@ -246,3 +246,16 @@ async def test_restart_of_a_stuck_session_gives_up_on_the_handover_and_restarts(
             # not after ~100 s. Our part (abort, restart, predecessor) is asserted above.
             with trio.move_on_after(30):
                 await fleet.stub.wait_until(lambda: any(r.disconnected for r in fleet.stub.requests))
+
+
+async def test_a_project_configured_through_a_symlink_tracks_its_sessions(tmp_path: Path) -> None:
+    # opencode records a session's directory with links resolved; the agent must match it.
+    with trio.fail_after(120):
+        async with open_fleet(tmp_path, through_link=True) as fleet:
+            assert "linked-projects" in fleet.projects[0].directory
+            session_id, session = await fleet.turn_done("hello")
+            assert session.project == fleet.projects[0].name
+            assert session.tokens.input == 100
+            assert session.cost_usd == pytest.approx(PLAIN_COST)
+            command = await fleet.command("abort_session", session_id)
+            assert command.status == "succeeded", command

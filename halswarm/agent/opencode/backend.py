@@ -50,6 +50,7 @@ from halswarm.commands import (
     StartArgs,
     parse_args,
 )
+from halswarm.config.agent import resolved_projects
 from halswarm.convert import ConversionError, converter
 from halswarm.models import ACTIVE_STATUSES, Project, Session
 from halswarm.obs.logging import ctx
@@ -143,7 +144,8 @@ class OpencodeBackend:
         self.outbox = outbox
         self.runner = runner
         self.client = runner.client
-        self.projects = list(config.projects)
+        # As opencode records them (links resolved, ~ expanded): sessions are matched by directory.
+        self.projects = resolved_projects(config.projects)
         self.mapper = SessionMapper(config.resolved_node_id(), self.projects, now=now)
         self.rng = rng or random.Random()
         self.events_status = "starting"

@@ -294,7 +294,7 @@ class OpencodeRunner:
 
     def _working_directory(self) -> Path:
         for project in self.config.projects:
-            path = Path(project.directory)
+            path = Path(project.directory).expanduser()
             if path.is_dir():
                 return path
         return self.state_dir

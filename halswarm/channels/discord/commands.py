@@ -196,7 +196,14 @@ def definitions(*, mutating_permissions: str | None = MANAGE_GUILD) -> tuple[Com
         CommandDefinition(
             "approve",
             "Approve a pending permission request, or a declared install",
-            (request, OptionDefinition(OptionType.BOOLEAN, "always", "Also allow matching requests from now on")),
+            (
+                request,
+                OptionDefinition(
+                    OptionType.BOOLEAN,
+                    "always",
+                    "Also allow matching requests from now on, in every session of the project",
+                ),
+            ),
             perms,
         ),
         CommandDefinition(
