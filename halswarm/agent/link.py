@@ -21,7 +21,7 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, WebSocketConnection
 
 from halswarm import __version__
-from halswarm.agent.backoff import Backoff
+from halswarm.agent.backoff import Backoff, Retries
 from halswarm.agent.connector import Connector, open_ws
 from halswarm.obs.logging import ctx
 from halswarm.proto import (
@@ -176,7 +176,7 @@ class AgentLink:
             self.stopped.set()
 
     async def _connect_loop(self) -> None:
-        attempt = 0
+        retries = Retries(self.backoff, self.config.link.stable_after_sec)
         while not self.shutdown.is_set():
             began = trio.current_time()
             severe = False
@@ -196,11 +196,11 @@ class AgentLink:
                 self._current = None
             if self.shutdown.is_set():
                 return
-            if trio.current_time() - began >= self.config.link.stable_after_sec:
-                attempt = 0
-            delay = self.config.link.backoff_max_sec if severe else self.backoff.delay(attempt, self.rng)
-            attempt += 1
-            log.info("reconnecting in %.1fs", delay, extra=ctx(attempt=attempt))
+            retries.ended(trio.current_time() - began)
+            delay = retries.next_delay(self.rng)
+            if severe:
+                delay = self.config.link.backoff_max_sec
+            log.info("reconnecting in %.1fs", delay, extra=ctx(attempt=retries.attempt))
             with trio.move_on_after(delay):
                 await self.shutdown.wait()
 

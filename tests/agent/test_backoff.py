@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from halswarm.agent.backoff import Backoff
+from halswarm.agent.backoff import Backoff, Retries
 
 
 class FixedRandom(random.Random):
@@ -63,3 +63,15 @@ def test_a_seeded_random_gives_the_same_schedule() -> None:
     assert run_a == run_b
     assert [backoff.delay(a, random.Random(42)) for a in range(10)] == first
     assert run_a != [backoff.delay(a, random.Random(8)) for a in range(10)]
+
+
+def test_retries_grow_until_a_connection_stayed_up() -> None:
+    retries = Retries(Backoff(initial=1.0, maximum=100.0), stable_after=30.0)
+    rng = FixedRandom(1.0)
+    delays = []
+    for lasted in (0.0, 5.0, 29.9):  # failed to connect, then dropped soon after connecting
+        retries.ended(lasted)
+        delays.append(retries.next_delay(rng))
+    assert delays == [1.0, 2.0, 4.0]
+    retries.ended(30.0)
+    assert retries.next_delay(rng) == 1.0

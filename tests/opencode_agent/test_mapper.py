@@ -399,6 +399,24 @@ def test_grandchildren_listed_before_their_parent_still_add_up_on_resync() -> No
     assert r.only().cost_usd == 1.75
 
 
+def test_subagents_of_sessions_we_do_not_track_are_not_kept() -> None:
+    # One opencode server hosts many projects: their subagents are none of our business.
+    r = Replay.of("/srv/app")
+    root: JSONObject = {"id": "ses_root", "directory": "/srv/app"}
+    child: JSONObject = {"id": "ses_child", "parentID": "ses_root", "directory": "/srv/app", "cost": 0.5}
+    other: JSONObject = {"id": "ses_other", "directory": "/srv/other"}
+    theirs: JSONObject = {"id": "ses_theirs", "parentID": "ses_other", "directory": "/srv/other", "cost": 9.0}
+    grand: JSONObject = {"id": "ses_grand", "parentID": "ses_theirs", "directory": "/srv/other", "cost": 9.0}
+    r.mapper.resync(RestSnapshot([grand, theirs, child, other, root], {}, [], []))
+    assert set(r.mapper._children) == {"ses_child"}
+    late: JSONObject = {"id": "ses_late", "parentID": "ses_theirs", "directory": "/srv/other"}
+    mine: JSONObject = {"id": "ses_mine", "parentID": "ses_child", "directory": "/srv/app", "cost": 0.25}
+    r.feed([envelope("/srv/other", "session.created", {"sessionID": "ses_late", "info": late})])
+    r.feed([envelope("/srv/app", "session.created", {"sessionID": "ses_mine", "info": mine})])
+    assert set(r.mapper._children) == {"ses_child", "ses_mine"}
+    assert r.only().cost_usd == 0.75
+
+
 def turn_of(envelopes: list[JSONObject]) -> list[JSONObject]:
     """A recording from its first ``session.status`` on: one prompt's turn."""
     return envelopes[index_of(envelopes, "session.status") :]
@@ -616,18 +634,165 @@ def test_resync_ignores_sessions_outside_the_projects() -> None:
     assert all(p.id != "per_foreign" for s in r.mapper.sessions() for p in s.pending.permissions)
 
 
-def test_resync_after_a_missed_good_turn_clears_the_error_count() -> None:
+def last_reply(envelopes: list[JSONObject]) -> JSONObject:
+    """The info of the recording's last finished assistant message, as
+    ``GET /session/{id}/message?limit=1`` shows it once the turn is over."""
+    replies = [
+        info
+        for env in envelopes
+        if etype(env) == "message.updated"
+        and (info := obj(props(env)["info"]))["role"] == "assistant"
+        and "completed" in obj(info["time"])
+    ]
+    return replies[-1]
+
+
+def plain_turn_of(sid: str, fresh: str = "") -> list[JSONObject]:
+    """The ``plain`` recording as a turn of *sid*; *fresh* renames its messages (another turn)."""
+    plain = load("plain")
+    replacements = {session_ids(plain)[0]: sid}
+    if fresh:
+        replacements["msg_"] = f"msg_{fresh}"
+    return load("plain", replacements)
+
+
+def second_turn_ended_unseen(newest: Callable[[str], JSONObject | None]) -> tuple[Replay, str, list[OutEvent]]:
+    """``err401``'s failed turn seen, then a second prompt; the connection drops, the turn
+    ends unseen, and the REST view shows the session at rest with ``newest(sid)`` as its
+    newest message (None: not read). Returns the replay, the session and the resync's events."""
     envelopes = load("err401")
     sid, _ = session_ids(envelopes)
     r = Replay.of(project_dir(envelopes))
     r.feed(envelopes)
     r.mapper.mark_prompted(sid, "again")
-    # The connection drops; the turn ends unseen; the REST view shows the session at rest.
-    info = last_infos(envelopes)[sid]
-    [updated] = r.mapper.resync(RestSnapshot([info], {}, [], []))
+    message = newest(sid)
+    last = {sid: message} if message is not None else {}
+    return r, sid, r.mapper.resync(RestSnapshot([last_infos(envelopes)[sid]], {}, [], [], last))
+
+
+def test_resync_after_a_missed_good_turn_clears_the_error_count() -> None:
+    r, sid, [updated] = second_turn_ended_unseen(lambda sid: last_reply(plain_turn_of(sid, fresh="2")))
     assert updated.state is not None
     assert (updated.state.status, updated.state.consecutive_errors) == ("idle", 0)
     assert r.mapper.turns(sid) == 2
+
+
+def test_resync_after_a_turn_that_failed_unseen_counts_the_error() -> None:
+    # The stream is down while the provider refuses the second turn too.
+    r, sid, [failed] = second_turn_ended_unseen(lambda sid: last_reply(load("err401", {"msg_": "msg_2"})))
+    assert failed.type == "session.error"
+    assert failed.state is not None
+    assert (failed.state.status, failed.state.consecutive_errors) == ("error", 2)
+    assert obj(failed.data["error"]) == {
+        "name": "APIError",
+        "message": "invalid api key",
+        "statusCode": 401,
+        "isRetryable": False,
+    }
+    assert failed.data["resync"] is True
+    assert r.mapper.turns(sid) == 2
+
+
+def cut_off(reply: JSONObject) -> JSONObject:
+    """*reply* as opencode keeps it when it died mid-turn: never completed."""
+    return {**reply, "time": {"created": obj(reply["time"])["created"]}}
+
+
+@pytest.mark.parametrize(
+    "newest",
+    [
+        pytest.param(lambda reply: None, id="not-read"),
+        pytest.param(cut_off, id="cut-off-by-a-crash"),
+        pytest.param(lambda reply: {"id": "msg_9", "role": "user", "time": {"created": 1}}, id="unanswered-prompt"),
+    ],
+)
+def test_resync_after_a_turn_of_unknown_outcome_keeps_the_error_count(
+    newest: Callable[[JSONObject], JSONObject | None],
+) -> None:
+    # e.g. opencode was OOM-killed mid-turn and restarted: it shows the session at rest.
+    r, sid, [updated] = second_turn_ended_unseen(lambda sid: newest(last_reply(plain_turn_of(sid, fresh="2"))))
+    assert updated.state is not None
+    assert (updated.state.status, updated.state.consecutive_errors) == ("idle", 1)
+    assert r.mapper.turns(sid) == 2
+
+
+def test_resync_asks_for_the_newest_message_of_turns_it_ends_only() -> None:
+    envelopes = load("plain")
+    sid, _ = session_ids(envelopes)
+    r = Replay.of(project_dir(envelopes))
+    r.feed(envelopes[: index_of(envelopes, "session.status") + 1])
+    r.mapper.adopt({"id": "ses_idle", "directory": r.directory})
+    assert [s.id for s in r.mapper.turns_ending({})] == [sid]
+    assert r.mapper.turns_ending({sid: {"type": "busy"}}) == []
+    assert r.mapper.turns_ending({sid: {"type": "retry", "attempt": 1}}) == []
+
+
+def resynced_mid_turn(name: str, until: str = "session.status") -> tuple[Replay, str, list[JSONObject]]:
+    """The recording's turn seen up to its first *until*; then the stream drops, the turn
+    ends during the resync, and the new stream still delivers the rest of it. Returns
+    the replay after the resync, the session and those late envelopes."""
+    envelopes = load(name)
+    sid, _ = session_ids(envelopes)
+    cut = index_of(envelopes, until) + 1
+    r = Replay.of(project_dir(envelopes))
+    r.feed(envelopes[:cut])
+    assert r.mapper.is_busy(sid)
+    snap = RestSnapshot([last_infos(envelopes)[sid]], {}, [], [], {sid: last_reply(envelopes)})
+    r.out.extend(r.mapper.resync(snap))
+    return r, sid, envelopes[cut:]
+
+
+def test_events_in_flight_during_the_resync_do_not_count_the_turn_again() -> None:
+    r, sid, late = resynced_mid_turn("plain")
+    assert (r.only().status, r.mapper.turns(sid)) == ("idle", 1)
+    after = len(r.out)
+    r.feed(late)
+    assert r.mapper.turns(sid) == 1
+    assert [e.type for e in r.out[after:] if e.state is not None and e.state.status != "idle"] == []
+    assert "session.idle" not in r.types()
+    assert r.only().status == "idle"
+    # The late reply is still forwarded once: the resync does not carry messages.
+    assert r.types().count("message.completed") == 1
+
+    # The next turn (a new prompt, new messages) counts as usual.
+    r.feed(turn_of(plain_turn_of(sid, fresh="2")))
+    assert (r.only().status, r.mapper.turns(sid)) == ("idle", 2)
+    assert r.statuses()[-3:] == ["idle", "busy", "idle"]
+
+
+def test_late_events_of_a_failed_turn_do_not_count_it_again_or_clear_it() -> None:
+    r, sid, late = resynced_mid_turn("err401")
+    assert (r.only().status, r.only().consecutive_errors) == ("error", 1)
+    r.feed(late)  # the session.error, two idle pairs and the failed reply, all older than the resync
+    assert (r.only().status, r.only().consecutive_errors, r.mapper.turns(sid)) == ("error", 1, 1)
+    assert len(r.of_type("session.error")) == 1
+
+
+def test_late_events_do_not_end_the_turn_of_a_prompt_sent_meanwhile() -> None:
+    # The handover's case: its prompt is recorded right after the resync, before the new
+    # stream's older events are read; their idle is not the end of the prompt's turn.
+    r, sid, late = resynced_mid_turn("plain")
+    [prompted] = r.mapper.mark_prompted(sid, "write your notes", r.mapper.turns(sid))
+    assert prompted.state is not None
+    assert prompted.state.status == "busy"
+    r.feed(late)
+    assert (r.only().status, r.mapper.turns(sid)) == ("busy", 1)
+    r.feed(turn_of(plain_turn_of(sid, fresh="2")))
+    assert (r.only().status, r.mapper.turns(sid)) == ("idle", 2)
+
+
+def test_a_late_error_counts_when_the_resync_could_not_tell() -> None:
+    envelopes = load("err401")
+    sid, _ = session_ids(envelopes)
+    cut = index_of(envelopes, "session.status") + 1
+    r = Replay.of(project_dir(envelopes))
+    r.feed(envelopes[:cut])
+    # The newest message could not be read: the resync leaves the count alone...
+    r.mapper.resync(RestSnapshot([last_infos(envelopes)[sid]], {}, [], [], {}))
+    assert (r.only().status, r.only().consecutive_errors) == ("idle", 0)
+    # ...and the stream's late session.error still tells it.
+    r.feed(envelopes[cut:])
+    assert (r.only().status, r.only().consecutive_errors) == ("error", 1)
 
 
 # ---- restart, activity, trimming -----------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import random
 from collections import Counter
 from pathlib import Path
@@ -33,10 +34,10 @@ import orjson
 import trio
 
 from halswarm.agent.backend import CommandFailedError, EventSink, OutEvent
-from halswarm.agent.backoff import Backoff
+from halswarm.agent.backoff import Backoff, Retries
 from halswarm.agent.envapply import BUSY_STATUSES, RestartOutcome, busy_text
 from halswarm.agent.milestones import MARKERS_KEY, CompletionMarkers, read_complete_marker
-from halswarm.agent.opencode.client import OpencodeError, OpencodeNotFoundError
+from halswarm.agent.opencode.client import OpencodeError, OpencodeNotFoundError, OpencodeUnavailableError
 from halswarm.agent.opencode.mapper import PREDECESSOR_KEY, RestSnapshot, SessionMapper
 from halswarm.agent.opencode.runner import OpencodeRunner
 from halswarm.commands import (
@@ -78,6 +79,7 @@ _EFFECT_WAIT: Final = 5.0  # how long a command waits to see its effect in the s
 _EMIT_LIMIT: Final = 30.0
 _RESTART_STEPS: Final = 20.0  # seconds a restart needs after the handover wait
 _STREAM_BACKOFF: Final = Backoff(0.5, 15.0)
+_STREAM_STABLE: Final = 30.0  # a stream up this long (past its resync) resets the backoff
 _TASK_FILE: Final = Path(".context") / "CURRENT_TASK.md"
 _TASK_MAX: Final = 200
 # Commands that make a session run a turn: a restart of the server would cut it off.
@@ -310,10 +312,12 @@ class OpencodeBackend:
             self.health_changed.fire()
 
     async def _event_pump(self) -> None:
-        """One ``/global/event`` subscription, reopened with backoff, resync after each open."""
-        attempt = 0
+        """One ``/global/event`` subscription, reopened with backoff, resync after each open. The
+        backoff starts over only once a stream stayed up: no full resync every half second."""
+        retries = Retries(_STREAM_BACKOFF, _STREAM_STABLE)
         while True:
             await self.runner.wait_ready()
+            up_since: float | None = None
             try:
                 async with self.client.global_events() as stream:
                     with trio.fail_after(_CONNECTED_WAIT):
@@ -323,7 +327,7 @@ class OpencodeBackend:
                     # Subscribed first, then read the REST view: nothing falls in between.
                     await self._resync()
                     self._set_events_status("ok")
-                    attempt = 0
+                    up_since = trio.current_time()
                     async for envelope in stream:
                         await self._apply(functools.partial(self.mapper.feed, envelope))
                 raise OpencodeError("event stream closed by opencode")
@@ -331,8 +335,8 @@ class OpencodeBackend:
                 reason = str(exc) or "no server.connected in time"
                 # Let the runner probe the server: it restarts (spawn) or re-attaches.
                 self.runner.report_lost(reason)
-            delay = _STREAM_BACKOFF.delay(attempt, self.rng)
-            attempt += 1
+            retries.ended(trio.current_time() - up_since if up_since is not None else 0.0)
+            delay = retries.next_delay(self.rng)
             self._set_events_status(f"reconnecting in {delay:.1f} s: {reason}")
             log.warning("opencode event stream lost", extra=ctx(reason=reason, retry_in=round(delay, 1)))
             await trio.sleep(delay)
@@ -373,11 +377,31 @@ class OpencodeBackend:
             statuses.update(await self.client.session_status(directory))
             permissions.extend(await self.client.permissions(directory))
             questions.extend(await self.client.questions(directory))
-        events = self._mapped(
-            functools.partial(self.mapper.resync, RestSnapshot(sessions, statuses, permissions, questions))
-        )
+        last = await self._ended_turns({str(info.get("id")) for info in sessions}, statuses)
+        snapshot = RestSnapshot(sessions, statuses, permissions, questions, last)
+        events = self._mapped(functools.partial(self.mapper.resync, snapshot))
         await self._emit(events)
         return events, len(permissions) + len(questions)
+
+    async def _ended_turns(self, listed: set[str], statuses: dict[str, JSONObject]) -> dict[str, JSONObject]:
+        """The newest message of each session whose turn ended unseen (busy here, at rest in
+        *statuses*), one bounded request each. A failed read leaves that turn's outcome
+        unknown; an unreachable opencode fails the resync, as any other read does."""
+        last: dict[str, JSONObject] = {}
+        for state in self.mapper.turns_ending(statuses):
+            if state.id not in listed:
+                continue  # gone: the resync ends it anyway
+            try:
+                message = await self.client.last_message(state.id, state.directory)
+            except OpencodeUnavailableError:
+                raise
+            except OpencodeError as exc:
+                problem = ctx(session_id=state.id, error=str(exc))
+                log.warning("cannot read how a turn ended; its error count stays", extra=problem)
+                continue
+            if message is not None:
+                last[state.id] = message
+        return last
 
     async def _task_watcher(self) -> None:
         """Poll each project's CURRENT_TASK.md and COMPLETE marker, and re-read them whenever a turn ends."""
@@ -580,6 +604,44 @@ class OpencodeBackend:
         await self._await_state(answered, _EFFECT_WAIT)
         return {"session_id": session.id, "request_id": request_id}
 
+    async def _hand_over(self, old: Session, wait: float) -> bool:
+        """Ask *old* to write its notes; True once the turn answering it ended (False after *wait* s).
+
+        A turn ending is only the cue to look: the evidence is opencode's, tied to this
+        prompt (the session at rest, its newest message a reply to a newer prompt than it
+        had before), so no other turn's end (one running before, one a resync settles, a
+        replayed one) lets the old session go before it wrote its notes.
+
+        Raises:
+            OpencodeError: opencode refused the prompt or a read (nothing was replaced yet).
+        """
+        before = await self.client.last_message(old.id, old.directory) or {}
+        earlier = {value for key in ("id", "parentID") if isinstance(value := before.get(key), str)}
+
+        def at_rest(turns: int) -> bool:
+            return self.mapper.turns(old.id) >= turns and not self.mapper.is_busy(old.id)
+
+        before_turns = self.mapper.turns(old.id)  # one more idle, even behind a running turn
+        await self.client.prompt_async(old.id, old.directory, HANDOVER_PROMPT)
+        await self._apply(lambda: self.mapper.mark_prompted(old.id, HANDOVER_PROMPT, before_turns))
+        target = before_turns + 1
+        with trio.move_on_after(wait):
+            while True:
+                await self._await_state(functools.partial(at_rest, target), math.inf)
+                if await self._answered(old, earlier):
+                    return True
+                target = self.mapper.turns(old.id) + 1  # another turn ended: wait for the next
+        return False
+
+    async def _answered(self, session: Session, earlier: set[str]) -> bool:
+        """True when opencode has *session* at rest and its newest message replies to a
+        prompt other than *earlier* (the newest message and its prompt before ours)."""
+        if (await self.client.session_status(session.directory)).get(session.id, {}).get("type", "idle") != "idle":
+            return False
+        last = await self.client.last_message(session.id, session.directory) or {}
+        prompt = last.get("parentID")
+        return last.get("role") == "assistant" and isinstance(prompt, str) and bool(prompt) and prompt not in earlier
+
     async def _restart(self, old: Session, handover: bool, deadline: float | None) -> JSONObject:
         """Context handover (DESIGN.md): notes first, bounded; then a fresh session.
 
@@ -588,14 +650,10 @@ class OpencodeBackend:
         """
         outcome = "skipped"
         if handover:
-            # A prompt sent while busy runs in the same loop: one more idle either way.
-            target = self.mapper.turns(old.id) + 1
             wait = self.config.opencode.handover_timeout_sec
             if deadline is not None:  # leave time for the steps after the wait
                 wait = max(1.0, min(wait, deadline - _RESTART_STEPS))
-            await self.client.prompt_async(old.id, old.directory, HANDOVER_PROMPT)
-            await self._apply(lambda: self.mapper.mark_prompted(old.id, HANDOVER_PROMPT, target - 1))
-            done = await self._await_state(lambda: self.mapper.turns(old.id) >= target, wait)
+            done = await self._hand_over(old, wait)
             outcome = "done" if done else "timed_out"
             if not done:
                 log.warning(

@@ -243,6 +243,12 @@ class OpencodeClient:
         """One session. Raises :class:`OpencodeNotFoundError` when unknown or deleted."""
         return await self._object("GET", f"/session/{session_id}")
 
+    async def last_message(self, session_id: str, directory: str) -> JSONObject | None:
+        """The info of the session's newest message (``GET /session/{id}/message?limit=1``);
+        None when it has none. An assistant reply carries ``error`` and ``time.completed``."""
+        items = await self._list("GET", f"/session/{session_id}/message", directory=directory, params={"limit": "1"})
+        return _obj(items[-1].get("info")) if items else None
+
     async def session_status(self, directory: str) -> dict[str, JSONObject]:
         """Non-idle sessions of *directory* -> their status (idle ones are omitted)."""
         body = await self._object("GET", "/session/status", directory=directory)

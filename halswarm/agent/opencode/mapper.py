@@ -17,6 +17,10 @@ The rules (see the opencode API notes):
 - A ``session.error`` of the root counts one consecutive error (an abort is not an
   error, a subagent's error is reported but not counted); a turn that ends without one
   resets the count.
+- A resync that finds a turn ended which the stream left running judges it by the
+  session's newest message (its error, or its completion; unknown leaves the count
+  alone). The stream's events that were in flight meanwhile are older than that view:
+  status events are not taken for a new turn until a message of another turn shows.
 - Forwarded: ``session.*``, completed assistant messages (as ``message.completed``),
   ``permission.*``, ``question.*``, ``file.edited``, ``todo.updated``. Dropped: streaming
   deltas, part updates, the ``sync`` log and server noise. Long strings are cut.
@@ -38,7 +42,7 @@ from halswarm.models import Pending, PermissionRequest, Project, Question, Quest
 from halswarm.timeutil import format_ts
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from halswarm.models import SessionStatus
     from halswarm.timeutil import Clock
@@ -154,12 +158,15 @@ def question_request(raw: JSONObject, asked_at: str) -> QuestionRequest:
 @attrs.frozen
 class RestSnapshot:
     """What a resync reads over REST: every session, and per directory the busy ones
-    and the pending requests (merged over the configured projects)."""
+    and the pending requests (merged over the configured projects); for the sessions
+    :meth:`SessionMapper.turns_ending` names, the newest message's info (absent when it
+    could not be read)."""
 
     sessions: list[JSONObject]
     statuses: dict[str, JSONObject]
     permissions: list[JSONObject]
     questions: list[JSONObject]
+    last_messages: dict[str, JSONObject] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -176,6 +183,9 @@ class _Root:
     ended: bool = False
     compaction_auto: bool | None = None
     last_emit: float = 0.0
+    #: Ids (the reply and its prompt) of a turn a resync ended while the stream may still
+    #: deliver its events: while set, status events are that turn's, not a new one's.
+    settled: frozenset[str] = frozenset()
     #: Subagent sessions (at any depth) whose spend adds to this one.
     children: set[str] = attrs.field(factory=set)
 
@@ -234,6 +244,12 @@ class SessionMapper:
         """True while opencode runs a turn of the session."""
         root = self._roots.get(session_id)
         return root is not None and root.base != "idle"
+
+    def turns_ending(self, statuses: Mapping[str, JSONObject]) -> list[Session]:
+        """Sessions running here but at rest in opencode's *statuses*: a resync ends their
+        turn, and their newest message (:attr:`RestSnapshot.last_messages`) tells how."""
+        running = ((sid, r) for sid, r in self._roots.items() if not r.ended and r.base != "idle")
+        return [r.state for sid, r in running if _level(statuses, sid) == "idle"]
 
     def root_of(self, session_id: str) -> str | None:
         """The tracked root a session (itself or a subagent child) belongs to."""
@@ -311,6 +327,8 @@ class SessionMapper:
             return None
         parent = _str(info.get("parentID"))
         if parent:
+            if sid not in self._children and self.root_of(parent) is None:
+                return None  # a subagent of a session we do not track: no record kept
             child = self._children.setdefault(sid, _Child(parent))
             child.parent = parent
             child.tokens, child.cost = parse_tokens(info.get("tokens")), _num(info.get("cost"))
@@ -508,6 +526,8 @@ class SessionMapper:
         if root_id is None or root_id != _str(props.get("sessionID")):
             return self._activity(props)  # a child's status: its root's status covers it
         root = self._roots[root_id]
+        if root.settled:
+            return []  # late news of the turn the resync ended (see resync)
         status = _obj(props.get("status"))
         level = _str(status.get("type"), "idle")
         if level not in ("busy", "retry", "idle"):
@@ -546,8 +566,8 @@ class SessionMapper:
         if root_id is None or root_id != _str(props.get("sessionID")):
             return []
         root = self._roots[root_id]
-        if root.idle_sent and root.base == "idle":
-            return []  # opencode's duplicate idle
+        if root.settled or (root.idle_sent and root.base == "idle"):
+            return []  # opencode's duplicate idle, or one of the turn the resync ended
         out = self._finish_turn(root_id, "session.idle", {})
         self._roots[root_id].idle_sent = True
         return out
@@ -569,6 +589,8 @@ class SessionMapper:
             return [self._out("session.error", root_id, data, False)]
         if name in _ABORT_ERRORS:
             return [self._out("session.error", root_id, data, False)]
+        if root.settled and root.turn_failed:
+            return []  # late news of a failure the resync already counted
         root.turn_failed = True
         changed = self._refresh(root_id, consecutive_errors=root.state.consecutive_errors + 1)
         return [self._out("session.error", root_id, data, changed)]
@@ -602,6 +624,8 @@ class SessionMapper:
         if root_id is None:
             return []
         mid = _str(info.get("id"))
+        if sid == root_id:
+            self._note_turn(self._roots[root_id], info)
         completed = _obj(info.get("time")).get("completed")
         if _str(info.get("role")) != "assistant" or not completed or mid in self._seen_messages:
             return self._activity({"sessionID": sid})
@@ -626,6 +650,16 @@ class SessionMapper:
         root = self._roots[root_id]
         changed = self._refresh(root_id, model=root.state.model or model) if model else False
         return [self._out("message.completed", root_id, data, changed)]
+
+    @staticmethod
+    def _note_turn(root: _Root, info: JSONObject) -> None:
+        """A message of the root: one of another turn than the one a resync ended means
+        that turn's late events are past (a new turn starts with a new prompt)."""
+        if not root.settled:
+            return
+        mid, parent = _str(info.get("id")), _str(info.get("parentID"))
+        if mid not in root.settled and not (_str(info.get("role")) == "assistant" and parent in root.settled):
+            root.settled = frozenset()
 
     def _on_permission_asked(self, props: JSONObject) -> list[OutEvent]:
         root_id = self._root_for_event(props)
@@ -708,18 +742,23 @@ class SessionMapper:
         out: list[OutEvent] = []
         seen: set[str] = set()
         new: set[str] = set()
-        # Children first need their parents known: track roots, then children.
-        infos = sorted(snapshot.sessions, key=lambda i: bool(_str(i.get("parentID"))))
-        for info in infos:
+        # Children need their parents known: roots first, then children level by level
+        # (a grandchild may be listed before its parent).
+        children: list[JSONObject] = []
+        for info in snapshot.sessions:
             sid = _str(info.get("id"))
-            if sid not in self._roots and not _str(info.get("parentID")):
+            if _str(info.get("parentID")):
+                children.append(info)
+                continue
+            if sid not in self._roots:
                 new.add(sid)
             if self._track(info) is not None:
                 seen.add(sid)
-        # A grandchild listed before its parent could not be filed yet.
-        for child_id in self._children:
-            if self._attach(child_id) is not None:
-                seen.add(child_id)
+        while children:
+            left = [info for info in children if self._track(info) is None]
+            if len(left) == len(children):
+                break  # the rest belong to sessions we do not track
+            children = left
         asks = self._pending_by_root(snapshot)
         by_id = {_str(i.get("id")): i for i in snapshot.sessions}
         for root_id, root in list(self._roots.items()):
@@ -731,17 +770,26 @@ class SessionMapper:
                 out.append(self._out("session.deleted", root_id, {"resync": True}, True))
                 continue
             info = by_id.get(root_id, {})
-            level = _str(_obj(snapshot.statuses.get(root_id)).get("type"), "idle")
+            level = _level(snapshot.statuses, root_id)
             was = root.base
             errors = root.state.consecutive_errors
+            failure: JSONObject | None = None
+            root.settled = frozenset()  # a new stream: the old one's late events are gone
             if level in ("busy", "retry"):
                 if was == "idle":
                     self._begin_turn(root)
                 root.base = level
             elif was != "idle":
+                # The turn ended unseen; its newest message says how (as _on_error and
+                # _finish_turn would have). The stream's buffered events are older.
+                last = snapshot.last_messages.get(root_id)
                 root.base, root.idle_sent = "idle", True
                 root.turns += 1
-                if not root.turn_failed:  # the turn ended without an error, as in _finish_turn
+                root.settled = _turn_ids(last)
+                failure = _turn_error(last) if not root.turn_failed else None
+                if failure is not None:
+                    root.turn_failed, errors = True, errors + 1
+                elif not root.turn_failed and _turn_completed(last):
                     errors = 0
             root.own_tokens, root.own_cost = parse_tokens(info.get("tokens")), _num(info.get("cost"))
             if _obj(info.get("time")).get("archived"):
@@ -759,6 +807,8 @@ class SessionMapper:
             )
             if root_id in new:
                 out.append(self._out("session.created", root_id, {"title": root.state.title, "resync": True}, True))
+            elif failure is not None:
+                out.append(self._out("session.error", root_id, {"error": failure, "resync": True}, changed))
             elif changed:
                 out.append(self._out("session.updated", root_id, {"resync": True}, True))
         self._evict()
@@ -806,6 +856,37 @@ class SessionMapper:
             if root.ended:
                 self._ended[state.id] = None
         self._evict()
+
+
+def _level(statuses: Mapping[str, JSONObject], session_id: str) -> str:
+    """opencode's level for a session in ``GET /session/status`` (idle ones are omitted)."""
+    return _str(_obj(statuses.get(session_id)).get("type"), "idle")
+
+
+def _reply(message: JSONObject | None) -> JSONObject:
+    """*message* if it is an assistant reply, else ``{}``."""
+    return message if message is not None and _str(message.get("role")) == "assistant" else {}
+
+
+def _turn_error(message: JSONObject | None) -> JSONObject | None:
+    """The error a turn failed with, from its newest message (an abort is no failure)."""
+    error = _obj(_reply(message).get("error"))
+    if not error or _str(error.get("name")) in _ABORT_ERRORS:
+        return None
+    return _error_summary(error)
+
+
+def _turn_completed(message: JSONObject | None) -> bool:
+    """True when the turn's newest message is a reply that finished (or was aborted);
+    False when that is unknown: no reply yet, one cut off (opencode died), or not read."""
+    reply = _reply(message)
+    return bool(_obj(reply.get("time")).get("completed") or reply.get("error"))
+
+
+def _turn_ids(message: JSONObject | None) -> frozenset[str]:
+    """The ids of a finished turn's reply and of the prompt it answers."""
+    reply = _reply(message)
+    return frozenset(i for i in (_str(reply.get("id")), _str(reply.get("parentID"))) if i)
 
 
 def _error_summary(error: JSONObject) -> JSONObject:

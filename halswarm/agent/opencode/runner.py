@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Final
 import psutil
 import trio
 
-from halswarm.agent.backoff import Backoff
+from halswarm.agent.backoff import Backoff, Retries
 from halswarm.agent.opencode.client import (
     OpencodeAuthError,
     OpencodeClient,
@@ -249,20 +249,18 @@ class OpencodeRunner:
             await trio.sleep(delay)
 
     async def _spawn_loop(self) -> None:
-        attempt = 0
+        retries = Retries(self.backoff, _STABLE_AFTER)
         while True:
             started = trio.current_time()
             problem = await self._run_once()
-            if trio.current_time() - started >= _STABLE_AFTER:
-                attempt = 0
+            retries.ended(trio.current_time() - started)
             requested, self._restart_reason = self._restart_reason, None
             if requested is not None:
                 # Asked for (a changed environment), not a failure: start again at once.
                 self.restarts += 1
                 log.info("opencode serve stopped to restart", extra=ctx(reason=requested))
                 continue
-            delay = self.backoff.delay(attempt, self.rng)
-            attempt += 1
+            delay = retries.next_delay(self.rng)
             self.restarts += 1
             self.attempts += 1
             self._set(False, f"{problem}; restarting in {delay:.0f} s")
