@@ -11,7 +11,8 @@ import trio
 
 from halswarm.agent.backend import EventSink
 from halswarm.agent.milestones import MARKERS_KEY
-from halswarm.agent.opencode.backend import OpencodeBackend, read_current_task
+from halswarm.agent.opencode.backend import OpencodeBackend
+from halswarm.agent.opencode.current_task import read_current_task
 from halswarm.agent.outbox import open_outbox
 from halswarm.jsontypes import is_json_object
 from halswarm.models import Project

@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from halswarm.agent.backend import OutEvent
-from halswarm.agent.opencode.mapper import RestSnapshot, SessionMapper
+from halswarm.agent.opencode.mapper import SessionMapper
+from halswarm.agent.opencode.snapshot import RestSnapshot
 from halswarm.jsontypes import is_json_object
 from halswarm.models import SESSION_STATUSES, Project, Tokens
 

@@ -27,7 +27,6 @@ import logging
 import math
 import random
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import orjson
@@ -36,10 +35,13 @@ import trio
 from halswarm.agent.backend import CommandFailedError, EventSink, OutEvent
 from halswarm.agent.backoff import Backoff, Retries
 from halswarm.agent.envapply import BUSY_STATUSES, RestartOutcome, busy_text
-from halswarm.agent.milestones import MARKERS_KEY, CompletionMarkers, read_complete_marker
-from halswarm.agent.opencode.client import OpencodeError, OpencodeNotFoundError, OpencodeUnavailableError
-from halswarm.agent.opencode.mapper import PREDECESSOR_KEY, RestSnapshot, SessionMapper
+from halswarm.agent.milestones import MARKERS_KEY, CompletionMarkers
+from halswarm.agent.opencode.client import OpencodeError, OpencodeNotFoundError
+from halswarm.agent.opencode.current_task import read_context
+from halswarm.agent.opencode.mapper import SessionMapper
 from halswarm.agent.opencode.runner import OpencodeRunner
+from halswarm.agent.opencode.shapes import PREDECESSOR_KEY
+from halswarm.agent.opencode.snapshot import directories, read_snapshot
 from halswarm.commands import (
     ENV_COMMANDS,
     AnswerQuestionArgs,
@@ -60,6 +62,7 @@ from halswarm.timeutil import Clock, system_now
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from pathlib import Path
 
     from halswarm.agent.outbox import Outbox
     from halswarm.config.agent import AgentConfig
@@ -67,7 +70,7 @@ if TYPE_CHECKING:
     from halswarm.jsontypes import JSONObject
     from halswarm.proto.messages import CommandMsg
 
-__all__ = ["HANDOVER_PROMPT", "OpencodeBackend", "continuation_prompt", "opencode_factory", "read_current_task"]
+__all__ = ["HANDOVER_PROMPT", "OpencodeBackend", "continuation_prompt", "opencode_factory"]
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +83,6 @@ _EMIT_LIMIT: Final = 30.0
 _RESTART_STEPS: Final = 20.0  # seconds a restart needs after the handover wait
 _STREAM_BACKOFF: Final = Backoff(0.5, 15.0)
 _STREAM_STABLE: Final = 30.0  # a stream up this long (past its resync) resets the backoff
-_TASK_FILE: Final = Path(".context") / "CURRENT_TASK.md"
-_TASK_MAX: Final = 200
 # Commands that make a session run a turn: a restart of the server would cut it off.
 _TURN_COMMANDS: Final = frozenset(
     {"start_session", "prompt_session", "resume_session", "restart_session", "reply_permission", "answer_question"}
@@ -103,31 +104,6 @@ def continuation_prompt(predecessor: str) -> str:
         ".context/PROGRESS.md, .context/CURRENT_TASK.md and .context/DECISIONS.md, "
         "then carry on from where it stopped."
     )
-
-
-def read_current_task(directory: str) -> str | None:
-    """The task line of ``<directory>/.context/CURRENT_TASK.md`` (blocking read).
-
-    The first line of text that is not a heading ("# Current task" says nothing), else
-    the first heading; list markers are dropped.
-    """
-    try:
-        text = (Path(directory) / _TASK_FILE).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    heading: str | None = None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            heading = heading or stripped.lstrip("#").strip() or None
-        elif stripped:
-            return stripped.lstrip("-*> ").strip()[:_TASK_MAX] or heading
-    return heading[:_TASK_MAX] if heading else None
-
-
-def _read_context(directory: str) -> tuple[str | None, str | None]:
-    """The project's current task and its COMPLETE marker (one blocking hop for both)."""
-    return read_current_task(directory), read_complete_marker(directory)
 
 
 class OpencodeBackend:
@@ -229,7 +205,7 @@ class OpencodeBackend:
         if not self.runner.ready:
             raise CommandFailedError(f"opencode is not available: {self.runner.health()}")
         try:
-            for directory in self._directories():
+            for directory in directories(self.projects, self.mapper):
                 for session_id, status in (await self.client.session_status(directory)).items():
                     kind = status.get("type")
                     busy.setdefault(session_id, kind if isinstance(kind, str) and kind != "idle" else "busy")
@@ -341,11 +317,6 @@ class OpencodeBackend:
             log.warning("opencode event stream lost", extra=ctx(reason=reason, retry_in=round(delay, 1)))
             await trio.sleep(delay)
 
-    def _directories(self) -> list[str]:
-        dirs = {p.directory for p in self.projects}
-        dirs.update(s.directory for s in self.mapper.sessions() if s.directory and s.status in ACTIVE_STATUSES)
-        return sorted(dirs)
-
     async def _resync(self) -> None:
         # Commands apply their effects under the same lock: one that lands while the
         # REST view is read is applied after it, never overwritten by a stale view.
@@ -357,58 +328,17 @@ class OpencodeBackend:
         )
 
     async def _resync_locked(self) -> tuple[list[OutEvent], int]:
-        sessions = await self.client.all_sessions()
-        listed = {info.get("id") for info in sessions}
-        for state in self.mapper.sessions():
-            # Ended only when opencode says so, not because a list left it out.
-            if state.status != "completed" and state.id not in listed:
-                with contextlib.suppress(OpencodeNotFoundError):
-                    sessions.append(await self.client.session(state.id))
-        # Sessions in sub-directories of a project have their own instance views.
-        ours = {
-            str(info.get("directory"))
-            for info in sessions
-            if isinstance(info.get("directory"), str) and self.mapper.project_for(str(info.get("directory")))
-        }
-        statuses: dict[str, JSONObject] = {}
-        permissions: list[JSONObject] = []
-        questions: list[JSONObject] = []
-        for directory in sorted(ours.union(self._directories())):
-            statuses.update(await self.client.session_status(directory))
-            permissions.extend(await self.client.permissions(directory))
-            questions.extend(await self.client.questions(directory))
-        last = await self._ended_turns({str(info.get("id")) for info in sessions}, statuses)
-        snapshot = RestSnapshot(sessions, statuses, permissions, questions, last)
+        snapshot = await read_snapshot(self.client, self.mapper, self.projects)
         events = self._mapped(functools.partial(self.mapper.resync, snapshot))
         await self._emit(events)
-        return events, len(permissions) + len(questions)
-
-    async def _ended_turns(self, listed: set[str], statuses: dict[str, JSONObject]) -> dict[str, JSONObject]:
-        """The newest message of each session whose turn ended unseen (busy here, at rest in
-        *statuses*), one bounded request each. A failed read leaves that turn's outcome
-        unknown; an unreachable opencode fails the resync, as any other read does."""
-        last: dict[str, JSONObject] = {}
-        for state in self.mapper.turns_ending(statuses):
-            if state.id not in listed:
-                continue  # gone: the resync ends it anyway
-            try:
-                message = await self.client.last_message(state.id, state.directory)
-            except OpencodeUnavailableError:
-                raise
-            except OpencodeError as exc:
-                problem = ctx(session_id=state.id, error=str(exc))
-                log.warning("cannot read how a turn ended; its error count stays", extra=problem)
-                continue
-            if message is not None:
-                last[state.id] = message
-        return last
+        return events, len(snapshot.permissions) + len(snapshot.questions)
 
     async def _task_watcher(self) -> None:
         """Poll each project's CURRENT_TASK.md and COMPLETE marker, and re-read them whenever a turn ends."""
         while True:
             turn_ended = self._turn_ended.waiter()
             for project in self.projects:
-                task, marker = await trio.to_thread.run_sync(_read_context, project.directory)
+                task, marker = await trio.to_thread.run_sync(read_context, project.directory)
                 await self._apply(functools.partial(self.mapper.set_current_task, project.name, task))
                 await self._report_marker(project.name, marker)
             with trio.move_on_after(_TASK_POLL):

@@ -30,171 +30,48 @@ from __future__ import annotations
 
 import collections
 import logging
-from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
 from halswarm.agent.backend import OutEvent
-from halswarm.jsontypes import JSONObject, JSONValue, is_json_object
-from halswarm.models import Pending, PermissionRequest, Project, Question, QuestionRequest, Session, Tokens
+from halswarm.agent.opencode.roots import Child, Root
+from halswarm.agent.opencode.shapes import (
+    ABORT_ERRORS,
+    add_tokens,
+    as_num,
+    as_obj,
+    as_str,
+    diff_files,
+    error_summary,
+    event_data,
+    level_of,
+    message_data,
+    model_of,
+    parse_tokens,
+    permission_request,
+    question_request,
+    trim,
+)
+from halswarm.models import Pending, Project, Session, Tokens
 from halswarm.timeutil import format_ts
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
-    from halswarm.models import SessionStatus
+    from halswarm.agent.opencode.snapshot import RestSnapshot
+    from halswarm.jsontypes import JSONObject
     from halswarm.timeutil import Clock
 
-__all__ = ["PREDECESSOR_KEY", "RestSnapshot", "SessionMapper"]
+__all__ = ["SessionMapper"]
 
 log = logging.getLogger(__name__)
 
-_Request = TypeVar("_Request", PermissionRequest, QuestionRequest)
-
-#: Session metadata key under which a restarted session records its predecessor.
-PREDECESSOR_KEY: Final = "halswarm_predecessor"
-_MAX_STRING: Final = 2000
-_MAX_LIST: Final = 200
 _ACTIVITY_EVERY: Final = 30.0  # seconds: busy sessions with only dropped events still show activity
 _SEEN_MESSAGES: Final = 4096
 _KEEP_ENDED: Final = 500  # ended sessions remembered (commands on them get "has ended")
-_ABORT_ERRORS: Final = frozenset({"MessageAbortedError"})
 _FORWARDED_AS_IS: Final = frozenset({"file.edited", "todo.updated"})
-
-
-def _str(value: JSONValue, default: str = "") -> str:
-    return value if isinstance(value, str) else default
-
-
-def _int(value: JSONValue) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _num(value: JSONValue) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0.0
-    return float(value)
-
-
-def _obj(value: JSONValue) -> JSONObject:
-    return value if is_json_object(value) else {}
-
-
-def _ms_ts(value: JSONValue) -> str | None:
-    """opencode's epoch milliseconds -> our timestamp."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        return None
-    try:
-        return format_ts(datetime.fromtimestamp(value / 1000, tz=UTC))
-    except (OverflowError, OSError, ValueError):  # a time no clock can show
-        return None
-
-
-def trim(value: JSONValue, depth: int = 0) -> JSONValue:
-    """Cut long strings and lists so an event stays small (the sink caps the rest)."""
-    if isinstance(value, str):
-        return value if len(value) <= _MAX_STRING else value[:_MAX_STRING] + f"… [{len(value)} chars]"
-    if depth > 8 and isinstance(value, list | dict):
-        return "…"  # lists too: a deeply nested list would otherwise hit the recursion limit
-    if isinstance(value, list):
-        return [trim(v, depth + 1) for v in value[:_MAX_LIST]]
-    if is_json_object(value):
-        return {k: trim(v, depth + 1) for k, v in value.items()}
-    return value
-
-
-def parse_tokens(raw: JSONValue) -> Tokens:
-    """opencode's ``{input, output, reasoning, cache: {read, write}}``."""
-    tokens = _obj(raw)
-    cache = _obj(tokens.get("cache"))
-    return Tokens(
-        _int(tokens.get("input")),
-        _int(tokens.get("output")),
-        _int(tokens.get("reasoning")),
-        _int(cache.get("read")),
-        _int(cache.get("write")),
-    )
-
-
-def _add(a: Tokens, b: Tokens) -> Tokens:
-    return Tokens(
-        a.input + b.input,
-        a.output + b.output,
-        a.reasoning + b.reasoning,
-        a.cache_read + b.cache_read,
-        a.cache_write + b.cache_write,
-    )
-
-
-def _model_of(info: JSONObject) -> str:
-    model = _obj(info.get("model"))
-    provider, model_id = _str(model.get("providerID")), _str(model.get("id") or model.get("modelID"))
-    return f"{provider}/{model_id}" if provider and model_id else ""
-
-
-def permission_request(raw: JSONObject, asked_at: str) -> PermissionRequest:
-    """A pending permission from ``permission.asked`` or ``GET /permission``."""
-    raw_patterns = raw.get("patterns")
-    patterns = [p for p in raw_patterns if isinstance(p, str)] if isinstance(raw_patterns, list) else []
-    metadata = _obj(raw.get("metadata"))
-    title = _str(metadata.get("command")) or _str(metadata.get("description")) or " ".join(patterns)
-    return PermissionRequest(_str(raw.get("id")), _str(raw.get("permission")), patterns, title[:_MAX_STRING], asked_at)
-
-
-def question_request(raw: JSONObject, asked_at: str) -> QuestionRequest:
-    """A pending question from ``question.asked`` or ``GET /question``."""
-    questions: list[Question] = []
-    items = raw.get("questions")
-    for item in items if isinstance(items, list) else []:
-        q = _obj(item)
-        options = q.get("options")
-        labels = [_str(_obj(o).get("label")) for o in options] if isinstance(options, list) else []
-        questions.append(Question(_str(q.get("question"))[:_MAX_STRING], _str(q.get("header")), labels))
-    return QuestionRequest(_str(raw.get("id")), questions, asked_at)
-
-
-@attrs.frozen
-class RestSnapshot:
-    """What a resync reads over REST: every session, and per directory the busy ones
-    and the pending requests (merged over the configured projects); for the sessions
-    :meth:`SessionMapper.turns_ending` names, the newest message's info (absent when it
-    could not be read)."""
-
-    sessions: list[JSONObject]
-    statuses: dict[str, JSONObject]
-    permissions: list[JSONObject]
-    questions: list[JSONObject]
-    last_messages: dict[str, JSONObject] = attrs.field(factory=dict)
-
-
-@attrs.define
-class _Root:
-    """A tracked root session and the bookkeeping its status is derived from."""
-
-    state: Session
-    own_tokens: Tokens = attrs.field(factory=Tokens)
-    own_cost: float = 0.0
-    base: str = "idle"  # opencode's level: idle | busy | retry
-    turn_failed: bool = False
-    idle_sent: bool = True
-    turns: int = 0  # turns finished, for waiters (handover)
-    ended: bool = False
-    compaction_auto: bool | None = None
-    last_emit: float = 0.0
-    #: Ids (the reply and its prompt) of a turn a resync ended while the stream may still
-    #: deliver its events: while set, status events are that turn's, not a new one's.
-    settled: frozenset[str] = frozenset()
-    #: Subagent sessions (at any depth) whose spend adds to this one.
-    children: set[str] = attrs.field(factory=set)
-
-
-@attrs.define
-class _Child:
-    parent: str
-    tokens: Tokens = attrs.field(factory=Tokens)
-    cost: float = 0.0
 
 
 class SessionMapper:
@@ -204,8 +81,8 @@ class SessionMapper:
         self.node_id = node_id
         self.projects = projects
         self.now = now
-        self._roots: dict[str, _Root] = {}
-        self._children: dict[str, _Child] = {}
+        self._roots: dict[str, Root] = {}
+        self._children: dict[str, Child] = {}
         self._tasks: dict[str, str | None] = {}
         self._seen_messages: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -249,7 +126,7 @@ class SessionMapper:
         """Sessions running here but at rest in opencode's *statuses*: a resync ends their
         turn, and their newest message (:attr:`RestSnapshot.last_messages`) tells how."""
         running = ((sid, r) for sid, r in self._roots.items() if not r.ended and r.base != "idle")
-        return [r.state for sid, r in running if _level(statuses, sid) == "idle"]
+        return [r.state for sid, r in running if level_of(statuses, sid) == "idle"]
 
     def root_of(self, session_id: str) -> str | None:
         """The tracked root a session (itself or a subagent child) belongs to."""
@@ -267,23 +144,12 @@ class SessionMapper:
     def _ts(self) -> str:
         return format_ts(self.now())
 
-    def _status(self, root: _Root) -> SessionStatus:
-        if root.ended:
-            return "completed"
-        if not root.state.pending.is_empty():
-            return "waiting"
-        if root.base == "busy":
-            return "busy"
-        if root.base == "retry":
-            return "retry"
-        return "error" if root.turn_failed else "idle"
-
     def _totals(self, root_id: str) -> tuple[Tokens, float]:
         root = self._roots[root_id]
         tokens, cost = root.own_tokens, root.own_cost
         for child_id in root.children:
             child = self._children[child_id]
-            tokens, cost = _add(tokens, child.tokens), cost + child.cost
+            tokens, cost = add_tokens(tokens, child.tokens), cost + child.cost
         return tokens, round(cost, 9)
 
     def _attach(self, child_id: str) -> str | None:
@@ -302,7 +168,7 @@ class SessionMapper:
         tokens, cost = self._totals(root_id)
         state = attrs.evolve(
             root.state,
-            status=self._status(root),
+            status=root.status(),
             tokens=tokens,
             cost_usd=cost,
             current_task=self._tasks.get(root.state.project, root.state.current_task),
@@ -322,59 +188,45 @@ class SessionMapper:
 
     def _track(self, info: JSONObject) -> str | None:
         """Start tracking a session from its info; returns its root id (None: not ours)."""
-        sid = _str(info.get("id"))
+        sid = as_str(info.get("id"))
         if not sid:
             return None
-        parent = _str(info.get("parentID"))
+        parent = as_str(info.get("parentID"))
         if parent:
             if sid not in self._children and self.root_of(parent) is None:
                 return None  # a subagent of a session we do not track: no record kept
-            child = self._children.setdefault(sid, _Child(parent))
+            child = self._children.setdefault(sid, Child(parent))
             child.parent = parent
-            child.tokens, child.cost = parse_tokens(info.get("tokens")), _num(info.get("cost"))
+            child.tokens, child.cost = parse_tokens(info.get("tokens")), as_num(info.get("cost"))
             return self._attach(sid)
         if sid in self._roots:
             return sid
-        project = self.project_for(_str(info.get("directory")))
+        project = self.project_for(as_str(info.get("directory")))
         if project is None:
             return None
-        time = _obj(info.get("time"))
-        metadata = _obj(info.get("metadata"))
-        predecessor = _str(metadata.get(PREDECESSOR_KEY)) or None
-        self._roots[sid] = _Root(
-            Session(
-                id=sid,
-                node_id=self.node_id,
-                project=project.name,
-                directory=_str(info.get("directory")),
-                status="idle",
-                title=_str(info.get("title")),
-                model=_model_of(info),
-                predecessor_id=predecessor,
-                current_task=self._tasks.get(project.name),
-                started_at=_ms_ts(time.get("created")) or self._ts(),
-                last_activity=_ms_ts(time.get("updated")) or self._ts(),
-            )
+        current_task = self._tasks.get(project.name)
+        self._roots[sid] = Root.from_info(
+            info, node_id=self.node_id, project=project, current_task=current_task, ts=self._ts
         )
         return sid
 
     def _apply_info(self, root_id: str, info: JSONObject) -> bool:
         """Fold a root's session info (title, model, totals, archive) in; True if changed."""
         root = self._roots[root_id]
-        root.own_tokens, root.own_cost = parse_tokens(info.get("tokens")), _num(info.get("cost"))
-        if _obj(info.get("time")).get("archived"):
+        root.own_tokens, root.own_cost = parse_tokens(info.get("tokens")), as_num(info.get("cost"))
+        if as_obj(info.get("time")).get("archived"):
             self._end(root_id)
         return self._refresh(
             root_id,
-            title=_str(info.get("title")) or root.state.title,
-            model=_model_of(info) or root.state.model,
+            title=as_str(info.get("title")) or root.state.title,
+            model=model_of(info) or root.state.model,
         )
 
     def adopt(self, info: JSONObject, *, predecessor: str | None = None) -> list[OutEvent]:
         """A session this agent just created (``POST /session`` answer)."""
-        if _str(info.get("parentID")):
+        if as_str(info.get("parentID")):
             return self._on_session_info({"info": info}, "session.created")
-        new = _str(info.get("id")) not in self._roots
+        new = as_str(info.get("id")) not in self._roots
         root_id = self._track(info)
         if root_id is None:
             return []
@@ -398,7 +250,7 @@ class SessionMapper:
         if root is None:
             return []
         if root.base == "idle" and (turns_before is None or root.turns == turns_before):
-            self._begin_turn(root)
+            root.begin_turn()
         changed = self._refresh(session_id)
         return [self._out("session.prompted", session_id, {"prompt": trim(prompt)}, changed)]
 
@@ -443,9 +295,9 @@ class SessionMapper:
 
     def feed(self, envelope: JSONObject) -> list[OutEvent]:
         """Map one ``/global/event`` envelope."""
-        payload = _obj(envelope.get("payload"))
-        etype = _str(payload.get("type"))
-        props = _obj(payload.get("properties"))
+        payload = as_obj(envelope.get("payload"))
+        etype = as_str(payload.get("type"))
+        props = as_obj(payload.get("properties"))
         if not etype or etype == "sync" or etype.startswith(("server.", "plugin.", "catalog.", "lsp.", "mcp.")):
             return []
         handler = _HANDLERS.get(etype)
@@ -456,7 +308,7 @@ class SessionMapper:
         return self._activity(props)
 
     def _root_for_event(self, props: JSONObject) -> str | None:
-        sid = _str(props.get("sessionID"))
+        sid = as_str(props.get("sessionID"))
         return self.root_of(sid) if sid else None
 
     def _activity(self, props: JSONObject) -> list[OutEvent]:
@@ -474,15 +326,15 @@ class SessionMapper:
     def _forward_plain(self, etype: str, envelope: JSONObject, props: JSONObject) -> list[OutEvent]:
         root_id = self._root_for_event(props)
         if root_id is not None:
-            return [self._out(etype, root_id, _data(props), False)]
-        project = self.project_for(_str(envelope.get("directory")))
+            return [self._out(etype, root_id, event_data(props), False)]
+        project = self.project_for(as_str(envelope.get("directory")))
         if project is None:
             return []
-        return [OutEvent(etype, None, project.name, _data(props))]
+        return [OutEvent(etype, None, project.name, event_data(props))]
 
     def _on_session_info(self, props: JSONObject, etype: str) -> list[OutEvent]:
-        info = _obj(props.get("info"))
-        sid = _str(info.get("id")) or _str(props.get("sessionID"))
+        info = as_obj(props.get("info"))
+        sid = as_str(info.get("id")) or as_str(props.get("sessionID"))
         if not sid:
             return []
         info = {**info, "id": sid}
@@ -510,26 +362,21 @@ class SessionMapper:
         return self._on_session_info(props, "session.updated")
 
     def _on_deleted(self, props: JSONObject) -> list[OutEvent]:
-        info = _obj(props.get("info"))
-        sid = _str(info.get("id")) or _str(props.get("sessionID"))
+        info = as_obj(props.get("info"))
+        sid = as_str(info.get("id")) or as_str(props.get("sessionID"))
         if sid in self._children:
             return []  # a child's spend stays with its root
         return self.mark_ended(sid, "session.deleted", {})
 
-    def _begin_turn(self, root: _Root) -> None:
-        root.base = "busy"
-        root.turn_failed = False
-        root.idle_sent = False
-
     def _on_status(self, props: JSONObject) -> list[OutEvent]:
         root_id = self._root_for_event(props)
-        if root_id is None or root_id != _str(props.get("sessionID")):
+        if root_id is None or root_id != as_str(props.get("sessionID")):
             return self._activity(props)  # a child's status: its root's status covers it
         root = self._roots[root_id]
         if root.settled:
             return []  # late news of the turn the resync ended (see resync)
-        status = _obj(props.get("status"))
-        level = _str(status.get("type"), "idle")
+        status = as_obj(props.get("status"))
+        level = as_str(status.get("type"), "idle")
         if level not in ("busy", "retry", "idle"):
             return []
         if level == root.base:
@@ -537,10 +384,10 @@ class SessionMapper:
         if level == "idle":
             return self._finish_turn(root_id, "session.status", {"status": {"type": "idle"}})
         if root.base == "idle":
-            self._begin_turn(root)
+            root.begin_turn()
         root.base = level
         changed = self._refresh(root_id)
-        data: JSONObject = {"status": _data(status)}
+        data: JSONObject = {"status": event_data(status)}
         return [self._out("session.status", root_id, data, changed)]
 
     def _finish_turn(self, root_id: str, etype: str, data: JSONObject) -> list[OutEvent]:
@@ -563,7 +410,7 @@ class SessionMapper:
 
     def _on_idle(self, props: JSONObject) -> list[OutEvent]:
         root_id = self._root_for_event(props)
-        if root_id is None or root_id != _str(props.get("sessionID")):
+        if root_id is None or root_id != as_str(props.get("sessionID")):
             return []
         root = self._roots[root_id]
         if root.settled or (root.idle_sent and root.base == "idle"):
@@ -576,18 +423,18 @@ class SessionMapper:
         root_id = self._root_for_event(props)
         if root_id is None:
             return []
-        summary = _error_summary(_obj(props.get("error")))
-        name = _str(summary["name"])
+        summary = error_summary(as_obj(props.get("error")))
+        name = as_str(summary["name"])
         data: JSONObject = {"error": summary}
         root = self._roots[root_id]
-        if name in _ABORT_ERRORS:
+        if name in ABORT_ERRORS:
             data["aborted"] = True
-        if root_id != _str(props.get("sessionID")):
+        if root_id != as_str(props.get("sessionID")):
             # A subagent failed: the task tool reports it to the parent, whose own turn
             # goes on; only the parent's errors count.
-            data["child_session_id"] = _str(props.get("sessionID"))
+            data["child_session_id"] = as_str(props.get("sessionID"))
             return [self._out("session.error", root_id, data, False)]
-        if name in _ABORT_ERRORS:
+        if name in ABORT_ERRORS:
             return [self._out("session.error", root_id, data, False)]
         if root.settled and root.turn_failed:
             return []  # late news of a failure the resync already counted
@@ -604,62 +451,41 @@ class SessionMapper:
         if root.compaction_auto is not None:
             data["auto"] = root.compaction_auto
             root.compaction_auto = None
-        if root_id != _str(props.get("sessionID")):
-            data["child_session_id"] = _str(props.get("sessionID"))
+        if root_id != as_str(props.get("sessionID")):
+            data["child_session_id"] = as_str(props.get("sessionID"))
         changed = self._refresh(root_id, compaction_count=root.state.compaction_count + 1)
         return [self._out("session.compacted", root_id, data, changed)]
 
     def _on_part(self, props: JSONObject) -> list[OutEvent]:
-        part = _obj(props.get("part"))
-        if _str(part.get("type")) == "compaction":
+        part = as_obj(props.get("part"))
+        if as_str(part.get("type")) == "compaction":
             root_id = self._root_for_event({"sessionID": part.get("sessionID") or props.get("sessionID")})
             if root_id is not None:
                 self._roots[root_id].compaction_auto = part.get("auto") is True
         return self._activity(props)
 
     def _on_message(self, props: JSONObject) -> list[OutEvent]:
-        info = _obj(props.get("info"))
-        sid = _str(props.get("sessionID")) or _str(info.get("sessionID"))
+        info = as_obj(props.get("info"))
+        sid = as_str(props.get("sessionID")) or as_str(info.get("sessionID"))
         root_id = self.root_of(sid) if sid else None
         if root_id is None:
             return []
-        mid = _str(info.get("id"))
+        mid = as_str(info.get("id"))
         if sid == root_id:
-            self._note_turn(self._roots[root_id], info)
-        completed = _obj(info.get("time")).get("completed")
-        if _str(info.get("role")) != "assistant" or not completed or mid in self._seen_messages:
+            self._roots[root_id].note_turn(info)
+        completed = as_obj(info.get("time")).get("completed")
+        if as_str(info.get("role")) != "assistant" or not completed or mid in self._seen_messages:
             return self._activity({"sessionID": sid})
         self._seen_messages[mid] = None
         while len(self._seen_messages) > _SEEN_MESSAGES:
             self._seen_messages.popitem(last=False)
-        provider, model_id = _str(info.get("providerID")), _str(info.get("modelID"))
-        model = f"{provider}/{model_id}" if provider and model_id else ""
-        data: JSONObject = {
-            "role": "assistant",
-            "message_id": mid,
-            "model": model,
-            "agent": _str(info.get("agent")),
-            "tokens": trim(_obj(info.get("tokens"))),
-            "cost": _num(info.get("cost")),
-            "finish": _str(info.get("finish")),
-        }
-        if info.get("error"):
-            data["error"] = _error_summary(_obj(info.get("error")))
+        data = message_data(info)
+        model = as_str(data["model"])
         if sid != root_id:
             data["child_session_id"] = sid
         root = self._roots[root_id]
         changed = self._refresh(root_id, model=root.state.model or model) if model else False
         return [self._out("message.completed", root_id, data, changed)]
-
-    @staticmethod
-    def _note_turn(root: _Root, info: JSONObject) -> None:
-        """A message of the root: one of another turn than the one a resync ended means
-        that turn's late events are past (a new turn starts with a new prompt)."""
-        if not root.settled:
-            return
-        mid, parent = _str(info.get("id")), _str(info.get("parentID"))
-        if mid not in root.settled and not (_str(info.get("role")) == "assistant" and parent in root.settled):
-            root.settled = frozenset()
 
     def _on_permission_asked(self, props: JSONObject) -> list[OutEvent]:
         root_id = self._root_for_event(props)
@@ -671,19 +497,19 @@ class SessionMapper:
         if any(p.id == request.id for p in pending.permissions):
             return []
         changed = self._refresh(root_id, pending=Pending([*pending.permissions, request], pending.questions))
-        return [self._out("permission.asked", root_id, _data(props), changed)]
+        return [self._out("permission.asked", root_id, event_data(props), changed)]
 
     def _on_permission_replied(self, props: JSONObject) -> list[OutEvent]:
         root_id = self._root_for_event(props)
         if root_id is None:
             return []
-        rid = _str(props.get("requestID") or props.get("permissionID"))
+        rid = as_str(props.get("requestID") or props.get("permissionID"))
         root = self._roots[root_id]
         pending = root.state.pending
         changed = self._refresh(
             root_id, pending=Pending([p for p in pending.permissions if p.id != rid], pending.questions)
         )
-        return [self._out("permission.replied", root_id, _data(props), changed)]
+        return [self._out("permission.replied", root_id, event_data(props), changed)]
 
     def _on_question_asked(self, props: JSONObject) -> list[OutEvent]:
         root_id = self._root_for_event(props)
@@ -695,19 +521,19 @@ class SessionMapper:
         if any(q.id == request.id for q in pending.questions):
             return []
         changed = self._refresh(root_id, pending=Pending(pending.permissions, [*pending.questions, request]))
-        return [self._out("question.asked", root_id, _data(props), changed)]
+        return [self._out("question.asked", root_id, event_data(props), changed)]
 
     def _on_question_done(self, props: JSONObject, etype: str) -> list[OutEvent]:
         root_id = self._root_for_event(props)
         if root_id is None:
             return []
-        rid = _str(props.get("requestID"))
+        rid = as_str(props.get("requestID"))
         root = self._roots[root_id]
         pending = root.state.pending
         changed = self._refresh(
             root_id, pending=Pending(pending.permissions, [q for q in pending.questions if q.id != rid])
         )
-        return [self._out(etype, root_id, _data(props), changed)]
+        return [self._out(etype, root_id, event_data(props), changed)]
 
     def _on_question_replied(self, props: JSONObject) -> list[OutEvent]:
         return self._on_question_done(props, "question.replied")
@@ -719,18 +545,7 @@ class SessionMapper:
         root_id = self._root_for_event(props)
         if root_id is None:
             return []
-        files: list[JSONValue] = []
-        diff = props.get("diff")
-        for item in diff if isinstance(diff, list) else []:
-            entry = _obj(item)
-            files.append(
-                {
-                    "file": _str(entry.get("file")),
-                    "additions": _int(entry.get("additions")),
-                    "deletions": _int(entry.get("deletions")),
-                    "status": _str(entry.get("status")),
-                }
-            )
+        files = diff_files(props)
         if not files:
             return []
         return [self._out("session.diff", root_id, {"files": trim(files)}, False)]
@@ -746,8 +561,8 @@ class SessionMapper:
         # (a grandchild may be listed before its parent).
         children: list[JSONObject] = []
         for info in snapshot.sessions:
-            sid = _str(info.get("id"))
-            if _str(info.get("parentID")):
+            sid = as_str(info.get("id"))
+            if as_str(info.get("parentID")):
                 children.append(info)
                 continue
             if sid not in self._roots:
@@ -759,8 +574,8 @@ class SessionMapper:
             if len(left) == len(children):
                 break  # the rest belong to sessions we do not track
             children = left
-        asks = self._pending_by_root(snapshot)
-        by_id = {_str(i.get("id")): i for i in snapshot.sessions}
+        asks = snapshot.pending_by_root(self.root_of, self._ts())
+        by_id = {as_str(i.get("id")): i for i in snapshot.sessions}
         for root_id, root in list(self._roots.items()):
             if root.ended:
                 continue
@@ -770,40 +585,19 @@ class SessionMapper:
                 out.append(self._out("session.deleted", root_id, {"resync": True}, True))
                 continue
             info = by_id.get(root_id, {})
-            level = _level(snapshot.statuses, root_id)
-            was = root.base
-            errors = root.state.consecutive_errors
-            failure: JSONObject | None = None
-            root.settled = frozenset()  # a new stream: the old one's late events are gone
-            if level in ("busy", "retry"):
-                if was == "idle":
-                    self._begin_turn(root)
-                root.base = level
-            elif was != "idle":
-                # The turn ended unseen; its newest message says how (as _on_error and
-                # _finish_turn would have). The stream's buffered events are older.
-                last = snapshot.last_messages.get(root_id)
-                root.base, root.idle_sent = "idle", True
-                root.turns += 1
-                root.settled = _turn_ids(last)
-                failure = _turn_error(last) if not root.turn_failed else None
-                if failure is not None:
-                    root.turn_failed, errors = True, errors + 1
-                elif not root.turn_failed and _turn_completed(last):
-                    errors = 0
-            root.own_tokens, root.own_cost = parse_tokens(info.get("tokens")), _num(info.get("cost"))
-            if _obj(info.get("time")).get("archived"):
+            level = level_of(snapshot.statuses, root_id)
+            # A turn that ended unseen: its newest message says how (see Root.catch_up).
+            failure, errors = root.catch_up(level, snapshot.last_messages.get(root_id))
+            root.own_tokens, root.own_cost = parse_tokens(info.get("tokens")), as_num(info.get("cost"))
+            if as_obj(info.get("time")).get("archived"):
                 self._end(root_id)
             permissions, questions = asks.get(root_id, ([], []))
             changed = self._refresh(
                 root_id,
-                title=_str(info.get("title")) or root.state.title,
-                model=_model_of(info) or root.state.model,
+                title=as_str(info.get("title")) or root.state.title,
+                model=model_of(info) or root.state.model,
                 consecutive_errors=errors,
-                pending=Pending(
-                    self._keep_asked_at(root.state.pending.permissions, permissions),
-                    self._keep_asked_at(root.state.pending.questions, questions),
-                ),
+                pending=root.fresh_pending(permissions, questions),
             )
             if root_id in new:
                 out.append(self._out("session.created", root_id, {"title": root.state.title, "resync": True}, True))
@@ -813,27 +607,6 @@ class SessionMapper:
                 out.append(self._out("session.updated", root_id, {"resync": True}, True))
         self._evict()
         return out
-
-    def _pending_by_root(
-        self, snapshot: RestSnapshot
-    ) -> dict[str, tuple[list[PermissionRequest], list[QuestionRequest]]]:
-        by_root: dict[str, tuple[list[PermissionRequest], list[QuestionRequest]]] = {}
-        now = self._ts()
-        for raw in snapshot.permissions:
-            root_id = self.root_of(_str(raw.get("sessionID")))
-            if root_id is not None:
-                by_root.setdefault(root_id, ([], []))[0].append(permission_request(raw, now))
-        for raw in snapshot.questions:
-            root_id = self.root_of(_str(raw.get("sessionID")))
-            if root_id is not None:
-                by_root.setdefault(root_id, ([], []))[1].append(question_request(raw, now))
-        return by_root
-
-    @staticmethod
-    def _keep_asked_at(known: Iterable[_Request], fresh: list[_Request]) -> list[_Request]:
-        """Fresh requests, keeping the time we first saw each."""
-        first_seen = {r.id: r.asked_at for r in known}
-        return [attrs.evolve(r, asked_at=first_seen.get(r.id, r.asked_at)) for r in fresh]
 
     # ---- persistence -------------------------------------------------------------------
 
@@ -845,67 +618,10 @@ class SessionMapper:
     def restore(self, states: list[Session]) -> None:
         """Load saved states (before the first resync)."""
         for state in states:
-            root = _Root(state, base="busy" if state.status in ("busy", "retry", "waiting") else "idle")
-            root.ended = state.status == "completed"
-            root.turn_failed = state.status == "error"
-            root.idle_sent = root.base == "idle"  # a turn in flight still forwards its one idle
-            # Until the resync reads the real figures, the saved totals stand (children
-            # are not known yet): never show a live session at zero cost.
-            root.own_tokens, root.own_cost = state.tokens, state.cost_usd
-            self._roots[state.id] = root
+            root = self._roots[state.id] = Root.from_saved(state)
             if root.ended:
                 self._ended[state.id] = None
         self._evict()
-
-
-def _level(statuses: Mapping[str, JSONObject], session_id: str) -> str:
-    """opencode's level for a session in ``GET /session/status`` (idle ones are omitted)."""
-    return _str(_obj(statuses.get(session_id)).get("type"), "idle")
-
-
-def _reply(message: JSONObject | None) -> JSONObject:
-    """*message* if it is an assistant reply, else ``{}``."""
-    return message if message is not None and _str(message.get("role")) == "assistant" else {}
-
-
-def _turn_error(message: JSONObject | None) -> JSONObject | None:
-    """The error a turn failed with, from its newest message (an abort is no failure)."""
-    error = _obj(_reply(message).get("error"))
-    if not error or _str(error.get("name")) in _ABORT_ERRORS:
-        return None
-    return _error_summary(error)
-
-
-def _turn_completed(message: JSONObject | None) -> bool:
-    """True when the turn's newest message is a reply that finished (or was aborted);
-    False when that is unknown: no reply yet, one cut off (opencode died), or not read."""
-    reply = _reply(message)
-    return bool(_obj(reply.get("time")).get("completed") or reply.get("error"))
-
-
-def _turn_ids(message: JSONObject | None) -> frozenset[str]:
-    """The ids of a finished turn's reply and of the prompt it answers."""
-    reply = _reply(message)
-    return frozenset(i for i in (_str(reply.get("id")), _str(reply.get("parentID"))) if i)
-
-
-def _error_summary(error: JSONObject) -> JSONObject:
-    """Name, message, status and retryability of an opencode error; never the provider's
-    response body, headers or URL."""
-    err_data = _obj(error.get("data"))
-    summary: JSONObject = {
-        "name": _str(error.get("name"), "UnknownError"),
-        "message": trim(_str(err_data.get("message"))),
-    }
-    for key in ("statusCode", "isRetryable"):
-        if isinstance(err_data.get(key), int | bool):
-            summary[key] = err_data[key]
-    return summary
-
-
-def _data(props: JSONObject) -> JSONObject:
-    value = trim(props)
-    return value if is_json_object(value) else {}
 
 
 _HANDLERS: Final = {
