@@ -84,8 +84,19 @@ def _discord(
     )
 
 
-def _supervisor(tmp_path: Path, manifest_path: Path) -> SupervisorConfig:
-    return attrs.evolve(supervisor_config(tmp_path / "sup.db"), env=EnvConfig(manifest_path=str(manifest_path)))
+def _supervisor(tmp_path: Path, manifest_path: Path, discord: DiscordChannel | None = None) -> SupervisorConfig:
+    """A supervisor holding the manifest at *manifest_path* (and *discord*, when given)."""
+    config = attrs.evolve(supervisor_config(tmp_path / "sup.db"), env=EnvConfig(manifest_path=str(manifest_path)))
+    return config if discord is None else attrs.evolve(config, channels=ChannelsConfig(discord=discord))
+
+
+def _manifest_file(tmp_path: Path, workspace: Workspace, marker: Path, *, script: str | None = None) -> Path:
+    """:func:`_manifest` written where the supervisor reads it, with fakert 1.4 installed
+    (too old: the declared install fixes it)."""
+    path = tmp_path / "env-manifest.json"
+    path.write_bytes(orjson.dumps(_manifest(workspace, marker, script=script)))
+    workspace.runtime("fakert", "echo fakert 1.4")
+    return path
 
 
 def _agent(sup: SupervisorHandle, tmp_path: Path, workspace: Workspace) -> AgentConfig:
@@ -172,16 +183,13 @@ async def _audit(sup: SupervisorHandle, **params: str) -> list[JSONObject]:
 
 async def test_an_install_is_approved_from_a_discord_button(tmp_path: Path, workspace: Workspace) -> None:
     marker = tmp_path / "installed.txt"
-    manifest_path = tmp_path / "env-manifest.json"
-    manifest_path.write_bytes(orjson.dumps(_manifest(workspace, marker)))
-    workspace.runtime("fakert", "echo fakert 1.4")  # too old: the declared install fixes it
+    manifest_path = _manifest_file(tmp_path, workspace, marker)
     with trio.fail_after(90):
         async with open_fake_discord() as fake:
             discord = _discord(fake, allowed_users=[s.ANA])
             config = attrs.evolve(
-                _supervisor(tmp_path, manifest_path),
+                _supervisor(tmp_path, manifest_path, discord),
                 routes=[RouteConfig("env.provision.manual_required", f"discord#{ALERTS}")],
-                channels=ChannelsConfig(discord=discord),
                 policies=PoliciesConfig(tick_seconds=TICK),
             )
             async with open_supervisor(config) as sup:
@@ -280,16 +288,11 @@ async def test_an_install_is_approved_from_a_discord_button(tmp_path: Path, work
 async def test_an_install_is_declined_from_a_discord_button(tmp_path: Path, workspace: Workspace) -> None:
     """Decline: an audit row naming the Discord user, the alert updated, nothing runs."""
     marker = tmp_path / "installed.txt"
-    manifest_path = tmp_path / "env-manifest.json"
-    manifest_path.write_bytes(orjson.dumps(_manifest(workspace, marker)))
-    workspace.runtime("fakert", "echo fakert 1.4")
+    manifest_path = _manifest_file(tmp_path, workspace, marker)
     with trio.fail_after(60):
         async with open_fake_discord() as fake:
             discord = _discord(fake, allowed_roles=[s.OPS_ROLE])
-            config = attrs.evolve(
-                _supervisor(tmp_path, manifest_path),
-                channels=ChannelsConfig(discord=discord),
-            )
+            config = _supervisor(tmp_path, manifest_path, discord)
             async with open_supervisor(config) as sup:
                 assert sup.env is not None
                 env = sup.env
@@ -331,17 +334,11 @@ async def test_one_run_at_a_time_whichever_way_it_was_approved(tmp_path: Path, w
     marker = tmp_path / "installed.txt"
     # Waits for the test to create the gate file: the run lasts exactly as long as the test wants.
     script = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo ran >> {marker}"
-    manifest = _manifest(workspace, marker, script=script)
-    manifest_path = tmp_path / "env-manifest.json"
-    manifest_path.write_bytes(orjson.dumps(manifest))
-    workspace.runtime("fakert", "echo fakert 1.4")
+    manifest_path = _manifest_file(tmp_path, workspace, marker, script=script)
     with trio.fail_after(60):
         async with open_fake_discord() as fake:
             discord = _discord(fake, allowed_users=[s.ANA])
-            config = attrs.evolve(
-                _supervisor(tmp_path, manifest_path),
-                channels=ChannelsConfig(discord=discord),
-            )
+            config = _supervisor(tmp_path, manifest_path, discord)
             async with open_supervisor(config) as sup:
                 assert sup.env is not None
                 env = sup.env
@@ -387,9 +384,7 @@ async def test_two_approvals_at_the_same_moment_run_the_install_once(tmp_path: P
     gate = tmp_path / "go"
     marker = tmp_path / "installed.txt"
     script = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo ran >> {marker}"
-    manifest_path = tmp_path / "env-manifest.json"
-    manifest_path.write_bytes(orjson.dumps(_manifest(workspace, marker, script=script)))
-    workspace.runtime("fakert", "echo fakert 1.4")
+    manifest_path = _manifest_file(tmp_path, workspace, marker, script=script)
     with trio.fail_after(60):
         async with open_supervisor(_supervisor(tmp_path, manifest_path)) as sup:
             assert sup.env is not None
