@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sqlite3
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
@@ -20,7 +19,6 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from sqlite_utils import Database
 
 from halswarm.config.supervisor import BudgetsConfig, CostConfig
 from halswarm.cost.estimates import SessionCost
@@ -30,8 +28,8 @@ from halswarm.jsontypes import JSONObject
 from halswarm.models import Session
 from halswarm.obs.metrics import Metrics
 from halswarm.store import Store, StoreError, cost_sql, open_store
-from halswarm.store.schema import MIGRATIONS
 from tests.cost.support import bucket, days
+from tests.inline_sql import InlineSQL, migrated_memory_db
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
@@ -103,29 +101,8 @@ class VirtualWall:
         return START + dt.timedelta(seconds=trio.current_time() - self.t0)
 
 
-class InlineStore:
-    """The real cost SQL on an in-memory database, run inline (tests only: no threads).
-
-    ``faults[method]`` makes that method raise the exception instead (for the next
-    ``fault_count[method]`` calls, or always).
-    """
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.faults: dict[str, Exception] = {}
-        self.fault_count: dict[str, int] = {}
-
-    async def _enter(self, method: str) -> None:
-        await trio.lowlevel.checkpoint()
-        fault = self.faults.get(method)
-        if fault is None:
-            return
-        left = self.fault_count.get(method)
-        if left is not None:
-            if left <= 1:
-                del self.faults[method]
-            self.fault_count[method] = left - 1
-        raise fault
+class InlineStore(InlineSQL):
+    """The real cost SQL on an in-memory database, run inline (tests only: no threads)."""
 
     async def replace_provider_costs(
         self,
@@ -170,12 +147,8 @@ class InlineStore:
 
 @pytest.fixture
 def inline_store() -> Iterator[InlineStore]:
-    conn = sqlite3.connect(":memory:")
-    MIGRATIONS.apply(Database(conn))
-    try:
+    with migrated_memory_db() as conn:
         yield InlineStore(conn)
-    finally:
-        conn.close()
 
 
 @pytest.fixture

@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sqlite3
 from typing import TYPE_CHECKING
 
 import attrs
 import pytest
 import trio
 import trio.testing
-from sqlite_utils import Database
 
 from halswarm.models import Command, Session
 from halswarm.obs.metrics import Metrics
 from halswarm.proto.messages import WireEvent
 from halswarm.store import AuditRecord, IngestBatch, NodeRecord, StoreError, retention_sql, sql
-from halswarm.store.schema import MIGRATIONS
 from halswarm.supervisor.retention import RetentionJob, RetentionTuning
 from halswarm.supervisor.tracker import SessionTracker
 from halswarm.timeutil import format_ts
+from tests.inline_sql import InlineSQL, migrated_memory_db
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -55,33 +53,11 @@ def wire(seq: int, ts: str, *, session: Session | None = None) -> WireEvent:
     )
 
 
-@attrs.define
-class InlineStore:
-    """The real retention SQL on one connection, run inline, recording each call.
+class InlineStore(InlineSQL):
+    """The real retention SQL on one connection, run inline, recording each call."""
 
-    ``faults[method]`` raises that exception on the next ``fault_count[method]`` calls.
-    """
-
-    conn: sqlite3.Connection
-    calls: list[tuple[str, float]] = attrs.Factory(list)
-    faults: dict[str, Exception] = attrs.Factory(dict)
-    fault_count: dict[str, int] = attrs.Factory(dict)
+    #: What ``auto_vacuum_mode`` answers.
     mode: str = "incremental"
-
-    async def _enter(self, method: str) -> None:
-        await trio.lowlevel.checkpoint()
-        self.calls.append((method, trio.current_time()))
-        fault = self.faults.get(method)
-        if fault is None:
-            return
-        left = self.fault_count.get(method, 1)
-        if left <= 1:
-            del self.faults[method]
-        self.fault_count[method] = left - 1
-        raise fault
-
-    def times(self, method: str) -> list[float]:
-        return [t for name, t in self.calls if name == method]
 
     async def newest_event_ids(self) -> list[int]:
         await self._enter("newest_event_ids")
@@ -114,12 +90,8 @@ class InlineStore:
 
 @pytest.fixture
 def store() -> Iterator[InlineStore]:
-    conn = sqlite3.connect(":memory:")
-    MIGRATIONS.apply(Database(conn))
-    try:
+    with migrated_memory_db() as conn:
         yield InlineStore(conn)
-    finally:
-        conn.close()
 
 
 @attrs.define
