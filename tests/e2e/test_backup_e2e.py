@@ -11,7 +11,6 @@ with N at least the seq recorded before it started.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
@@ -29,6 +28,7 @@ from halswarm.testing import (
     wait_until,
     write_json,
 )
+from tests.db_rows import file_rows
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,12 +47,7 @@ def _node(i: int) -> str:
 
 
 def _integrity(db: Path) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        rows: list[tuple[object, ...]] = conn.execute("PRAGMA integrity_check").fetchall()
-        return rows
-    finally:
-        conn.close()
+    return file_rows(db, "PRAGMA integrity_check", read_only=True)
 
 
 async def test_a_backup_during_writes_holds_every_event_acked_before_it(tmp_path: Path) -> None:

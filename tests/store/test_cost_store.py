@@ -6,7 +6,6 @@ StoreError (never an OverflowError), settled bookkeeping can be pruned."""
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ from halswarm.cost.estimates import SessionCost
 from halswarm.cost.model import CostBucket
 from halswarm.store import Store, StoreError, open_store
 from tests.cost.support import bucket as b
+from tests.db_rows import file_rows_in_thread
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -168,14 +168,5 @@ async def test_settled_sessions_bookkeeping_can_be_pruned(store: Store) -> None:
 async def test_money_is_stored_as_integer_nano_dollars(store: Store) -> None:
     await store.replace_provider_costs("anthropic", D1, D2, [b(D1, "1.5")], NOW)
 
-    def read() -> list[tuple[object, ...]]:
-        conn = sqlite3.connect(store.path)
-        try:
-            rows: list[tuple[object, ...]] = conn.execute(
-                "SELECT cost_nanos, typeof(cost_nanos), source FROM cost_daily"
-            ).fetchall()
-            return rows
-        finally:
-            conn.close()
-
-    assert await trio.to_thread.run_sync(read) == [(1_500_000_000, "integer", "provider")]
+    rows = await file_rows_in_thread(store.path, "SELECT cost_nanos, typeof(cost_nanos), source FROM cost_daily")
+    assert rows == [(1_500_000_000, "integer", "provider")]

@@ -18,6 +18,7 @@ from halswarm.store.dbfile import DatabaseFileError, MigrationResult, migrate_da
 from halswarm.store.schema import MIGRATIONS, code_schema_version
 from halswarm.store.stats import database_stats
 from halswarm.store.store import connect, migrate
+from tests.db_rows import file_rows
 
 CODE = code_schema_version()
 
@@ -48,12 +49,7 @@ def db(tmp_path: Path) -> Path:
 
 
 def read(path: Path, query: str) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows: list[tuple[object, ...]] = conn.execute(query).fetchall()
-        return rows
-    finally:
-        conn.close()
+    return file_rows(path, query, read_only=True)
 
 
 def leftovers(directory: Path) -> list[str]:

@@ -18,21 +18,13 @@ from halswarm.store.schema import MIGRATIONS, code_schema_version, schema_status
 from halswarm.supervisor.retention import RetentionJob, RetentionTuning
 from halswarm.supervisor.tracker import SessionTracker
 from halswarm.timeutil import format_ts
+from tests.db_rows import file_rows as read
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 GUARD = 30
-
-
-def read(path: Path, query: str) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        rows: list[tuple[object, ...]] = conn.execute(query).fetchall()
-        return rows
-    finally:
-        conn.close()
 
 
 def events(first_seq: int, count: int, age: dt.timedelta) -> list[WireEvent]:

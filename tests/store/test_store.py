@@ -4,7 +4,6 @@ commands with idempotency keys and their audit rows, and idempotent migrations."
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 import attrs
@@ -15,6 +14,7 @@ from halswarm.models import SUPERVISOR_NODE_ID, Command, Project, Resources, Ses
 from halswarm.proto.messages import WireEvent
 from halswarm.store import AuditRecord, EventQuery, IngestBatch, NodeRecord, Store, open_store
 from halswarm.store.schema import MIGRATIONS, SCHEMA_SET
+from tests.db_rows import file_rows_in_thread as sql_rows
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -58,20 +58,6 @@ def session(status: str = "busy", *, title: str = "", last_activity: str | None 
         title=title,
         last_activity=last_activity,
     )
-
-
-async def sql_rows(path: Path, query: str) -> list[tuple[object, ...]]:
-    """Read the database file directly (a separate connection, in a worker thread)."""
-
-    def work() -> list[tuple[object, ...]]:
-        conn = sqlite3.connect(path)
-        try:
-            rows: list[tuple[object, ...]] = conn.execute(query).fetchall()
-            return rows
-        finally:
-            conn.close()
-
-    return await trio.to_thread.run_sync(work)
 
 
 @pytest.fixture
